@@ -1,0 +1,74 @@
+"""What every source kind provides to the pipeline.
+
+A poll returns raw records plus an opaque position token; the pipeline parses and applies
+them, then calls ``commit(token)``. Positions only advance on commit, and ``state()`` only
+reports committed positions, so a checkpoint taken between cycles is always consistent with
+the counters it is saved beside: a crash re-reads, never skips, and never double-applies.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any
+
+from exporter.config import SourceConfig
+
+
+@dataclass
+class Poll:
+    """One poll's harvest.
+
+    ``lines`` are complete raw lines (bytes, without the newline) for sources that read text;
+    ``objects`` are already-decoded JSON values for sources that receive them decoded.
+    ``rejected`` counts records refused before parsing (e.g. ``line_too_long``), by reason;
+    they count as records read too.
+    """
+
+    lines: list[bytes] = field(default_factory=list)
+    objects: list[Any] = field(default_factory=list)
+    rejected: Counter[str] = field(default_factory=Counter)
+    token: Any = None
+
+
+@dataclass
+class SourceHealth:
+    """Self-metrics of one source, updated by the source itself."""
+
+    up: bool = False
+    errors_total: int = 0
+    last_success: float | None = None
+    polled_once: bool = False
+
+
+class Source(ABC):
+    """A named input of prediction or label records."""
+
+    def __init__(self, config: SourceConfig) -> None:
+        self.config = config
+        self.name = config.name
+        self.health = SourceHealth()
+
+    @abstractmethod
+    def poll(self, now: float) -> Poll:
+        """Read what is new since the last committed position. Never raises for I/O problems:
+        records them in ``health`` (up=False, errors_total+=1) and returns an empty Poll."""
+
+    @abstractmethod
+    def commit(self, token: Any) -> None:
+        """Advance the committed position to the one ``token`` stands for."""
+
+    def due(self, now: float) -> bool:
+        """Whether this source wants polling now (HTTP sources poll on their own interval)."""
+        return True
+
+    def state(self) -> dict[str, Any]:
+        """JSON-serialisable committed position, for the checkpoint."""
+        return {}
+
+    def restore(self, state: dict[str, Any]) -> None:
+        """Resume from a position returned earlier by ``state()``."""
+
+    def close(self) -> None:
+        """Release files, sessions, listeners."""
