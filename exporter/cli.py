@@ -1,0 +1,80 @@
+"""Command line: flags -> objects -> exit code. No monitoring logic lives here."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+import sys
+from collections.abc import Sequence
+from types import FrameType
+
+from exporter import __version__
+from exporter.config import ConfigError, load_config
+
+log = logging.getLogger("exporter")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="mlmon-exporter",
+        description="Prometheus exporter for machine-learning model quality: accuracy, drift, confidence.",
+    )
+    p.add_argument("mode", nargs="?", default="run", choices=("run", "demo"),
+                   help="run (default): serve the configured models; demo: a simulated drifting model, no setup")
+    p.add_argument("--config.file", dest="config_file", help="path to the YAML configuration")
+    p.add_argument("--config.check", dest="config_check", action="store_true",
+                   help="validate the configuration and exit 0 (valid) or 1 (invalid)")
+    p.add_argument("--web.listen-address", dest="listen_address", default=":9741",
+                   help="address to serve /metrics on (default :9741)")
+    p.add_argument("--web.config.file", dest="web_config_file",
+                   help="exporter-toolkit web config: TLS and basic auth")
+    p.add_argument("--state.directory", dest="state_directory", help="where checkpoints and cooldowns are kept")
+    p.add_argument("--log.level", dest="log_level", default="info", choices=("debug", "info", "warn", "error"))
+    p.add_argument("--log.format", dest="log_format", default="logfmt", choices=("logfmt", "json"))
+    p.add_argument("--version", action="version", version=f"mlmon-exporter {__version__}")
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    from exporter.logs import setup_logging
+
+    setup_logging("warning" if args.log_level == "warn" else args.log_level, args.log_format)
+    if args.mode == "demo":
+        from exporter.demo import run_demo
+
+        return run_demo(args.listen_address, args.state_directory)
+    if not args.config_file:
+        print("mlmon-exporter: --config.file is required (or run `mlmon-exporter demo`)", file=sys.stderr)
+        return 2
+    try:
+        config = load_config(args.config_file)
+    except ConfigError as e:
+        print(f"mlmon-exporter: invalid configuration {args.config_file}:\n{e}", file=sys.stderr)
+        return 1
+    if args.config_check:
+        print(f"{args.config_file}: configuration is valid "
+              f"({len(config.models)} models, {len(config.sources)} sources)")
+        return 0
+    from exporter.app import Exporter
+
+    exporter = Exporter(config, args.listen_address)
+    install_signal_handlers(exporter)
+    exporter.start()
+    exporter.wait()
+    exporter.stop()
+    return 0
+
+
+def install_signal_handlers(exporter: object) -> None:
+    def stop(signum: int, _frame: FrameType | None) -> None:
+        log.info("shutting down", extra={"signal": signal.Signals(signum).name})
+        exporter._stop.set()  # type: ignore[attr-defined]
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

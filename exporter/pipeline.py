@@ -1,0 +1,252 @@
+"""One cycle: sources -> records -> join -> windows -> an immutable Snapshot.
+
+The pipeline owns all mutable model state and is driven by one thread; everything else (the
+HTTP server, scrapes) reads the Snapshot it publishes. Prediction sources are applied before
+label sources within a cycle, so a label read in the same cycle as its prediction joins at
+once instead of waiting as an orphan.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import Counter, defaultdict
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from exporter import __version__
+from exporter.classes import ClassIndex
+from exporter.config import Config, ModelConfig
+from exporter.join import Joiner, first_occurrences
+from exporter.records import LabelBatch, ParseResult, PredictionBatch, RecordSpec, parse_labels, parse_predictions
+from exporter.snapshot import Snapshot, SnapshotBuilder
+from exporter.sources import build_source
+from exporter.sources.base import Source
+from exporter.versions import Histogram, VersionState
+
+log = logging.getLogger(__name__)
+Clock = Callable[[], float]
+VersionKey = tuple[str, str]
+POLL_BUCKETS = (0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 10.0, 30.0)
+
+
+@dataclass
+class SourceStats:
+    """Cumulative self-metrics of one source (persisted with the checkpoint)."""
+
+    records: int = 0
+    invalid: Counter[str] = field(default_factory=Counter)
+    newest_timestamp: float | None = None
+    poll_duration: Histogram = field(default_factory=lambda: Histogram(POLL_BUCKETS, 1e6))
+
+
+class RateLimitedLog:
+    """Log each (source, reason) at most once per interval, so a flood of bad lines stays readable."""
+
+    def __init__(self, interval: float = 60.0) -> None:
+        self.interval = interval
+        self._last: dict[tuple[str, str], float] = {}
+
+    def warn(self, source: str, reason: str, count: int, now: float) -> None:
+        key = (source, reason)
+        if now - self._last.get(key, -np.inf) >= self.interval:
+            self._last[key] = now
+            log.warning("invalid records skipped", extra={"source": source, "reason": reason, "count": count})
+
+
+class Pipeline:
+    def __init__(self, config: Config, clock: Clock = time.time, sources: Sequence[Source] | None = None) -> None:
+        self.clock = clock
+        self.config = config
+        self.sources: list[Source] = list(sources) if sources is not None else [
+            build_source(s) for s in config.sources]
+        self.source_stats: dict[str, SourceStats] = defaultdict(SourceStats)
+        self.classes: dict[str, ClassIndex] = {m.name: ClassIndex(m) for m in config.models}
+        self.versions: dict[VersionKey, VersionState] = {}
+        self.joiner = Joiner({m.name: (m.join.ttl, m.join.max_pending) for m in config.models})
+        self.orphans_total: Counter[str] = Counter()
+        self._specs = {s.name: RecordSpec.from_source(s.config, self._feature_names(s.config.model))
+                       for s in self.sources}
+        self._invalid_log = RateLimitedLog()
+        self.cycles = 0
+        self.snapshot = Snapshot((), clock(), False)
+        self.extra_families: list[Callable[[SnapshotBuilder, float], None]] = []
+
+    def _feature_names(self, model: str | None) -> tuple[str, ...]:
+        models = [m for m in self.config.models if model is None or m.name == model]
+        return tuple(dict.fromkeys(f for m in models for f in m.drift.features))
+
+    # -- the cycle ----------------------------------------------------------------------------------
+    def run_cycle(self) -> Snapshot:
+        now = self.clock()
+        ordered = sorted(self.sources, key=lambda s: s.config.kind != "predictions")
+        for src in ordered:
+            if src.due(now):
+                self._poll(src, now)
+        self.advance(now)
+        self.cycles += 1
+        self.snapshot = self.build_snapshot(now)
+        return self.snapshot
+
+    def _poll(self, src: Source, now: float) -> None:
+        started = time.perf_counter()
+        poll = src.poll(now)
+        spec = self._specs[src.name]
+        parse = parse_predictions if src.config.kind == "predictions" else parse_labels
+        result = parse(poll.lines, spec, now, poll.objects)
+        stats = self.source_stats[src.name]
+        self._count(src.name, result, poll.rejected, now)
+        if isinstance(result.batch, PredictionBatch):
+            self.apply_predictions(src.name, result.batch, now)
+        elif isinstance(result.batch, LabelBatch):
+            self.apply_labels(src.name, result.batch, now)
+        src.commit(poll.token)
+        stats.poll_duration.observe(np.array([time.perf_counter() - started]))
+
+    def _count(self, source: str, result: ParseResult, rejected: Counter[str], now: float) -> None:
+        stats = self.source_stats[source]
+        stats.records += result.records + sum(rejected.values())
+        for reason, n in (result.invalid + rejected).items():
+            self.invalid(source, reason, n, now)
+        if result.newest_timestamp is not None:
+            stats.newest_timestamp = max(stats.newest_timestamp or -np.inf, result.newest_timestamp)
+
+    def invalid(self, source: str, reason: str, n: int, now: float) -> None:
+        if n:
+            self.source_stats[source].invalid[reason] += n
+            self._invalid_log.warn(source, reason, n, now)
+
+    # -- predictions --------------------------------------------------------------------------------
+    def apply_predictions(self, source: str, batch: PredictionBatch, now: float) -> None:
+        if len(batch) == 0:
+            return
+        for model_name in sorted(set(batch.model.tolist())):
+            sel = batch.model == model_name
+            model = self.config.model(model_name)
+            if model is None:
+                self.invalid(source, "unknown_model", int(sel.sum()), now)
+                continue
+            ids = batch.id[sel]
+            dup = ~first_occurrences(ids) | self.joiner.is_known(model_name, ids)
+            pred_idx = self.classes[model_name].encode(batch.prediction[sel])
+            unknown = (pred_idx < 0) & ~dup
+            self.invalid(source, "duplicate", int(dup.sum()), now)
+            self.invalid(source, "unknown_class", int(unknown.sum()), now)
+            ok = ~dup & ~unknown
+            cols = {
+                "version": batch.model_version[sel][ok],
+                "pred_idx": pred_idx[ok],
+                "confidence": batch.confidence[sel][ok],
+                "pred_ts": batch.timestamp[sel][ok],
+            }
+            for version, rows in _groups(cols["version"]):
+                self._version(model, version, now).add_predictions(
+                    cols["pred_ts"][rows], cols["pred_idx"][rows], cols["confidence"][rows], now)
+            _, matched = self.joiner.add_predictions(model_name, ids[ok], cols, now)
+            if matched.label.size:
+                true_idx = self.classes[model_name].encode(matched.label)
+                # an orphan label of a class this model does not know cannot be scored
+                good = true_idx >= 0
+                self.invalid(source, "unknown_class", int((~good).sum()), now)
+                self._apply_outcomes(model, {k: v[good] for k, v in matched.pred.items()},
+                                     true_idx[good], matched.label_ts[good], now)
+
+    # -- labels ----------------------------------------------------------------------------------------
+    def apply_labels(self, source: str, batch: LabelBatch, now: float) -> None:
+        if len(batch) == 0:
+            return
+        restrict = self._source_model(source)
+        models = batch.model.copy()
+        if restrict is not None:
+            models[:] = restrict
+        first = first_occurrences(batch.id)
+        self.invalid(source, "duplicate", int((~first).sum()), now)
+        ids, labels, ts, models = batch.id[first], batch.label[first], batch.timestamp[first], models[first]
+        rows_by_model, found, dup = self.joiner.locate_labels(ids, models)
+        self.invalid(source, "duplicate", int(dup.sum()), now)
+        for model_name, rows in rows_by_model.items():
+            model = self.config.model(model_name)
+            assert model is not None
+            sel = rows >= 0
+            true_idx = self.classes[model_name].encode(labels[sel])
+            good = true_idx >= 0
+            self.invalid(source, "unknown_class", int((~good).sum()), now)
+            pred = self.joiner.take_pending(model_name, rows[sel][good], now)
+            self._apply_outcomes(model, pred, true_idx[good], ts[sel][good], now)
+        waiting = ~found & ~dup
+        if waiting.any():
+            # labels naming an unknown model can never join
+            named = models[waiting]
+            unknown = np.array([m is not None and self.config.model(m) is None for m in named.tolist()], dtype=bool)
+            self.invalid(source, "unknown_model", int(unknown.sum()), now)
+            idx = np.flatnonzero(waiting)[~unknown]
+            self.joiner.add_orphans(ids[idx], labels[idx], ts[idx], models[idx], now)
+
+    def _source_model(self, source: str) -> str | None:
+        for s in self.sources:
+            if s.name == source:
+                return s.config.model
+        return None
+
+    def _apply_outcomes(self, model: ModelConfig, pred: dict[str, npt.NDArray[Any]],
+                        true_idx: npt.NDArray[np.int32], label_ts: npt.NDArray[np.float64], now: float) -> None:
+        for version, rows in _groups(pred["version"]):
+            vs = self._version(model, version, now)
+            vs.add_outcomes(label_ts[rows], pred["pred_ts"][rows], pred["pred_idx"][rows].astype(np.int32),
+                            true_idx[rows], pred["confidence"][rows], now)
+            vs.last_seen = max(vs.last_seen, now)
+
+    def _version(self, model: ModelConfig, version: str, now: float) -> VersionState:
+        key = (model.name, version)
+        vs = self.versions.get(key)
+        if vs is None:
+            vs = self.versions[key] = VersionState(model, self.classes[model.name], self.config.global_.windows, now)
+            log.info("new model version", extra={"model": model.name, "model_version": version})
+        return vs
+
+    # -- the clock --------------------------------------------------------------------------------------
+    def advance(self, now: float) -> None:
+        expired, orphan_models = self.joiner.expire(now)
+        for model_name, gone in expired.items():
+            for version, rows in _groups(gone["version"]):
+                vs = self.versions.get((model_name, version))
+                if vs is not None:
+                    vs.expired_total += int(rows.size)
+        for m in orphan_models.tolist():
+            self.orphans_total[m or ""] += 1
+        idle = self.config.global_.version_idle_expiry
+        for key in [k for k, vs in self.versions.items() if vs.last_seen < now - idle]:
+            log.info("model version idle, series dropped", extra={"model": key[0], "model_version": key[1]})
+            del self.versions[key]
+        for vs in self.versions.values():
+            vs.advance(now)
+
+    @property
+    def ready(self) -> bool:
+        return all(s.health.polled_once for s in self.sources)
+
+    def build_snapshot(self, now: float) -> Snapshot:
+        from exporter.exposition import build_families  # local: exposition imports pipeline types
+
+        b = SnapshotBuilder()
+        build_families(self, b, now)
+        for extra in self.extra_families:
+            extra(b, now)
+        return b.build(now, self.ready)
+
+
+def _groups(values: npt.NDArray[np.object_]) -> Iterable[tuple[str, npt.NDArray[np.int64]]]:
+    """Row indices per distinct value, in sorted value order."""
+    if values.size == 0:
+        return []
+    uniq, inverse = np.unique(values.astype(str), return_inverse=True)
+    order = np.argsort(inverse, kind="stable")
+    bounds = np.searchsorted(inverse[order], np.arange(uniq.size + 1))
+    return [(str(u), order[bounds[i]:bounds[i + 1]]) for i, u in enumerate(uniq)]
+
+
+BUILD_VERSION = __version__

@@ -1,0 +1,170 @@
+"""Every windowed statistic against scikit-learn / numpy on the same events, with a fake clock.
+
+Predictions and labels are fed through the real join and windows in random batches with
+out-of-order and late timestamps; at each step the exported numbers are compared with a
+brute-force recomputation over exactly the events DESIGN §2 places in each window.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+from sklearn.metrics import accuracy_score, precision_recall_fscore_support
+
+from exporter.config import Baseline, Config, GlobalConfig, JoinConfig, ModelConfig, Thresholds, Window
+from exporter.pipeline import Pipeline
+from exporter.records import LabelBatch, PredictionBatch
+
+
+class FakeClock:
+    def __init__(self, t: float) -> None:
+        self.t = t
+
+    def __call__(self) -> float:
+        return self.t
+
+
+def obj(values: list[str]) -> np.ndarray:
+    return np.array(values, dtype=object)
+
+
+def make_pipeline(model: ModelConfig, clock: FakeClock) -> Pipeline:
+    cfg = Config(global_=GlobalConfig(poll_interval=1.0, windows=(Window("1m", 60.0), Window("10m", 600.0))),
+                 models=(model,))
+    return Pipeline(cfg, clock, sources=[])
+
+
+def pred_batch(ids: list[str], ts: np.ndarray, preds: list[str], conf: np.ndarray, version: str = "1",
+               model: str = "m") -> PredictionBatch:
+    n = len(ids)
+    return PredictionBatch(id=obj(ids), model=obj([model] * n), model_version=obj([version] * n), timestamp=ts,
+                           prediction=obj(preds), confidence=conf, probabilities=np.full(n, None, dtype=object))
+
+
+def label_batch(ids: list[str], labels: list[str], ts: np.ndarray) -> LabelBatch:
+    n = len(ids)
+    return LabelBatch(id=obj(ids), label=obj(labels), timestamp=ts, model=np.full(n, None, dtype=object))
+
+
+def check_window(p: Pipeline, now: float, preds: dict[str, tuple[float, str, float]],
+                 outcomes: list[tuple[str, float, str]], classes: list[str], model: ModelConfig) -> None:
+    vs = p.versions[("m", "1")]
+    for i, w in enumerate(vs.windows):
+        s = vs.window_stats(i)
+        cutoff = now - w.seconds
+        in_pred = [k for k, (ts, _, _) in preds.items() if ts > cutoff]
+        in_out = [(rid, lts, lab) for rid, lts, lab in outcomes if lts > cutoff]
+        assert s.predictions == len(in_pred)
+        assert s.labeled == len(in_out)
+        # coverage: labelled predictions among the window's predictions, both by prediction time
+        labelled_ids = {rid for rid, _, _ in outcomes}
+        n_cov = sum(1 for k in in_pred if k in labelled_ids)
+        assert s.labeled_by_prediction_time == n_cov
+        if in_pred:
+            assert s.coverage == pytest.approx(n_cov / len(in_pred), rel=1e-12)
+            conf = np.array([preds[k][2] for k in in_pred])
+            cs = s.confidence
+            assert cs.mean == pytest.approx(np.mean(conf), rel=1e-12)
+            assert cs.median == pytest.approx(np.median(conf), rel=1e-12)
+            assert cs.stddev == pytest.approx(np.std(conf), rel=1e-9, abs=1e-12)
+            assert (cs.min, cs.max) == (conf.min(), conf.max())
+            assert cs.low_share == pytest.approx(np.mean(conf < model.thresholds.confidence), rel=1e-12)
+        else:
+            assert math.isnan(s.coverage) and math.isnan(s.confidence.mean)
+        if not in_out:
+            assert math.isnan(s.metrics.accuracy) and math.isnan(s.accuracy_drop)
+            continue
+        y_true = [lab for _, _, lab in in_out]
+        y_pred = [preds[rid][1] for rid, _, _ in in_out]
+        assert s.metrics.accuracy == pytest.approx(accuracy_score(y_true, y_pred), rel=1e-12)
+        p_, r_, f_, _ = precision_recall_fscore_support(y_true, y_pred, labels=classes, average=None,
+                                                        zero_division=np.nan)
+        for c, cls in enumerate(classes):
+            if cls not in p.classes["m"].names:  # never seen yet: no series, and sklearn agrees it is NaN
+                assert math.isnan(p_[c]) and math.isnan(r_[c])
+                continue
+            idx = p.classes["m"].names.index(cls)
+            for ours, ref in ((s.metrics.precision[idx], p_[c]), (s.metrics.recall[idx], r_[c]),
+                              (s.metrics.f1[idx], f_[c])):
+                assert (math.isnan(ours) and math.isnan(ref)) or ours == pytest.approx(ref, rel=1e-12)
+        mp, mr, mf, _ = precision_recall_fscore_support(y_true, y_pred, average="macro", zero_division=np.nan)
+        assert s.metrics.macro_precision == pytest.approx(mp, rel=1e-12)
+        assert s.metrics.macro_recall == pytest.approx(mr, rel=1e-12)
+        assert s.metrics.macro_f1 == pytest.approx(mf, rel=1e-12, nan_ok=True)
+        acc = accuracy_score(y_true, y_pred)
+        base = model.baseline.accuracy
+        assert base is not None
+        assert s.accuracy_drop == pytest.approx(base - acc, rel=1e-12, abs=1e-15)
+        expect = (base - acc) > model.thresholds.drift and len(in_out) >= model.thresholds.min_samples
+        assert s.drift_detected == expect
+        # ECE, 10 equal-width bins, straight from the definition
+        conf = np.array([preds[rid][2] for rid, _, _ in in_out])
+        correct = np.array([preds[rid][1] == lab for rid, _, lab in in_out], dtype=float)
+        bins = np.minimum((conf * 10).astype(int), 9)
+        ece = sum(np.sum(bins == b) / len(conf) * abs(correct[bins == b].mean() - conf[bins == b].mean())
+                  for b in range(10) if np.any(bins == b))
+        assert s.calibration_error == pytest.approx(ece, abs=1e-9)
+
+
+@pytest.mark.parametrize(("task", "classes"), [("binary", ["0", "1"]), ("multiclass", ["a", "b", "c", "d", "e"])])
+def test_windows_against_sklearn(task: str, classes: list[str]) -> None:
+    rng = np.random.default_rng(42)
+    model = ModelConfig(name="m", task=task, classes=tuple(classes) if task == "binary" else None,  # type: ignore[arg-type]
+                        positive_class="1", baseline=Baseline(accuracy=0.8),
+                        thresholds=Thresholds(min_samples=20), join=JoinConfig(ttl=300.0, max_pending=10**6))
+    clock = FakeClock(10_000.0)
+    p = make_pipeline(model, clock)
+    preds: dict[str, tuple[float, str, float]] = {}
+    outcomes: list[tuple[str, float, str]] = []
+    waiting: list[str] = []
+    counter = 0
+    for step in range(120):
+        clock.t += float(rng.exponential(8.0))
+        now = clock.t
+        n = int(rng.integers(0, 30))
+        ids = [f"r{counter + i}" for i in range(n)]
+        counter += n
+        ts = now - rng.exponential(3.0, n)
+        pr = rng.choice(classes, n, p=None).tolist()
+        if task == "multiclass" and step < 60:
+            pr = [c if c != "e" else "d" for c in pr]  # class "e" absent early: empty-class NaNs
+        conf = np.round(rng.uniform(0.3, 1.0, n), 3)
+        p.apply_predictions("preds", pred_batch(ids, ts, pr, conf), now)
+        for i, rid in enumerate(ids):
+            preds[rid] = (float(ts[i]), pr[i], float(conf[i]))
+        waiting.extend(ids)
+        # label some waiting predictions: mostly right early, drifting later
+        k = int(rng.integers(0, len(waiting) + 1)) if waiting else 0
+        chosen = [waiting.pop(int(rng.integers(0, len(waiting)))) for _ in range(k)]
+        acc = 0.9 if step < 70 else 0.6
+        labs = [preds[r][1] if rng.random() < acc else str(rng.choice(classes)) for r in chosen]
+        has_ts = rng.random(k) < 0.7
+        lts = np.where(has_ts, now - rng.uniform(0, 20, k), now)
+        p.apply_labels("labels", label_batch(chosen, labs, lts), now)
+        outcomes.extend(zip(chosen, lts.tolist(), labs, strict=True))
+        p.advance(now)
+        if step % 5 == 0 or step > 110:
+            check_window(p, now, preds, outcomes, classes, model)
+    # the clock alone empties the windows
+    clock.t += 700.0
+    p.advance(clock.t)
+    check_window(p, clock.t, preds, outcomes, classes, model)
+    vs = p.versions[("m", "1")]
+    assert vs.window_stats(1).predictions == 0
+
+
+def test_tiny_and_empty_windows_give_nan_not_errors() -> None:
+    model = ModelConfig(name="m", classes=("0", "1"), baseline=Baseline(accuracy=0.9))
+    clock = FakeClock(100.0)
+    p = make_pipeline(model, clock)
+    p.apply_predictions("s", pred_batch(["a"], np.array([100.0]), ["1"], np.array([np.nan])), 100.0)
+    p.apply_labels("l", label_batch(["a"], ["0"], np.array([100.0])), 100.0)
+    s = p.versions[("m", "1")].window_stats(0)
+    assert s.metrics.accuracy == 0.0 and s.labeled == 1
+    assert math.isnan(s.metrics.precision[1]) or s.metrics.precision[1] == 0.0
+    assert math.isnan(s.confidence.mean)  # no confidence given
+    assert not s.drift_detected  # one sample is below min_samples
+    snap = p.build_snapshot(100.0)
+    assert any(f.name == "mlmon_accuracy_ratio" for f in snap.families)

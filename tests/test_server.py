@@ -1,0 +1,112 @@
+"""The real exporter process on an ephemeral port: exposition, health, readiness, the demo, the CLI."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import requests
+from prometheus_client.parser import text_string_to_metric_families
+
+from tests.helpers import free_port, require_tool, wait_for
+
+
+def spawn(args: list[str], log: Path) -> subprocess.Popen[bytes]:
+    with log.open("wb") as out:  # the child keeps its own descriptor
+        return subprocess.Popen([sys.executable, "-m", "exporter", *args], stdout=out,
+                                stderr=subprocess.STDOUT, start_new_session=True)
+
+
+def stop(p: subprocess.Popen[bytes]) -> int:
+    p.terminate()
+    return p.wait(15)
+
+
+@pytest.fixture
+def served(tmp_path: Path) -> Iterator[tuple[str, Path]]:
+    preds, labels = tmp_path / "preds.jsonl", tmp_path / "labels.jsonl"
+    preds.write_text("".join(json.dumps({"id": f"r{i}", "model_version": "3", "prediction": i % 2,
+                                         "confidence": 0.6 + (i % 4) / 10}) + "\n" for i in range(40)))
+    labels.write_text("".join(json.dumps({"id": f"r{i}", "label": 1}) + "\n" for i in range(30))
+                      + "not json\n" + json.dumps({"label": 1}) + "\n")
+    cfg = tmp_path / "config.yaml"
+    cfg.write_text(f"""
+global: {{poll_interval: 1s, windows: [1h]}}
+models:
+  - name: fraud
+    classes: ["0", "1"]
+    baseline: {{accuracy: 0.9}}
+    thresholds: {{min_samples: 10}}
+sources:
+  - {{name: preds, kind: predictions, type: file, path: "{preds}", model: fraud}}
+  - {{name: labels, kind: labels, type: file, path: "{labels}"}}
+""")
+    port = free_port()
+    p = spawn([f"--config.file={cfg}", f"--web.listen-address=127.0.0.1:{port}"], tmp_path / "exporter.log")
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_for(lambda: requests.get(f"{url}/-/ready", timeout=1).ok, 20, "exporter ready")
+        yield url, tmp_path
+    finally:
+        assert stop(p) == 0, (tmp_path / "exporter.log").read_text()
+
+
+def test_metrics_parse_and_lint_clean(served: tuple[str, Path]) -> None:
+    url, _ = served
+    body = requests.get(f"{url}/metrics", timeout=5)
+    assert body.headers["Content-Type"].startswith("text/plain; version=0.0.4")
+    fams = {f.name: f for f in text_string_to_metric_families(body.text)}
+    acc = {s.labels["model_version"]: s.value for s in fams["mlmon_accuracy_ratio"].samples}
+    assert acc == {"3": 15 / 30}  # labels all 1, predictions alternate
+    invalid = {s.labels["reason"]: s.value for s in fams["mlmon_exporter_invalid_records"].samples}
+    assert invalid == {"invalid_json": 1, "missing_id": 1}
+    records = {s.labels["source"]: s.value for s in fams["mlmon_exporter_records"].samples}
+    assert records == {"preds": 40, "labels": 32}
+    promtool = require_tool("promtool")
+    r = subprocess.run([promtool, "check", "metrics"], input=body.content, capture_output=True)
+    assert r.returncode == 0, r.stderr.decode()
+
+
+def test_health_ready_landing(served: tuple[str, Path]) -> None:
+    url, _ = served
+    assert requests.get(f"{url}/-/healthy", timeout=2).status_code == 200
+    assert requests.get(f"{url}/-/ready", timeout=2).status_code == 200
+    landing = requests.get(f"{url}/", timeout=2)
+    assert 'href="/metrics"' in landing.text
+    assert requests.get(f"{url}/nope", timeout=2).status_code == 404
+
+
+def test_config_check_exit_codes(tmp_path: Path) -> None:
+    good = Path(__file__).parent / "data" / "config" / "design-example.yaml"
+    r = subprocess.run([sys.executable, "-m", "exporter", "--config.check", f"--config.file={good}"],
+                       capture_output=True, text=True, env={"LABELS_TOKEN": "t", "PATH": "/usr/bin:/bin"})
+    assert r.returncode == 0, r.stderr
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("models: [{name: m, thresholds: {drift: 1.5}}]\n")
+    r = subprocess.run([sys.executable, "-m", "exporter", "--config.check", f"--config.file={bad}"],
+                       capture_output=True, text=True)
+    assert r.returncode == 1
+    assert "models[0].thresholds.drift: must be between 0 and 1, got 1.5" in r.stderr
+
+
+def test_demo_detects_drift_within_60_seconds(tmp_path: Path) -> None:
+    port = free_port()
+    p = spawn(["demo", f"--web.listen-address=127.0.0.1:{port}"], tmp_path / "demo.log")
+    started = time.monotonic()
+    try:
+        def drifted() -> str | None:
+            text = requests.get(f"http://127.0.0.1:{port}/metrics", timeout=2).text
+            return text if 'mlmon_accuracy_drift_detected{model="fraud-demo",model_version="1",window="1m"} 1.0' \
+                in text else None
+
+        text = wait_for(drifted, 60, "demo drift detected", interval=1.0)
+        assert time.monotonic() - started < 60
+        # the healthy canary does not drift
+        assert 'mlmon_accuracy_drift_detected{model="fraud-demo",model_version="2",window="1m"} 0.0' in text
+    finally:
+        assert stop(p) == 0, (tmp_path / "demo.log").read_text()
