@@ -8,9 +8,13 @@ import signal
 import sys
 from collections.abc import Sequence
 from types import FrameType
+from typing import TYPE_CHECKING
 
 from exporter import __version__
 from exporter.config import ConfigError, load_config
+
+if TYPE_CHECKING:
+    from exporter.app import Exporter
 
 log = logging.getLogger("exporter")
 
@@ -59,7 +63,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     from exporter.app import Exporter
 
-    exporter = Exporter(config, args.listen_address)
+    try:
+        exporter = Exporter(config, args.listen_address, config_path=args.config_file,
+                            state_directory=args.state_directory)
+    except OSError as e:
+        print(f"mlmon-exporter: cannot start: {e}", file=sys.stderr)
+        return 1
     install_signal_handlers(exporter)
     exporter.start()
     exporter.wait()
@@ -67,13 +76,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     return 0
 
 
-def install_signal_handlers(exporter: object) -> None:
+def install_signal_handlers(exporter: Exporter) -> None:
     def stop(signum: int, _frame: FrameType | None) -> None:
         log.info("shutting down", extra={"signal": signal.Signals(signum).name})
-        exporter._stop.set()  # type: ignore[attr-defined]
+        exporter.request_stop()
+
+    def reload(_signum: int, _frame: FrameType | None) -> None:
+        log.info("SIGHUP: reloading configuration")
+        exporter.trigger_reload()
 
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
+    signal.signal(signal.SIGHUP, reload)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -118,7 +118,7 @@ def run_demo(listen_address: str, state_directory: str | None = None) -> int:
     sim = Simulator(directory)
     writer = threading.Thread(target=sim.run, name="demo-writer", daemon=True)
     writer.start()
-    exporter = Exporter(demo_config(directory), listen_address)
+    exporter = Exporter(demo_config(directory), listen_address, state_directory=state_directory)
     install_signal_handlers(exporter)
     exporter.start()
     log.info("demo running: a simulated model drifts after %.0f s; open /metrics", DRIFT_AFTER_SECONDS,

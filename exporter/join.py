@@ -98,6 +98,11 @@ class ArrivalBuffer:
         self._base += 1 << 40  # new, disjoint sequence range: stale rows can never alias
         self.index = dict(zip(self._ids.tolist(), range(self._base, self._base + keep.size), strict=True))
 
+    def restore(self, saved: Mapping[str, Any]) -> None:
+        """Re-add entries returned by ``export`` (in their original arrival order)."""
+        self.add(np.asarray(saved["id"], dtype=object), np.asarray(saved["expires"], dtype=np.float64),
+                 {n: saved[n] for n in self._dtypes})
+
     def export(self) -> dict[str, Any]:
         keep = np.flatnonzero(self._alive)
         out: dict[str, Any] = {n: c[keep] for n, c in self.cols.items()}
@@ -244,6 +249,22 @@ class Joiner:
             mj.joined.expire(now, mj.max_pending)
         orphans = self.orphans.expire(now, sum(mj.max_pending for mj in self.models.values()))
         return expired, orphans["model"]
+
+    def state(self) -> dict[str, Any]:
+        return {
+            "models": {name: {"pending": mj.pending.export(), "joined": mj.joined.export()}
+                       for name, mj in self.models.items()},
+            "orphans": self.orphans.export(),
+        }
+
+    def restore(self, state: Mapping[str, Any]) -> None:
+        """Reinstate buffers of models that are still configured (others are dropped)."""
+        for name, saved in state["models"].items():
+            mj = self.models.get(name)
+            if mj is not None:
+                mj.pending.restore(saved["pending"])
+                mj.joined.restore(saved["joined"])
+        self.orphans.restore(state["orphans"])
 
     def pending_count(self, model: str) -> int:
         return len(self.models[model].pending)

@@ -225,6 +225,56 @@ class Pipeline:
         for vs in self.versions.values():
             vs.advance(now)
 
+    # -- checkpoint / reload ------------------------------------------------------------------------------
+    def export_state(self) -> dict[str, Any]:
+        """Everything needed to continue exactly where this pipeline is (committed positions only)."""
+        return {
+            "sources": {s.name: s.state() for s in self.sources},
+            "source_stats": {name: {"records": st.records, "invalid": dict(st.invalid),
+                                    "newest_timestamp": st.newest_timestamp}
+                             for name, st in self.source_stats.items()},
+            "classes": {name: list(ci.names) for name, ci in self.classes.items()},
+            "join": self.joiner.state(),
+            "versions": [[m, v, vs.state()] for (m, v), vs in self.versions.items()],
+            "orphans_total": dict(self.orphans_total),
+        }
+
+    def restore_state(self, state: dict[str, Any], now: float) -> None:
+        """Continue from ``export_state`` output, possibly of an older config (reload, restart).
+
+        State of models that are gone is dropped; a model whose fixed classes changed starts
+        empty, because its saved class indices would no longer mean the same classes.
+        """
+        compatible: set[str] = set()
+        for name, names in state["classes"].items():
+            ci = self.classes.get(name)
+            if ci is None:
+                continue
+            if names[: len(ci.names)] == ci.names[: len(names)] and len(names) <= ci.capacity:
+                ci.restore(names)
+                compatible.add(name)
+            else:
+                log.warning("classes of model changed; its saved state is dropped", extra={"model": name})
+        for src in self.sources:
+            saved = state["sources"].get(src.name)
+            if saved is not None:
+                src.restore(saved)
+        for name, saved in state["source_stats"].items():
+            st = self.source_stats[name]
+            st.records = int(saved["records"])
+            st.invalid = Counter({k: int(v) for k, v in saved["invalid"].items()})
+            st.newest_timestamp = saved["newest_timestamp"]
+        join_state = state["join"]
+        join_state = {**join_state, "models": {k: v for k, v in join_state["models"].items() if k in compatible}}
+        self.joiner.restore(join_state)
+        for model_name, version, saved in state["versions"]:
+            model = self.config.model(model_name)
+            if model is None or model_name not in compatible:
+                continue
+            vs = self._version(model, version, now)
+            vs.restore(saved, now)
+        self.orphans_total = Counter({k: int(v) for k, v in state["orphans_total"].items()})
+
     @property
     def ready(self) -> bool:
         return all(s.health.polled_once for s in self.sources)

@@ -215,6 +215,38 @@ class VersionState:
         self.outcomes.advance(now)
         self.coverage.advance(now)
 
+    # -- checkpoint -----------------------------------------------------------------------------
+    def state(self) -> dict[str, Any]:
+        streams = {}
+        for name, stream in (("predictions", self.predictions), ("outcomes", self.outcomes),
+                             ("coverage", self.coverage)):
+            ts, cols = stream.export()
+            streams[name] = {"ts": ts, "cols": cols}
+        return {
+            "first_seen": self.first_seen, "last_seen": self.last_seen,
+            "predicted_total": self.predicted_total, "labeled_total": self.labeled_total,
+            "expired_total": self.expired_total, "baseline_n": self.baseline_n,
+            "baseline_correct": self.baseline_correct,
+            "confidence_hist": self.confidence_hist.state(), "delay_hist": self.delay_hist.state(),
+            "streams": streams,
+        }
+
+    def restore(self, state: dict[str, Any], now: float) -> None:
+        """Counters as saved; windows rebuilt from the saved events at ``now`` (possibly new lengths)."""
+        self.first_seen = float(state["first_seen"])
+        self.last_seen = float(state["last_seen"])
+        self.predicted_total = np.asarray(state["predicted_total"], dtype=np.int64).copy()
+        self.labeled_total = np.asarray(state["labeled_total"], dtype=np.int64).copy()
+        self.expired_total = int(state["expired_total"])
+        self.baseline_n = int(state["baseline_n"])
+        self.baseline_correct = int(state["baseline_correct"])
+        self.confidence_hist.restore(state["confidence_hist"])
+        self.delay_hist.restore(state["delay_hist"])
+        for name, stream in (("predictions", self.predictions), ("outcomes", self.outcomes),
+                             ("coverage", self.coverage)):
+            saved = state["streams"][name]
+            stream.rebuild(np.asarray(saved["ts"], dtype=np.float64), saved["cols"], now)
+
     # -- read -----------------------------------------------------------------------------------
     @property
     def correct_total(self) -> int:
