@@ -145,47 +145,56 @@ def _same(a: dict[tuple[str, tuple[tuple[str, str], ...]], float],
     return diffs
 
 
+Numbers = dict[tuple[str, tuple[tuple[str, str], ...]], float]
+
+
+def _run(d: Path, preds: list[str], labels: list[str], kills: bool) -> Numbers:
+    """Feed the logs in chunks (optionally killing the exporter now and then); the final numbers."""
+    d.mkdir()
+    rnd = random.Random(3)
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    per_p, per_l = -(-len(preds) // CHUNKS), -(-len(labels) // CHUNKS)
+
+    def ready() -> bool:
+        return requests.get(f"{url}/-/ready", timeout=1).ok
+
+    p = _start(d, port)
+    n_kills = 0
+    try:
+        wait_for(ready, 20, "ready")
+        for chunk in range(CHUNKS):
+            if chunk == CHUNKS // 2:
+                # rotate away from the glob once read: only the checkpoint remembers that data now
+                half = CHUNKS // 2
+                wait_for(lambda: _done(url, half * per_p, half * per_l), 30, "first half read")
+                (d / "preds.jsonl").rename(d / "preds.jsonl.1")
+                (d / "labels.jsonl").rename(d / "labels.jsonl.1")
+            _feed(d, preds, "preds.jsonl", chunk, split=chunk % 2 == 0)
+            _feed(d, labels, "labels.jsonl", chunk, split=chunk % 3 == 0)
+            if kills and chunk % 2 == 1:
+                time.sleep(rnd.uniform(0.0, 0.4))  # mid-cycle, mid-checkpoint, between: anywhere
+                os.killpg(p.pid, signal.SIGKILL)
+                p.wait()
+                n_kills += 1
+                p = _start(d, port)
+                wait_for(ready, 20, "ready after restart")
+            else:
+                time.sleep(0.15)
+        wait_for(lambda: _done(url, N_PRED, len(labels)), 60, "all records read")
+        time.sleep(0.5)  # one more cycle: joins and windows settle
+        numbers = _numbers(url)
+    finally:
+        p.terminate()
+        assert p.wait(15) == 0, (d / "exporter.log").read_text()[-3000:]
+    assert n_kills == (CHUNKS // 2 if kills else 0)
+    return numbers
+
+
 def test_kill_9_at_random_moments_matches_uninterrupted_run(tmp_path: Path) -> None:
-    base = time.time() - 600
-    preds, labels = _records(base)
-    results = []
-    for run, kills in (("steady", False), ("killed", True)):
-        d = tmp_path / run
-        d.mkdir()
-        rnd = random.Random(3)
-        port = free_port()
-        url = f"http://127.0.0.1:{port}"
-        p = _start(d, port)
-        n_kills = 0
-        try:
-            wait_for(lambda: requests.get(f"{url}/-/ready", timeout=1).ok, 20, "ready")
-            for chunk in range(CHUNKS):
-                if chunk == CHUNKS // 2:
-                    # rotate away from the glob once read: only the checkpoint remembers that data now
-                    per_p, per_l = -(-len(preds) // CHUNKS), -(-len(labels) // CHUNKS)
-                    wait_for(lambda: _done(url, chunk * per_p, chunk * per_l), 30, "first half read")
-                    (d / "preds.jsonl").rename(d / "preds.jsonl.1")
-                    (d / "labels.jsonl").rename(d / "labels.jsonl.1")
-                _feed(d, preds, "preds.jsonl", chunk, split=chunk % 2 == 0)
-                _feed(d, labels, "labels.jsonl", chunk, split=chunk % 3 == 0)
-                if kills and chunk % 2 == 1:
-                    time.sleep(rnd.uniform(0.0, 0.4))  # mid-cycle, mid-checkpoint, between: anywhere
-                    os.killpg(p.pid, signal.SIGKILL)
-                    p.wait()
-                    n_kills += 1
-                    p = _start(d, port)
-                    wait_for(lambda: requests.get(f"{url}/-/ready", timeout=1).ok, 20, "ready after restart")
-                else:
-                    time.sleep(0.15)
-            wait_for(lambda: _done(url, N_PRED, len(labels)), 60, "all records read")
-            time.sleep(0.5)  # one more cycle: joins and windows settle
-            results.append(_numbers(url))
-        finally:
-            p.terminate()
-            assert p.wait(15) == 0, (d / "exporter.log").read_text()[-3000:]
-        if kills:
-            assert n_kills >= 5
-    steady, killed = results
+    preds, labels = _records(time.time() - 600)
+    steady = _run(tmp_path / "steady", preds, labels, kills=False)
+    killed = _run(tmp_path / "killed", preds, labels, kills=True)
     assert steady[("mlmon_exporter_invalid_records_total", (("reason", "invalid_json"), ("source", "labels")))] == 1
     assert sum(v for (name, _), v in steady.items() if name == "mlmon_predictions_total") == N_PRED
     assert _same(steady, killed) == []
