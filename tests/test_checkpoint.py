@@ -166,8 +166,8 @@ def _run(d: Path, preds: list[str], labels: list[str], kills: bool) -> Numbers:
         for chunk in range(CHUNKS):
             if chunk == CHUNKS // 2:
                 # rotate away from the glob once read: only the checkpoint remembers that data now
-                half = CHUNKS // 2
-                wait_for(lambda: _done(url, half * per_p, half * per_l), 30, "first half read")
+                first_half = (CHUNKS // 2) * per_p, (CHUNKS // 2) * per_l
+                wait_for(lambda: _done(url, *first_half), 30, "first half read")  # noqa: B023 - called at once
                 (d / "preds.jsonl").rename(d / "preds.jsonl.1")
                 (d / "labels.jsonl").rename(d / "labels.jsonl.1")
             _feed(d, preds, "preds.jsonl", chunk, split=chunk % 2 == 0)
