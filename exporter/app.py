@@ -16,7 +16,9 @@ from http import HTTPStatus
 from pathlib import Path
 
 from exporter.config import Config, ConfigError, load_config
+from exporter.history import HistoryWriter
 from exporter.pipeline import Pipeline
+from exporter.retrain import WEBHOOK_PATH, RetrainingService, evidence_from_pipeline
 from exporter.server import ExporterHTTPServer, RenderedSnapshot, Response, parse_listen_address
 from exporter.snapshot import SnapshotBuilder
 from exporter.sources import build_source
@@ -39,6 +41,13 @@ class Exporter:
         self.server.post_handlers["/-/reload"] = self._http_reload
         self.families_hooks: list[FamiliesHook] = [self._self_families]
         self.on_cycle: list[Callable[[], None]] = []
+        # evidence comes from the published snapshot: `rendered` outlives pipelines swapped by reload
+        self.retraining = RetrainingService(config.retraining, Path(state_directory) if state_directory else None,
+                                            evidence_from_pipeline(self.rendered), clock)
+        self.server.post_handlers[WEBHOOK_PATH] = self.retraining.handle
+        self.history = HistoryWriter(config, clock, self.retraining.retraining_triggered)
+        self.families_hooks += [self.retraining.families, self.history.families]
+        self.on_cycle.append(self._write_history)
         self.reload_successful = True
         self.reload_success_time = clock()
         self._stop = threading.Event()
@@ -86,6 +95,9 @@ class Exporter:
         if self.checkpointer is not None and now - self._last_checkpoint >= self.config.global_.checkpoint_interval:
             self.checkpoint(now)
 
+    def _write_history(self) -> None:
+        self.history.maybe_write(self.rendered.snapshot)
+
     def checkpoint(self, now: float) -> None:
         if self.checkpointer is not None:
             self.checkpointer.save(self.pipeline.export_state(), now)
@@ -132,6 +144,8 @@ class Exporter:
         state["sources"] = {k: v for k, v in state["sources"].items() if k not in kept}
         pipeline.restore_state(state, now)
         self.pipeline, self.config = pipeline, config
+        self.retraining.reconfigure(config.retraining)
+        self.history.reconfigure(config)
         self.reload_successful = True
         self.reload_success_time = now
         log.info("configuration reloaded", extra={"models": len(config.models), "sources": len(config.sources)})
@@ -194,3 +208,4 @@ class Exporter:
             t.join(timeout=10)
         for src in self.pipeline.sources:
             src.close()
+        self.retraining.close()

@@ -24,8 +24,9 @@ def build_parser() -> argparse.ArgumentParser:
         prog="mlmon-exporter",
         description="Prometheus exporter for machine-learning model quality: accuracy, drift, confidence.",
     )
-    p.add_argument("mode", nargs="?", default="run", choices=("run", "demo"),
-                   help="run (default): serve the configured models; demo: a simulated drifting model, no setup")
+    p.add_argument("mode", nargs="?", default="run", choices=("run", "demo", "history"),
+                   help="run (default): serve the configured models; demo: a simulated drifting model, no setup; "
+                        "history: print the Parquet performance history")
     p.add_argument("--config.file", dest="config_file", help="path to the YAML configuration")
     p.add_argument("--config.check", dest="config_check", action="store_true",
                    help="validate the configuration and exit 0 (valid) or 1 (invalid)")
@@ -36,6 +37,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--state.directory", dest="state_directory", help="where checkpoints and cooldowns are kept")
     p.add_argument("--log.level", dest="log_level", default="info", choices=("debug", "info", "warn", "error"))
     p.add_argument("--log.format", dest="log_format", default="logfmt", choices=("logfmt", "json"))
+    p.add_argument("--model", help="history: only this model")
+    p.add_argument("--since", help="history: only rows newer than this duration, e.g. 24h")
     p.add_argument("--version", action="version", version=f"mlmon-exporter {__version__}")
     return p
 
@@ -61,6 +64,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"{args.config_file}: configuration is valid "
               f"({len(config.models)} models, {len(config.sources)} sources)")
         return 0
+    if args.mode == "history":
+        from exporter.history import history_command
+
+        return history_command(config, args.model, args.since)
     from exporter.app import Exporter
 
     try:
