@@ -23,6 +23,7 @@ from exporter.server import ExporterHTTPServer, RenderedSnapshot, Response, pars
 from exporter.snapshot import SnapshotBuilder
 from exporter.sources import build_source
 from exporter.sources.base import Source
+from exporter.sources.kserve import KSERVE_PATH, KServeSource
 from exporter.state import Checkpointer
 
 log = logging.getLogger(__name__)
@@ -37,7 +38,8 @@ class Exporter:
         self.clock = clock
         self.checkpointer = Checkpointer(Path(state_directory)) if state_directory else None
         self.rendered = RenderedSnapshot()
-        self.server = ExporterHTTPServer(parse_listen_address(listen_address), self.rendered)
+        max_body = max([10 << 20, *(s.max_body_bytes for s in config.sources if s.type == "kserve")])
+        self.server = ExporterHTTPServer(parse_listen_address(listen_address), self.rendered, max_body_bytes=max_body)
         self.server.post_handlers["/-/reload"] = self._http_reload
         self.families_hooks: list[FamiliesHook] = [self._self_families]
         self.on_cycle: list[Callable[[], None]] = []
@@ -66,6 +68,14 @@ class Exporter:
     def _new_pipeline(self, config: Config, sources: list[Source]) -> Pipeline:
         pipeline = Pipeline(config, self.clock, sources=sources)
         pipeline.extra_families = self.families_hooks
+        self.server.post_handlers.pop(KSERVE_PATH, None)
+        for src in sources:
+            if isinstance(src, KServeSource):
+                src.models = config.model
+                if src.config.listen_address:
+                    src.start_listener()  # its own port, without auth, for a logger in the same pod (idempotent)
+                else:
+                    self.server.post_handlers.setdefault(KSERVE_PATH, src.handle)
         return pipeline
 
     @property

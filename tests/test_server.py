@@ -110,3 +110,43 @@ def test_demo_detects_drift_within_60_seconds(tmp_path: Path) -> None:
         assert 'mlmon_accuracy_drift_detected{model="fraud-demo",model_version="2",window="1m"} 0.0' in text
     finally:
         assert stop(p) == 0, (tmp_path / "demo.log").read_text()
+
+
+def test_kserve_events_reach_metrics_through_the_exporter(tmp_path: Path) -> None:
+    """The kserve source wired into the real exporter: a v1 response with probability rows, joined
+    with labels from a file."""
+    labels = tmp_path / "labels.jsonl"
+    labels.write_text(json.dumps({"id": "ev-1#0", "label": "pos"}) + "\n" + json.dumps({"id": "ev-1#1", "label": "pos"})
+                      + "\n")
+    cfg = tmp_path / "config.yaml"
+    cfg.write_text(f"""
+global: {{poll_interval: 200ms, windows: [1h]}}
+models:
+  - {{name: sentiment, classes: [neg, pos], positive_class: pos, baseline: {{accuracy: 0.9}}}}
+sources:
+  - {{name: kserve, kind: predictions, type: kserve, model_from: inferenceservicename}}
+  - {{name: labels, kind: labels, type: file, path: "{labels}"}}
+""")
+    port = free_port()
+    p = spawn([f"--config.file={cfg}", f"--web.listen-address=127.0.0.1:{port}"], tmp_path / "exporter.log")
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_for(lambda: requests.get(f"{url}/-/ready", timeout=1).ok, 20, "ready")
+        headers = {"ce-id": "ev-1", "ce-specversion": "1.0", "ce-type": "org.kubeflow.serving.inference.response",
+                   "ce-source": "http://localhost:9081/", "ce-inferenceservicename": "sentiment",
+                   "ce-namespace": "default", "ce-component": "predictor", "ce-endpoint": "sentiment-predictor-00002",
+                   "Content-Type": "application/json"}
+        r = requests.post(f"{url}/api/v1/kserve", headers=headers,
+                          data=json.dumps({"predictions": [[0.2, 0.8], [0.7, 0.3]]}), timeout=5)
+        assert r.status_code == 200, r.text
+        r = requests.post(f"{url}/api/v1/kserve", headers={**headers, "ce-id": "bad"}, data=b"{not json", timeout=5)
+        assert r.status_code == 400
+
+        def accuracy() -> str | None:
+            text = requests.get(f"{url}/metrics", timeout=2).text
+            line = [s for s in text.splitlines() if s.startswith('mlmon_accuracy_ratio{model="sentiment"')]
+            return line[0] if line else None
+
+        assert wait_for(accuracy, 10, "kserve outcome").endswith(" 0.5")  # one of two right
+    finally:
+        assert stop(p) == 0, (tmp_path / "exporter.log").read_text()

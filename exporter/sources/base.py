@@ -67,8 +67,8 @@ class Source(ABC):
         """JSON-serialisable committed position, for the checkpoint."""
         return {}
 
-    def restore(self, state: dict[str, Any]) -> None:
+    def restore(self, state: dict[str, Any]) -> None:  # noqa: B027 - optional hook, stateless sources skip it
         """Resume from a position returned earlier by ``state()``."""
 
-    def close(self) -> None:
+    def close(self) -> None:  # noqa: B027 - optional hook
         """Release files, sessions, listeners."""

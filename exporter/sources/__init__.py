@@ -1,0 +1,29 @@
+"""Source kinds by their config ``type``, so the pipeline builds sources without knowing them.
+
+Each source kind lives in its own module and registers its class in ``SOURCE_TYPES``.
+"""
+
+from __future__ import annotations
+
+from exporter.config import SourceConfig
+from exporter.sources.base import Poll, Source, SourceHealth
+from exporter.sources.file_tail import FileTailSource
+from exporter.sources.http_poll import HTTPSource
+from exporter.sources.kserve import KServeSource
+
+SOURCE_TYPES: dict[str, type[Source]] = {"file": FileTailSource, "http": HTTPSource, "kserve": KServeSource}
+
+
+def build_source(config: SourceConfig) -> Source:
+    """The source for ``config``, by its ``type``; ValueError for a type with no class."""
+    try:
+        cls = SOURCE_TYPES[config.type]
+    except KeyError:
+        known = ", ".join(sorted(SOURCE_TYPES))
+        raise ValueError(f"source {config.name!r}: unknown type {config.type!r} (known: {known})") from None
+    return cls(config)
+
+
+__all__ = [
+    "SOURCE_TYPES", "FileTailSource", "HTTPSource", "KServeSource", "Poll", "Source", "SourceHealth", "build_source",
+]
