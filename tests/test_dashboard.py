@@ -39,7 +39,7 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 DASHBOARD = ROOT / "charts" / "mlmon-exporter" / "files" / "mlmon-exporter-dashboard.json"
 ALERTS = ROOT / "alerts" / "mlmon-exporter.rules.yaml"
-DOCS = [ROOT / "docs" / "deployment.md", ROOT / "README.md"]
+DOCS = [ROOT / "README.md"]
 DS_UID = "${datasource}"
 
 # Grafana's built-in interval variables, as the test substitutes them (1 s scrapes).
@@ -473,7 +473,7 @@ def test_annotation_queries_run(dashboard: dict[str, Any], stack: Stack) -> None
             assert result.get("status") == "success", (a["name"], result)
 
 
-# The worked PromQL of docs/deployment.md ("Scaling out"), run against the real stack with the
+# The worked PromQL of the README ("Scaling out"), run against the real stack with the
 # shipped recording rules loaded. The docs must contain each expression (whitespace aside).
 DOCS_EXAMPLES = [
     'model_version:mlmon_accuracy:ratio_rate1h{model="fraud"}',
@@ -487,7 +487,7 @@ def test_docs_examples_are_in_the_docs() -> None:
         return " ".join(text.split())
 
     texts = [squash(p.read_text()) for p in DOCS if p.exists()]
-    assert texts, "docs/deployment.md (or README.md) is missing"
+    assert texts, "README.md is missing"
     for expr in DOCS_EXAMPLES:
         assert any(squash(expr) in t for t in texts), f"docs no longer show: {expr}"
 
