@@ -60,6 +60,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as e:
         print(f"mlmon-exporter: invalid configuration {args.config_file}:\n{e}", file=sys.stderr)
         return 1
+    web_config = None
+    if args.web_config_file:
+        from exporter.webconfig import WebConfigError, load_web_config
+
+        try:
+            web_config = load_web_config(args.web_config_file)
+        except WebConfigError as e:
+            print(f"mlmon-exporter: invalid web configuration {args.web_config_file}:\n{e}", file=sys.stderr)
+            return 1
     if args.config_check:
         print(f"{args.config_file}: configuration is valid "
               f"({len(config.models)} models, {len(config.sources)} sources)")
@@ -76,6 +85,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     except OSError as e:
         print(f"mlmon-exporter: cannot start: {e}", file=sys.stderr)
         return 1
+    if web_config is not None:
+        from exporter.webconfig import WebConfigError, apply_web_config
+
+        try:  # before start(): TLS wraps the listening socket
+            apply_web_config(exporter.server, web_config)
+        except WebConfigError as e:
+            print(f"mlmon-exporter: invalid web configuration {args.web_config_file}:\n{e}", file=sys.stderr)
+            exporter.server.server_close()
+            return 1
     install_signal_handlers(exporter)
     exporter.start()
     exporter.wait()

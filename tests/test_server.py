@@ -28,7 +28,7 @@ def stop(p: subprocess.Popen[bytes]) -> int:
 
 
 @pytest.fixture
-def served(tmp_path: Path) -> Iterator[tuple[str, Path]]:
+def served_config(tmp_path: Path) -> Path:
     preds, labels = tmp_path / "preds.jsonl", tmp_path / "labels.jsonl"
     preds.write_text("".join(json.dumps({"id": f"r{i}", "model_version": "3", "prediction": i % 2,
                                          "confidence": 0.6 + (i % 4) / 10}) + "\n" for i in range(40)))
@@ -46,6 +46,12 @@ sources:
   - {{name: preds, kind: predictions, type: file, path: "{preds}", model: fraud}}
   - {{name: labels, kind: labels, type: file, path: "{labels}"}}
 """)
+    return cfg
+
+
+@pytest.fixture
+def served(served_config: Path, tmp_path: Path) -> Iterator[tuple[str, Path]]:
+    cfg = served_config
     port = free_port()
     p = spawn([f"--config.file={cfg}", f"--web.listen-address=127.0.0.1:{port}"], tmp_path / "exporter.log")
     url = f"http://127.0.0.1:{port}"
@@ -150,3 +156,28 @@ sources:
         assert wait_for(accuracy, 10, "kserve outcome").endswith(" 0.5")  # one of two right
     finally:
         assert stop(p) == 0, (tmp_path / "exporter.log").read_text()
+
+
+def test_web_config_flag_protects_the_real_exporter(served_config: Path, tmp_path: Path) -> None:
+    import bcrypt
+
+    web = tmp_path / "web.yml"
+    hashed = bcrypt.hashpw(b"s3cret", bcrypt.gensalt(rounds=4)).decode().replace("$2b$", "$2y$", 1)
+    web.write_text(f"basic_auth_users:\n  prom: '{hashed}'\n")
+    port = free_port()
+    p = spawn([f"--config.file={served_config}", f"--web.listen-address=127.0.0.1:{port}",
+               f"--web.config.file={web}"], tmp_path / "exporter.log")
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_for(lambda: requests.get(f"{url}/-/ready", timeout=1).ok, 20, "ready without credentials")
+        assert requests.get(f"{url}/metrics", timeout=2).status_code == 401
+        assert requests.get(f"{url}/metrics", auth=("prom", "wrong"), timeout=2).status_code == 401
+        ok = requests.get(f"{url}/metrics", auth=("prom", "s3cret"), timeout=2)
+        assert ok.status_code == 200 and "mlmon_exporter_build_info" in ok.text
+    finally:
+        assert stop(p) == 0, (tmp_path / "exporter.log").read_text()
+    bad = tmp_path / "bad-web.yml"
+    bad.write_text("basic_auth_users: [nope]\n")
+    r = subprocess.run([sys.executable, "-m", "exporter", f"--config.file={served_config}", "--config.check",
+                        f"--web.config.file={bad}"], capture_output=True, text=True)
+    assert r.returncode == 1 and "basic_auth_users" in r.stderr
