@@ -48,6 +48,8 @@ def _model_families(p: Pipeline, b: SnapshotBuilder) -> None:
                 "Labels that matched no prediction within the join TTL (label model, empty when unknown).")
     conf_hist = g("mlmon_prediction_confidence", "histogram", "Confidence of ingested predictions.")
     delay_hist = g("mlmon_label_delay_seconds", "histogram", "Time from a prediction to its label.")
+    invalid_features = g("mlmon_invalid_feature_values", "counter",
+                         "Feature values left out of data drift, by reason (missing, not_finite, wrong_type).")
 
     windowed = {
         "accuracy": g("mlmon_accuracy_ratio", "gauge", "Accuracy of labelled predictions in the window."),
@@ -77,8 +79,6 @@ def _model_families(p: Pipeline, b: SnapshotBuilder) -> None:
                       "1 when the accuracy drop exceeds the drift threshold with at least min_samples labels."),
         "severity": g("mlmon_accuracy_drift_severity", "gauge",
                       "Accuracy drift tier: 1 for the current severity, 0 for the others."),
-        "estimated": g("mlmon_estimated_accuracy_ratio", "gauge",
-                       "Label-free accuracy estimate: mean top-class confidence of the window's predictions."),
         "ece": g("mlmon_calibration_error_ratio", "gauge",
                  "Expected calibration error (10 equal-width bins) of labelled predictions in the window."),
     }
@@ -137,8 +137,10 @@ def _model_families(p: Pipeline, b: SnapshotBuilder) -> None:
             windowed["detected"].add(wl, 1.0 if s.drift_detected else 0.0)
             for tier in SEVERITIES:
                 windowed["severity"].add((*wl, ("severity", tier)), 1.0 if s.severity == tier else 0.0)
-            windowed["estimated"].add(wl, cs.mean)
             windowed["ece"].add(wl, s.calibration_error)
+        vs.drift.families(b, base)
+        for (feature, reason), n in sorted(vs.drift.invalid_feature_values.items()):
+            invalid_features.add((*base, ("feature", feature), ("reason", reason)), n)
 
     for model_name, n in sorted(p.orphans_total.items()):
         orphans.add((("model", model_name),), n)

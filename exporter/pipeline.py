@@ -21,8 +21,10 @@ import numpy.typing as npt
 from exporter import __version__
 from exporter.classes import ClassIndex
 from exporter.config import Config, ModelConfig
+from exporter.drift_monitor import positive_probabilities
 from exporter.join import Joiner, first_occurrences
 from exporter.records import LabelBatch, ParseResult, PredictionBatch, RecordSpec, parse_labels, parse_predictions
+from exporter.reference import ReferenceStore
 from exporter.snapshot import Snapshot, SnapshotBuilder
 from exporter.sources import build_source
 from exporter.sources.base import Source
@@ -69,6 +71,7 @@ class Pipeline:
         self.versions: dict[VersionKey, VersionState] = {}
         self.joiner = Joiner({m.name: (m.join.ttl, m.join.max_pending) for m in config.models})
         self.orphans_total: Counter[str] = Counter()
+        self.references = ReferenceStore(config)
         self._specs = {s.name: RecordSpec.from_source(s.config, self._feature_names(s.config.model))
                        for s in self.sources}
         self._invalid_log = RateLimitedLog()
@@ -143,9 +146,13 @@ class Pipeline:
                 "confidence": batch.confidence[sel][ok],
                 "pred_ts": batch.timestamp[sel][ok],
             }
+            feats = {f: batch.features[f][sel][ok] for f in model.drift.features if f in batch.features}
+            p_pos = (positive_probabilities(batch.probabilities[sel][ok], model.positive_class)
+                     if model.task == "binary" else np.full(int(ok.sum()), np.nan))
             for version, rows in _groups(cols["version"]):
                 self._version(model, version, now).add_predictions(
-                    cols["pred_ts"][rows], cols["pred_idx"][rows], cols["confidence"][rows], now)
+                    cols["pred_ts"][rows], cols["pred_idx"][rows], cols["confidence"][rows], now,
+                    features={f: v[rows] for f, v in feats.items()}, p_positive=p_pos[rows])
             _, matched = self.joiner.add_predictions(model_name, ids[ok], cols, now)
             if matched.label.size:
                 true_idx = self.classes[model_name].encode(matched.label)
@@ -204,7 +211,8 @@ class Pipeline:
         key = (model.name, version)
         vs = self.versions.get(key)
         if vs is None:
-            vs = self.versions[key] = VersionState(model, self.classes[model.name], self.config.global_.windows, now)
+            vs = self.versions[key] = VersionState(model, self.classes[model.name], self.config.global_.windows, now,
+                                                   self.references.get(model))
             log.info("new model version", extra={"model": model.name, "model_version": version})
         return vs
 

@@ -9,7 +9,7 @@ predictions again by the prediction's timestamp for label coverage.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -18,6 +18,8 @@ import numpy.typing as npt
 
 from exporter.classes import ClassIndex
 from exporter.config import ModelConfig, Window
+from exporter.drift_monitor import VersionDrift
+from exporter.reference import Reference
 from exporter.stats.classification import ClassificationMetrics, classification_metrics, confusion_add
 from exporter.stats.confidence import ConfidenceStats, confidence_stats
 from exporter.stats.estimation import ece_from_bins
@@ -168,7 +170,8 @@ COVERAGE_COLUMNS = {"pred_idx": np.int32}
 class VersionState:
     """One (model, version): cumulative counters, windows and the baseline."""
 
-    def __init__(self, model: ModelConfig, classes: ClassIndex, windows: Sequence[Window], now: float) -> None:
+    def __init__(self, model: ModelConfig, classes: ClassIndex, windows: Sequence[Window], now: float,
+                 reference: Reference | None = None) -> None:
         self.model = model
         self.classes = classes
         self.windows = tuple(windows)
@@ -187,10 +190,14 @@ class VersionState:
         # learned baseline: accuracy of the first N labelled predictions of this version
         self.baseline_n = 0
         self.baseline_correct = 0
+        self.drift = VersionDrift(model, windows, reference, lambda: list(classes.names))
 
     # -- ingest -------------------------------------------------------------------------------
     def add_predictions(self, ts: FloatArray, pred_idx: npt.NDArray[np.int32], confidence: FloatArray,
-                        now: float) -> None:
+                        now: float, features: Mapping[str, npt.NDArray[np.object_]] | None = None,
+                        p_positive: FloatArray | None = None) -> None:
+        self.drift.add_predictions(ts, features or {}, confidence, pred_idx,
+                                   p_positive if p_positive is not None else np.full(ts.size, np.nan), now)
         self.predictions.add(ts, {"pred_idx": pred_idx, "confidence": confidence}, now)
         self.predicted_total += np.bincount(pred_idx, minlength=self.predicted_total.size)
         self.confidence_hist.observe(confidence)
@@ -203,6 +210,7 @@ class VersionState:
         self.outcomes.add(label_ts, cols, now)
         self.coverage.add(pred_ts, {"pred_idx": pred_idx}, now)
         confusion_add(self.labeled_total, true_idx, pred_idx, 1)
+        self.drift.add_outcomes(pred_idx == true_idx)
         self.delay_hist.observe(np.maximum(label_ts - pred_ts, 0.0))
         need = (self.model.baseline.first_labeled or 0) - self.baseline_n
         if need > 0:
@@ -214,6 +222,7 @@ class VersionState:
         self.predictions.advance(now)
         self.outcomes.advance(now)
         self.coverage.advance(now)
+        self.drift.advance(now)
 
     # -- checkpoint -----------------------------------------------------------------------------
     def state(self) -> dict[str, Any]:
@@ -229,6 +238,7 @@ class VersionState:
             "baseline_correct": self.baseline_correct,
             "confidence_hist": self.confidence_hist.state(), "delay_hist": self.delay_hist.state(),
             "streams": streams,
+            "drift": self.drift.state(),
         }
 
     def restore(self, state: dict[str, Any], now: float) -> None:
@@ -246,6 +256,8 @@ class VersionState:
                              ("coverage", self.coverage)):
             saved = state["streams"][name]
             stream.rebuild(np.asarray(saved["ts"], dtype=np.float64), saved["cols"], now)
+        if "drift" in state:  # checkpoints written before data drift existed have none
+            self.drift.restore(state["drift"], now)
 
     # -- read -----------------------------------------------------------------------------------
     @property

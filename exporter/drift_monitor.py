@@ -1,0 +1,682 @@
+"""Data drift, label-free performance estimates and change detection for one model version.
+
+``VersionDrift`` sits beside ``VersionState`` (one per model version) and owns:
+
+* **The reference** (DESIGN §2 "Data drift"): the model's reference file when configured (loaded
+  once per model by ``exporter.reference.ReferenceStore`` and shared by its versions), else the
+  version's first ``drift.reference_size`` predictions in arrival order, frozen and persisted with
+  ``state()``. Until the reference is complete every drift gauge is NaN.
+* **Data drift** of each configured feature plus ``confidence`` (numeric) and ``predicted_class``
+  (categorical), per window, current window vs reference.
+* **Estimated performance** without labels (CBPE): the window's mean top-class probability, and
+  for binary models with probabilities the expected precision / recall / F1 of the positive class.
+* **Change detection** on the version's 0/1 error stream: Page-Hinkley and DDM.
+
+Feature typing. A value is *missing* (absent or ``null``), *not finite* (NaN / infinite number),
+a *number* (int or float; bool excluded), a *string* or a *bool*. A feature's type is the most
+common valid kind among its reference values (ties: number, then string, then bool): numbers make
+it numeric, strings or booleans categorical (booleans as the categories ``true``/``false``). A
+current value of another kind is ``wrong_type``. Every ingested value of a configured feature
+that is not usable is counted once in ``invalid_feature_values[(feature, reason)]`` with reason ``missing``,
+``not_finite`` or ``wrong_type``; it is left out of the window's distribution, never fatal. A
+feature without any valid reference value has no type: its drift gauges stay NaN and only
+``missing``/``not_finite`` values are counted for it.
+
+Binning. Numeric: the inner cut points of 10 equal-frequency bins of the reference
+(``stats.drift.quantile_edges``; right-closed bins, duplicate cut points collapse). Categorical:
+the ``drift.max_categories`` most frequent reference categories (ties by name), every other
+value -- in the reference or in a window -- falls into ``__other__``. PSI (shares floored at 1e-4)
+and the JS distance (base 2) compare these bin counts; KS compares the raw numeric values
+(statistic exactly ``scipy.stats.ks_2samp(method="asymp")``'s, evaluated at the reference values
+only -- see ``ks_against_reference`` -- and p-value its asymptotic one); the chi-square
+p-value (``scipy.stats.chi2_contingency`` on the 2 x k table, categories empty on both sides
+dropped) is computed for categorical features only, KS for numeric ones only.
+
+``mlmon_data_drift_detected`` uses the first method of ``drift.methods`` that applies to the
+feature's type (numeric: psi, ks, js; categorical: psi, js, chi2), else PSI; it is 1 when
+PSI > ``thresholds.psi``, KS statistic > ``thresholds.ks``, JS distance > ``thresholds.js`` or
+chi-square p-value < ``thresholds.chi2_p_value``, 0 otherwise, NaN while the statistic is (no
+reference yet, or no valid value in the window). It has no sample-count guard of its own: the
+shipped alert guards with ``mlmon_window_predictions``.
+
+Windows. One ``WindowedStream`` per version whose per-window aggregate holds only
+order-independent state (integer bin counts, ``SortedMultiset`` of numeric values, fixed-point
+sums), so a restart that rebuilds it from the checkpointed log is bit-identical. The log keeps
+numeric feature values as floats and categorical ones as category codes. While a learned
+reference is incomplete the stream carries only the estimation columns; when it completes, the
+stream is rebuilt from the reference rows (which are all the version's predictions so far) with
+the now-known bins.
+
+Change detection: ``exporter.stats.change`` detectors with river's default parameters --
+Page-Hinkley ``min_instances=30, delta=0.005, threshold=50, alpha=1-1e-4``, mode ``up`` (an
+increase of the error rate); DDM ``warm_start=30, warning_threshold=2, drift_threshold=3``. Fed the
+outcomes in arrival order (1 = wrong). ``mlmon_change_detector_state`` is 0 stable, 1 warning
+(DDM only), 2 drift; the drift state holds for the shortest configured window after the last
+change point and then returns to the detector's live state (the statistics are not reset by that,
+they already restarted at the change point).
+"""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from exporter.config import ModelConfig, Window
+from exporter.reference import (
+    BOOL,
+    LEARNED,
+    MISSING,
+    NOT_FINITE,
+    NUMBER,
+    OTHER,
+    STRING,
+    RawColumn,
+    Reference,
+)
+from exporter.snapshot import LabelPairs, SnapshotBuilder
+from exporter.stats.change import DDM, DRIFT, PageHinkley, detector_from_dict
+from exporter.stats.drift import bin_counts, chi2_p_value, js_distance, kstwo_sf, psi, quantile_edges
+from exporter.windows import FIXED_POINT_SCALE, Columns, SortedMultiset, WindowedStream, to_fixed_point
+
+FloatArray = npt.NDArray[np.float64]
+IntArray = npt.NDArray[np.int64]
+Int32Array = npt.NDArray[np.int32]
+BoolArray = npt.NDArray[np.bool_]
+ObjArray = npt.NDArray[np.object_]
+
+NUMERIC = "numeric"
+CATEGORICAL = "categorical"
+UNTYPED = "unknown"
+OTHER_CATEGORY = "__other__"
+PSI_BINS = 10
+CONFIDENCE = "confidence"
+PREDICTED_CLASS = "predicted_class"
+BUILTIN_FEATURES = (CONFIDENCE, PREDICTED_CLASS)
+METHODS = {NUMERIC: ("psi", "ks", "js"), CATEGORICAL: ("psi", "js", "chi2")}
+
+# invalid feature value reasons
+MISSING_VALUE = "missing"
+NOT_FINITE_VALUE = "not_finite"
+WRONG_TYPE = "wrong_type"
+
+_BASE_COLUMNS: dict[str, npt.DTypeLike] = {"confidence": np.float64, "p_pos": np.float64, "pred_pos": np.bool_}
+_STATE_VERSION = 1
+
+
+def positive_probabilities(probabilities: ObjArray, positive_class: str) -> FloatArray:
+    """Probability of the positive class per prediction, NaN where the record has none.
+
+    ``probabilities`` holds dicts (class text -> probability) or None. When a dict lacks the
+    positive class but names exactly one other class, the complement of that one is used (a
+    binary model that logs only the probability of its prediction).
+    """
+    out = np.full(len(probabilities), math.nan)
+    for i, probs in enumerate(probabilities.tolist()):
+        if not probs:
+            continue
+        p = probs.get(positive_class)
+        if p is not None:
+            out[i] = p
+        elif len(probs) == 1:
+            out[i] = 1.0 - next(iter(probs.values()))
+    return out
+
+
+def ks_against_reference(ref_sorted: FloatArray, cur_sorted: FloatArray) -> tuple[float, float]:
+    """``stats.drift.ks_2samp_sorted`` (bit for bit), in O(n_ref log n_cur) instead of O(n_cur log n_cur).
+
+    scipy's statistic is the extreme of ``F_ref - F_cur`` over the pooled sample. Between two
+    consecutive reference values ``F_ref`` is constant and ``F_cur`` non-decreasing, so the
+    extremes are reached at a reference value or at the pooled point just below one, where the
+    two ECDFs equal their left limits there; both are evaluated with the same integer counts and
+    divisions as scipy's, so the same floats come out. A 24 h window of millions of predictions
+    then costs a few thousand binary searches per cycle, not a sort-sized pass. Both inputs must
+    be ascending and free of NaN.
+    """
+    n1 = int(ref_sorted.size)
+    n2 = int(cur_sorted.size)
+    if n1 == 0 or n2 == 0:
+        return (math.nan, math.nan)
+    at = np.searchsorted(ref_sorted, ref_sorted, side="right") / n1 - np.searchsorted(
+        cur_sorted, ref_sorted, side="right") / n2
+    below = np.searchsorted(ref_sorted, ref_sorted, side="left") / n1 - np.searchsorted(
+        cur_sorted, ref_sorted, side="left") / n2
+    # a "below" value without any pooled point below is 0 - 0: harmless, as D >= 0 anyway
+    min_s = min(max(-min(float(at.min()), float(below.min())), 0.0), 1.0)
+    max_s = max(float(at.max()), float(below.max()))
+    d = min_s if min_s > max_s else max_s
+    m, n = sorted([float(n1), float(n2)], reverse=True)
+    return (d, kstwo_sf(d, round(m * n / (m + n))))
+
+
+def _column(name: str) -> str:
+    return f"f:{name}"
+
+
+@dataclass(frozen=True)
+class FeatureModel:
+    """A feature's type and reference distribution, fixed when the reference is."""
+
+    name: str
+    kind: str  # numeric | categorical | unknown
+    valid_kind: int  # the raw value kind that counts (NUMBER, STRING or BOOL); MISSING if untyped
+    edges: FloatArray  # numeric: inner bin cut points
+    ref_sorted: FloatArray  # numeric: reference values, ascending
+    categories: tuple[str, ...]  # categorical: named categories; code len(categories) is __other__
+    ref_counts: IntArray  # reference count per bin / category (__other__ last)
+    method: str  # the detection method for this feature
+
+    @property
+    def n_bins(self) -> int:
+        return int(self.ref_counts.size)
+
+    @property
+    def dtype(self) -> npt.DTypeLike:
+        return np.float64 if self.kind == NUMERIC else np.int32
+
+    def fingerprint(self) -> list[str]:
+        """What the logged column's meaning depends on (a restored log is kept only if equal)."""
+        return [self.kind, str(self.valid_kind), *self.categories]
+
+    def encode(self, col: RawColumn) -> npt.NDArray[Any]:
+        """Log form: numeric -> the value (NaN unless valid); categorical -> code (-1 unless valid)."""
+        valid = col.kind == self.valid_kind
+        if self.kind == NUMERIC:
+            return np.where(valid, col.number, math.nan)
+        codes = np.full(len(col), -1, dtype=np.int32)
+        if self.kind == CATEGORICAL and valid.any():
+            index = {c: i for i, c in enumerate(self.categories)}
+            other = len(self.categories)
+            uniq, inverse = np.unique(col.text[valid].astype(str), return_inverse=True)
+            lut = np.fromiter((index.get(u, other) for u in uniq.tolist()), dtype=np.int32, count=uniq.size)
+            codes[valid] = lut[inverse]
+        return codes
+
+    def wrong_type(self, col: RawColumn) -> int:
+        """Values of a valid kind other than this feature's (type-dependent invalid values)."""
+        if self.kind == UNTYPED:
+            return 0
+        k = col.kind
+        return int(np.count_nonzero(((k == NUMBER) | (k == STRING) | (k == BOOL)) & (k != self.valid_kind)))
+
+
+def build_feature_model(name: str, col: RawColumn, max_categories: int, methods: Sequence[str],
+                        forced: str | None = None) -> FeatureModel:
+    """Type a feature from its reference values and fix its bins."""
+    counts = {kind: int(np.count_nonzero(col.kind == kind)) for kind in (NUMBER, STRING, BOOL)}
+    if forced == NUMERIC:
+        valid_kind = NUMBER
+    elif forced == CATEGORICAL:
+        valid_kind = STRING
+    else:
+        best = max(counts.values())
+        valid_kind = next(k for k in (NUMBER, STRING, BOOL) if counts[k] == best) if best else MISSING
+    kind = UNTYPED if valid_kind == MISSING else (NUMERIC if valid_kind == NUMBER else CATEGORICAL)
+    empty = np.empty(0, dtype=np.float64)
+    if kind == NUMERIC:
+        ref = np.sort(col.number[col.kind == NUMBER])
+        edges = quantile_edges(ref, PSI_BINS)
+        return FeatureModel(name, kind, valid_kind, edges, ref, (), bin_counts(ref, edges),
+                            _method(kind, methods))
+    if kind == CATEGORICAL:
+        tally = Counter(col.text[col.kind == valid_kind].astype(str).tolist())
+        ranked = sorted(tally.items(), key=lambda kv: (-kv[1], kv[0]))
+        named = ranked[:max_categories]
+        rest = sum(n for _, n in ranked[max_categories:])
+        ref_counts = np.array([n for _, n in named] + [rest], dtype=np.int64)
+        return FeatureModel(name, kind, valid_kind, empty, empty, tuple(c for c, _ in named), ref_counts,
+                            _method(kind, methods))
+    return FeatureModel(name, kind, MISSING, empty, empty, (), np.zeros(1, dtype=np.int64), "psi")
+
+
+def _method(kind: str, methods: Sequence[str]) -> str:
+    return next((m for m in methods if m in METHODS[kind]), "psi")
+
+
+@dataclass(frozen=True)
+class FeatureDrift:
+    """One feature's drift statistics in one window (NaN where not applicable or unknown)."""
+
+    feature: str
+    kind: str
+    samples: int  # valid values in the window
+    psi: float
+    js_distance: float
+    ks_statistic: float
+    ks_p_value: float
+    chi2_p_value: float
+    method: str
+    detected: float  # 1.0, 0.0, or NaN when the method's statistic is NaN
+
+
+@dataclass(frozen=True)
+class Estimates:
+    """Label-free estimates of one window (CBPE)."""
+
+    predictions: int
+    accuracy: float
+    precision: float
+    recall: float
+    f1: float
+
+
+class DriftAggregate:
+    """What one window holds: bin counts, numeric multisets and fixed-point estimation sums."""
+
+    def __init__(self, features: Sequence[FeatureModel]) -> None:
+        self.features = tuple(f for f in features if f.kind != UNTYPED)
+        self.n = 0
+        self.conf_n = 0
+        self.conf_fixed = 0  # python ints: exact and unbounded
+        self.pos_n = 0  # predicted positive with a known p_positive
+        self.tp_fixed = 0  # sum p_positive over predicted positive
+        self.fn_fixed = 0  # sum p_positive over predicted negative
+        self.counts = {f.name: np.zeros(f.n_bins, dtype=np.int64) for f in self.features}
+        self.values = {f.name: SortedMultiset() for f in self.features if f.kind == NUMERIC}
+
+    def add(self, cols: Columns) -> None:
+        self._apply(cols, 1)
+
+    def remove(self, cols: Columns) -> None:
+        self._apply(cols, -1)
+
+    def _apply(self, cols: Columns, sign: int) -> None:
+        conf = cols["confidence"]
+        self.n += sign * int(conf.size)
+        known = ~np.isnan(conf)
+        self.conf_n += sign * int(np.count_nonzero(known))
+        self.conf_fixed += sign * int(to_fixed_point(conf[known]).sum())
+        p = cols["p_pos"]
+        has_p = ~np.isnan(p)
+        if has_p.any():
+            pos = cols["pred_pos"].astype(bool)
+            q = to_fixed_point(np.where(has_p, p, 0.0))
+            self.pos_n += sign * int(np.count_nonzero(has_p & pos))
+            self.tp_fixed += sign * int(q[has_p & pos].sum())
+            self.fn_fixed += sign * int(q[has_p & ~pos].sum())
+        for f in self.features:
+            col = cols[_column(f.name)]
+            if f.kind == NUMERIC:
+                v = col[~np.isnan(col)]
+                self.counts[f.name] += sign * bin_counts(v, f.edges)
+                (self.values[f.name].add if sign > 0 else self.values[f.name].remove)(v)
+            else:
+                codes = col[col >= 0]
+                self.counts[f.name] += sign * np.bincount(codes, minlength=f.n_bins).astype(np.int64)
+
+    def estimates(self) -> Estimates:
+        accuracy = self.conf_fixed / FIXED_POINT_SCALE / self.conf_n if self.conf_n else math.nan
+        tp = self.tp_fixed / FIXED_POINT_SCALE
+        fp = self.pos_n - tp
+        fn = self.fn_fixed / FIXED_POINT_SCALE
+        precision = tp / self.pos_n if self.pos_n else math.nan
+        recall = tp / (tp + fn) if tp + fn > 0 else math.nan
+        f1_den = 2 * tp + fp + fn
+        f1 = 2 * tp / f1_den if f1_den > 0 else math.nan
+        return Estimates(self.n, accuracy, precision, recall, f1)
+
+
+@dataclass
+class _Rows:
+    """Predictions held while a learned reference fills up (raw values, arrival order)."""
+
+    ts: FloatArray
+    confidence: FloatArray
+    p_pos: FloatArray
+    pred_pos: BoolArray
+    raw: dict[str, RawColumn]  # configured features + confidence + predicted_class
+
+    def __len__(self) -> int:
+        return int(self.ts.size)
+
+    def take(self, rows: slice) -> _Rows:
+        return _Rows(self.ts[rows], self.confidence[rows], self.p_pos[rows], self.pred_pos[rows],
+                     {k: v.take(rows) for k, v in self.raw.items()})
+
+    @classmethod
+    def concat(cls, parts: Sequence[_Rows], names: Sequence[str]) -> _Rows:
+        return _Rows(
+            np.concatenate([p.ts for p in parts]) if parts else np.empty(0),
+            np.concatenate([p.confidence for p in parts]) if parts else np.empty(0),
+            np.concatenate([p.p_pos for p in parts]) if parts else np.empty(0),
+            np.concatenate([p.pred_pos for p in parts]) if parts else np.empty(0, dtype=bool),
+            {n: RawColumn.concat([p.raw[n] for p in parts]) for n in names},
+        )
+
+    def base_columns(self) -> dict[str, npt.NDArray[Any]]:
+        return {"confidence": self.confidence, "p_pos": self.p_pos, "pred_pos": self.pred_pos}
+
+    def state(self) -> dict[str, Any]:
+        return {"ts": self.ts.copy(), "confidence": self.confidence.copy(), "p_pos": self.p_pos.copy(),
+                "pred_pos": self.pred_pos.copy(), "raw": {k: v.state() for k, v in self.raw.items()}}
+
+    @classmethod
+    def from_state(cls, state: Mapping[str, Any], names: Sequence[str]) -> _Rows:
+        ts = np.asarray(state["ts"], dtype=np.float64)
+        raw = {n: RawColumn.from_state(state["raw"][n]) if n in state["raw"] else RawColumn.from_values(None, ts.size)
+               for n in names}
+        return cls(ts, np.asarray(state["confidence"], dtype=np.float64), np.asarray(state["p_pos"], dtype=np.float64),
+                   np.asarray(state["pred_pos"], dtype=bool), raw)
+
+
+def _clear_latch(det: PageHinkley | DDM) -> PageHinkley | DDM:
+    """The detector with its latched drift state cleared and its statistics kept."""
+    data = det.to_dict()
+    data["state"]["drift"] = False
+    return detector_from_dict(data)
+
+
+class VersionDrift:
+    """Data drift, label-free estimates and change detection for one model version."""
+
+    def __init__(self, model: ModelConfig, windows: Sequence[Window], reference: Reference | None,
+                 class_names: Callable[[], list[str]]) -> None:
+        self.model = model
+        self.windows = tuple(windows)
+        self.class_names = class_names
+        self.file_reference = reference
+        self.reference: Reference | None = None
+        self.feature_names: tuple[str, ...] = (*model.drift.features, *BUILTIN_FEATURES)
+        self.features: dict[str, FeatureModel] = {}
+        self.invalid_feature_values: Counter[tuple[str, str]] = Counter()
+        self._pending: list[_Rows] = []
+        self._pending_n = 0
+        self.detectors: dict[str, PageHinkley | DDM] = {PageHinkley.kind: PageHinkley(), DDM.kind: DDM()}
+        self._hold = min((w.seconds for w in self.windows), default=0.0)
+        self._seen_detections = dict.fromkeys(self.detectors, 0)
+        self._last_change: dict[str, float | None] = dict.fromkeys(self.detectors)
+        self.stream = self._make_stream()
+        if reference is not None:
+            self._freeze(reference, now=-math.inf)
+
+    # -- reference ----------------------------------------------------------------------------------
+    @property
+    def reference_complete(self) -> bool:
+        return self.reference is not None
+
+    @property
+    def reference_samples(self) -> int:
+        return len(self.reference) if self.reference is not None else self._pending_n
+
+    def _make_stream(self) -> WindowedStream:
+        feats = [f for f in self.features.values() if f.kind != UNTYPED]
+        columns = dict(_BASE_COLUMNS)
+        columns.update({_column(f.name): f.dtype for f in feats})
+        return WindowedStream([w.seconds for w in self.windows], lambda: DriftAggregate(feats), columns)
+
+    def _freeze(self, reference: Reference, now: float) -> None:
+        """Fix the reference and the bins; rebuild the windows from the held-back predictions."""
+        d = self.model.drift
+        forced = {CONFIDENCE: NUMERIC, PREDICTED_CLASS: CATEGORICAL}
+        cols = dict(reference.features)
+        cols[CONFIDENCE] = RawColumn.from_numbers(reference.confidence)
+        cols[PREDICTED_CLASS] = RawColumn.from_texts(reference.predicted_class)
+        self.reference = reference
+        self.features = {
+            name: build_feature_model(name, cols[name] if name in cols else RawColumn.from_values(None, len(reference)),
+                                      d.max_categories, d.methods, forced.get(name))
+            for name in self.feature_names
+        }
+        self.stream = self._make_stream()
+        if self._pending:
+            rows = _Rows.concat(self._pending, self.feature_names)
+            self._pending = []
+            self._pending_n = 0
+            self._count_wrong_type(rows)
+            self.stream.rebuild(rows.ts, self._encode(rows), now)
+
+    def _learned_reference(self, rows: _Rows) -> Reference:
+        return Reference(
+            features={n: rows.raw[n] for n in self.model.drift.features},
+            confidence=rows.confidence.copy(),
+            predicted_class=rows.raw[PREDICTED_CLASS].text.copy(),
+            origin=LEARNED,
+        )
+
+    # -- ingest -------------------------------------------------------------------------------------
+    def add_predictions(self, ts: FloatArray, features: Mapping[str, ObjArray], confidence: FloatArray,
+                        pred_idx: Int32Array, p_positive: FloatArray, now: float) -> None:
+        """A batch of one version's predictions (after dedupe/validation), in arrival order."""
+        n = int(ts.size)
+        if n == 0:
+            self.stream.advance(now)
+            return
+        names = self.class_names()
+        name_arr = np.empty(len(names), dtype=object)
+        name_arr[:] = names
+        pred_idx = np.asarray(pred_idx, dtype=np.int64)
+        positive = self.model.positive_class
+        pos_idx = names.index(positive) if self.model.task == "binary" and positive in names else -1
+        raw = {name: RawColumn.from_values(features.get(name), n) for name in self.model.drift.features}
+        raw[CONFIDENCE] = RawColumn.from_numbers(confidence)
+        raw[PREDICTED_CLASS] = RawColumn.from_texts(name_arr[pred_idx])
+        self._count_arrival(raw)
+        rows = _Rows(np.asarray(ts, dtype=np.float64), np.asarray(confidence, dtype=np.float64),
+                     np.asarray(p_positive, dtype=np.float64), pred_idx == pos_idx, raw)
+        if self.reference is None:
+            need = self.model.drift.reference_size - self._pending_n
+            head = rows.take(slice(0, need))
+            self._pending.append(head)
+            self._pending_n += len(head)
+            if self._pending_n < self.model.drift.reference_size:
+                self.stream.add(head.ts, head.base_columns(), now)
+                return
+            self._freeze(self._learned_reference(_Rows.concat(self._pending, self.feature_names)), now)
+            rows = rows.take(slice(need, None))
+            if len(rows) == 0:
+                return
+        self._count_wrong_type(rows)
+        self.stream.add(rows.ts, self._encode(rows), now)
+
+    def _count_arrival(self, raw: Mapping[str, RawColumn]) -> None:
+        """Invalid values whose reason does not depend on the feature's type (configured features
+        only: a missing confidence is allowed by the record format and is no feature problem)."""
+        for name, col in raw.items():
+            if name in BUILTIN_FEATURES:
+                continue
+            for kind, reason in ((MISSING, MISSING_VALUE), (NOT_FINITE, NOT_FINITE_VALUE), (OTHER, WRONG_TYPE)):
+                k = int(np.count_nonzero(col.kind == kind))
+                if k:
+                    self.invalid_feature_values[(name, reason)] += k
+
+    def _count_wrong_type(self, rows: _Rows) -> None:
+        for name, fm in self.features.items():
+            k = fm.wrong_type(rows.raw[name])
+            if k:
+                self.invalid_feature_values[(name, WRONG_TYPE)] += k
+
+    def _encode(self, rows: _Rows) -> dict[str, npt.NDArray[Any]]:
+        cols = rows.base_columns()
+        for f in self.features.values():
+            if f.kind != UNTYPED:
+                cols[_column(f.name)] = f.encode(rows.raw[f.name])
+        return cols
+
+    def add_outcomes(self, correct: BoolArray) -> None:
+        """Joined outcomes of this version in arrival order: the detectors' error stream."""
+        errors = (~np.asarray(correct, dtype=bool)).astype(np.float64)
+        if errors.size:
+            for det in self.detectors.values():
+                det.update(errors)
+
+    def advance(self, now: float) -> None:
+        self.stream.advance(now)
+        for name, det in list(self.detectors.items()):
+            if det.detections != self._seen_detections[name]:
+                self._seen_detections[name] = det.detections
+                self._last_change[name] = now
+            last = self._last_change[name]
+            if det.state == DRIFT and last is not None and now - last >= self._hold:
+                self.detectors[name] = _clear_latch(det)
+
+    # -- read ---------------------------------------------------------------------------------------
+    def estimates(self, i: int) -> Estimates:
+        agg: DriftAggregate = self.stream.aggregates[i]  # type: ignore[assignment]
+        return agg.estimates()
+
+    def window_drift(self, i: int) -> list[FeatureDrift]:
+        """Every feature's drift statistics in window ``i``."""
+        agg: DriftAggregate = self.stream.aggregates[i]  # type: ignore[assignment]
+        t = self.model.drift.thresholds
+        nan = math.nan
+        out: list[FeatureDrift] = []
+        for name in self.feature_names:
+            fm = self.features.get(name)
+            if fm is None or fm.kind == UNTYPED:
+                kind = NUMERIC if name == CONFIDENCE else CATEGORICAL if name == PREDICTED_CLASS else UNTYPED
+                method = _method(kind, self.model.drift.methods) if kind != UNTYPED else "psi"
+                out.append(FeatureDrift(name, kind, 0, nan, nan, nan, nan, nan, method, nan))
+                continue
+            counts = agg.counts[name]
+            p = psi(fm.ref_counts, counts)
+            js = js_distance(fm.ref_counts, counts)
+            ks_d = ks_p = chi_p = nan
+            if fm.kind == NUMERIC:
+                ks_d, ks_p = ks_against_reference(fm.ref_sorted, agg.values[name].values)
+            else:
+                chi_p = chi2_p_value(fm.ref_counts, counts)
+            stat, crossed = {
+                "psi": (p, p > t.psi),
+                "ks": (ks_d, ks_d > t.ks),
+                "js": (js, js > t.js),
+                "chi2": (chi_p, chi_p < t.chi2_p_value),
+            }[fm.method]
+            detected = nan if math.isnan(stat) else (1.0 if crossed else 0.0)
+            out.append(FeatureDrift(name, fm.kind, int(counts.sum()), p, js, ks_d, ks_p, chi_p, fm.method, detected))
+        return out
+
+    def families(self, b: SnapshotBuilder, base: LabelPairs) -> None:
+        """Samples of this version's drift, estimation and change-detection families."""
+        g = b.family
+        f_psi = g("mlmon_data_drift_psi", "gauge",
+                  "Population stability index of the feature in the window vs the reference "
+                  "(10 reference-quantile bins or categories, shares floored at 1e-4).")
+        f_ks = g("mlmon_data_drift_ks_statistic", "gauge",
+                 "Two-sample Kolmogorov-Smirnov statistic of a numeric feature, window vs reference.")
+        f_ks_p = g("mlmon_data_drift_ks_p_value", "gauge",
+                   "Two-sample Kolmogorov-Smirnov p-value (asymptotic, two-sided) of a numeric feature.")
+        f_js = g("mlmon_data_drift_js_distance", "gauge",
+                 "Jensen-Shannon distance (base 2) of the feature's binned distribution, window vs reference.")
+        f_chi = g("mlmon_data_drift_chi2_p_value", "gauge",
+                  "Chi-square test p-value of a categorical feature's counts, window vs reference.")
+        f_det = g("mlmon_data_drift_detected", "gauge",
+                  "1 when the feature's configured drift method crosses its threshold, 0 if not, "
+                  "NaN while unknown (no reference yet or no values in the window).")
+        f_ref = g("mlmon_data_drift_reference_samples", "gauge",
+                  "Predictions in the version's drift reference (a learned one is complete at reference_size).")
+        f_acc = g("mlmon_estimated_accuracy_ratio", "gauge",
+                  "Label-free accuracy estimate (CBPE): mean top-class confidence of the window's predictions.")
+        f_prec = g("mlmon_estimated_precision_ratio", "gauge",
+                   "Label-free precision estimate of the positive class from predicted probabilities (binary).")
+        f_rec = g("mlmon_estimated_recall_ratio", "gauge",
+                  "Label-free recall estimate of the positive class from predicted probabilities (binary).")
+        f_f1 = g("mlmon_estimated_f1_ratio", "gauge",
+                 "Label-free F1 estimate of the positive class from predicted probabilities (binary).")
+        f_cp = g("mlmon_change_points", "counter",
+                 "Change points found in the version's error stream by the detector (Page-Hinkley, DDM).")
+        f_cs = g("mlmon_change_detector_state", "gauge",
+                 "Change detector state on the error stream: 0 stable, 1 warning (DDM), 2 drift "
+                 "(held for the shortest window after a change point).")
+
+        f_ref.add(base, self.reference_samples)
+        for i, w in enumerate(self.windows):
+            wl: LabelPairs = (*base, ("window", w.name))
+            est = self.estimates(i)
+            f_acc.add(wl, est.accuracy)
+            if self.model.task == "binary":
+                cl: LabelPairs = (*wl, ("class", self.model.positive_class))
+                f_prec.add(cl, est.precision)
+                f_rec.add(cl, est.recall)
+                f_f1.add(cl, est.f1)
+            for fd in self.window_drift(i):
+                fl: LabelPairs = (*wl, ("feature", fd.feature))
+                f_psi.add(fl, fd.psi)
+                f_js.add(fl, fd.js_distance)
+                if fd.kind == NUMERIC:
+                    f_ks.add(fl, fd.ks_statistic)
+                    f_ks_p.add(fl, fd.ks_p_value)
+                elif fd.kind == CATEGORICAL:
+                    f_chi.add(fl, fd.chi2_p_value)
+                f_det.add(fl, fd.detected)
+        for name, det in self.detectors.items():
+            dl: LabelPairs = (*base, ("detector", name))
+            f_cp.add(dl, det.detections)
+            f_cs.add(dl, det.state)
+
+    # -- checkpoint ---------------------------------------------------------------------------------
+    def state(self) -> dict[str, Any]:
+        """Checkpoint: str/int/float/list/dict and numpy arrays only."""
+        ts, cols = self.stream.export()
+        out: dict[str, Any] = {
+            "version": _STATE_VERSION,
+            "log": {
+                "ts": ts.copy(),
+                "cols": {n: c.copy() for n, c in cols.items()},
+                "fingerprints": {f.name: f.fingerprint() for f in self.features.values() if f.kind != UNTYPED},
+            },
+            "detectors": {name: det.to_dict() for name, det in self.detectors.items()},
+            "last_change": {name: (-1.0 if t is None else t) for name, t in self._last_change.items()},
+            "invalid_feature_values": [[f, r, n] for (f, r), n in sorted(self.invalid_feature_values.items())],
+        }
+        if self.reference is not None and self.file_reference is None:
+            out["reference"] = self.reference.state()  # a learned one: frozen across restarts
+        if self._pending:
+            out["pending"] = _Rows.concat(self._pending, self.feature_names).state()
+        return out
+
+    def restore(self, state: dict[str, Any], now: float) -> None:
+        """Reinstate ``state()`` output; the config may have changed (features, reference file).
+
+        A learned reference is reinstated unless the model now has a reference file (the file
+        wins). Logged feature columns are kept when their meaning (type, categories) is unchanged,
+        else those events count as having no valid value for the feature.
+        """
+        if int(state.get("version", 0)) != _STATE_VERSION:
+            return
+        self.invalid_feature_values = Counter(
+            {(str(f), str(r)): int(n) for f, r, n in state.get("invalid_feature_values", [])})
+        self._pending = []
+        self._pending_n = 0
+        if self.file_reference is None:
+            self.reference = None
+            self.features = {}
+            pending = state.get("pending")
+            if pending is not None:
+                rows = _Rows.from_state(pending, self.feature_names)
+                self._pending = [rows]
+                self._pending_n = len(rows)
+            ref_state = state.get("reference")
+            if ref_state is not None:
+                self._freeze(Reference.from_state(ref_state), now)
+            elif self._pending_n >= self.model.drift.reference_size:  # reference_size was lowered
+                rows = _Rows.concat(self._pending, self.feature_names)
+                self._pending = [rows.take(slice(0, self.model.drift.reference_size))]
+                self._freeze(self._learned_reference(self._pending[0]), now)
+            self.stream = self._make_stream()
+        log = state["log"]
+        ts = np.asarray(log["ts"], dtype=np.float64)
+        saved_cols = log["cols"]
+        prints = log.get("fingerprints", {})
+        cols: dict[str, npt.NDArray[Any]] = {n: np.asarray(saved_cols[n]) for n in _BASE_COLUMNS}
+        for f in self.features.values():
+            if f.kind == UNTYPED:
+                continue
+            c = _column(f.name)
+            if c in saved_cols and list(prints.get(f.name, [])) == f.fingerprint():
+                cols[c] = np.asarray(saved_cols[c])
+            else:
+                cols[c] = np.full(ts.size, math.nan) if f.kind == NUMERIC else np.full(ts.size, -1, np.int32)
+        self.stream.rebuild(ts, cols, now)
+        for name, data in state.get("detectors", {}).items():
+            if name in self.detectors:
+                self.detectors[name] = detector_from_dict(data)
+                self._seen_detections[name] = self.detectors[name].detections
+        for name, t in state.get("last_change", {}).items():
+            if name in self._last_change:
+                self._last_change[name] = None if t < 0 else float(t)
