@@ -1,0 +1,412 @@
+"""Tail JSON-lines files matching a glob, surviving rotation, truncation and deletion.
+
+Model servers write inference logs to files that logrotate (or the container runtime) renames,
+truncates and deletes underneath us. A file is therefore identified by ``(st_dev, st_ino)``,
+never by its name, and each one is kept open: after ``mv app.log app.log.1`` the open
+descriptor still reads the old file to its end while the new ``app.log`` is picked up as a new
+file, so nothing written around the rotation is lost.
+
+Positions are only advanced by ``commit``. ``poll`` always reads from the committed offsets,
+returns complete lines only (the unterminated tail stays unconsumed until its newline arrives),
+and hands back a token holding the offsets it reached; committed offsets therefore always point
+at the start of a line (or, while a too-long line is being skipped, into that line with the
+``skip`` flag set, so a line longer than one poll's budget still gets skipped).
+
+Rules, in the order they are applied on each poll:
+
+* **Discovery.** Every regular file matching the glob is tracked. Files present at the first
+  poll start at the beginning, or with ``start_at: end`` after their last complete line; files
+  that appear later (or after ``restore``) are always read from the beginning: they are new.
+* **Rotation / deletion.** A tracked file that no longer matches the glob (renamed away, or
+  deleted) is read to its end through the open descriptor. It is dropped once it has been at
+  its end for ``rotate_wait`` seconds since it left the glob, which gives a writer that still
+  holds it open time to finish. A final line without a newline is never returned.
+* **Truncation** (copytruncate): when a file is shorter than its committed offset it is read
+  again from 0.
+* **Long lines** (over ``max_line_bytes``) are skipped as they stream past, never held whole
+  in memory, and counted in ``Poll.rejected["line_too_long"]``. Empty lines are ignored.
+* **Budget.** One poll reads at most ``max_bytes_per_poll`` bytes in total (64 MiB by default)
+  so a large backlog is worked off over several polls instead of stalling one.
+* **Errors.** An ``OSError`` on one file (e.g. permission denied) counts in
+  ``health.errors_total`` and marks the source down for that poll; the other files are still
+  read. A glob that matches nothing is not an error: the file may not exist yet.
+
+``state()`` is ``{"files": [{"path", "dev", "ino", "offset", "skip", "head_bytes",
+"head_sha256"}], "started": bool}`` of the committed positions; ``head_*`` fingerprint the
+file's first (up to 1 KiB of) bytes already read, ``started`` whether the first poll happened
+(``start_at`` only applies before it). ``restore`` looks each inode up at its recorded path, among
+the glob's matches and in the recorded path's directory (where logrotate puts ``app.log.1``),
+and resumes at its offset; from 0 if the file is now shorter or its fingerprint differs
+(truncated and rewritten, or the inode number reused by a new file). An inode that is gone
+cannot be read any more; whatever file now sits at its path is new and is read from 0, as is
+every other file not in the state.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import glob
+import hashlib
+import logging
+import os
+import stat
+from collections import Counter
+from dataclasses import dataclass
+from typing import Any
+
+from exporter.config import SourceConfig
+from exporter.records import LINE_TOO_LONG
+from exporter.sources.base import Poll, Source
+
+log = logging.getLogger(__name__)
+
+FileKey = tuple[int, int]  # (st_dev, st_ino)
+
+DEFAULT_MAX_BYTES_PER_POLL = 64 << 20
+DEFAULT_ROTATE_WAIT = 5.0
+HEAD_BYTES = 1024  # how much of a file's start the checkpoint fingerprints
+_CHUNK = 1 << 20
+
+
+@dataclass
+class _Tailed:
+    """A tracked file: its open descriptor and committed position."""
+
+    key: FileKey
+    path: str
+    fd: int
+    offset: int
+    seq: int  # discovery order: older files are read first, so a rotated file precedes its successor
+    skip: bool = False  # the committed offset is inside a too-long line: discard to its newline
+    orphaned_at: float | None = None  # when it stopped matching the glob (rotated or deleted)
+
+
+@dataclass(frozen=True)
+class _Position:
+    key: FileKey
+    offset: int
+    skip: bool
+    drop: bool  # the file is finished (rotated or deleted, read to its end): close it on commit
+
+
+@dataclass(frozen=True)
+class FileToken:
+    """What ``commit`` applies: the positions one poll reached."""
+
+    positions: tuple[_Position, ...]
+
+
+@dataclass
+class _ReadResult:
+    offset: int
+    skip: bool
+    used: int
+    eof: bool
+
+
+def _key(st: os.stat_result) -> FileKey:
+    return (st.st_dev, st.st_ino)
+
+
+def _head(fd: int, offset: int) -> tuple[int, str] | None:
+    """Fingerprint of the already-read start of a file: (length, sha256 of its first bytes).
+
+    Inode numbers are reused as soon as a file is deleted, so a checkpointed (dev, ino) alone
+    could resume a brand-new file in the middle; the fingerprint tells them apart.
+    """
+    n = min(offset, HEAD_BYTES)
+    if n <= 0:
+        return None
+    try:
+        data = os.pread(fd, n, 0)
+    except OSError:
+        return None
+    return len(data), hashlib.sha256(data).hexdigest()
+
+
+class FileTailSource(Source):
+    """A ``type: file`` source; ``path`` (a glob) overrides ``config.path``, e.g. in tests."""
+
+    def __init__(self, config: SourceConfig, path: str | None = None, *,
+                 max_bytes_per_poll: int = DEFAULT_MAX_BYTES_PER_POLL,
+                 rotate_wait: float = DEFAULT_ROTATE_WAIT) -> None:
+        super().__init__(config)
+        pattern = path if path is not None else config.path
+        if not pattern:
+            raise ValueError(f"source {config.name!r}: a file source needs a path")
+        self.pattern = os.fspath(pattern)
+        self.max_line_bytes = config.max_line_bytes
+        # The first file must always be able to finish its longest allowed line in one poll.
+        self.max_bytes_per_poll = max(max_bytes_per_poll, self.max_line_bytes + 1)
+        self.rotate_wait = rotate_wait
+        self._files: dict[FileKey, _Tailed] = {}
+        self._seq = 0
+        self._started = False  # start_at applies only to files present at the first poll
+        self._failing: set[str] = set()  # paths whose last operation failed (log transitions only)
+
+    # --- Source interface -------------------------------------------------------------------
+
+    def poll(self, now: float) -> Poll:
+        errors = self._discover(now)
+        lines: list[bytes] = []
+        rejected: Counter[str] = Counter()
+        positions: list[_Position] = []
+        budget = self.max_bytes_per_poll
+        # Oldest first: a rotated-away file's lines were written before its successor's.
+        for f in sorted(self._files.values(), key=lambda f: f.seq):
+            if budget <= 0:
+                break
+            try:
+                size = os.fstat(f.fd).st_size
+                offset, skip = (f.offset, f.skip) if size >= f.offset else (0, False)
+                r = self._read(f.fd, offset, skip, budget, lines, rejected)
+            except OSError as e:
+                errors += 1
+                self._failed(f.path, e)
+                continue
+            self._recovered(f.path)
+            budget -= r.used
+            drop = f.orphaned_at is not None and r.eof and now - f.orphaned_at >= self.rotate_wait
+            if drop or r.offset != f.offset or r.skip != f.skip:
+                positions.append(_Position(f.key, r.offset, r.skip, drop))
+        self.health.polled_once = True
+        if errors:
+            self.health.errors_total += errors
+            self.health.up = False
+        else:
+            self.health.up = True
+            self.health.last_success = now
+        return Poll(lines=lines, rejected=rejected, token=FileToken(tuple(positions)))
+
+    def commit(self, token: Any) -> None:
+        if not isinstance(token, FileToken):
+            raise TypeError(f"not a file source token: {token!r}")
+        for p in token.positions:
+            f = self._files.get(p.key)
+            if f is None:
+                continue
+            f.offset, f.skip = p.offset, p.skip
+            if p.drop:
+                self._close(f)
+
+    def state(self) -> dict[str, Any]:
+        files = []
+        for f in sorted(self._files.values(), key=lambda f: f.seq):
+            entry: dict[str, Any] = {"path": f.path, "dev": f.key[0], "ino": f.key[1],
+                                     "offset": f.offset, "skip": f.skip}
+            head = _head(f.fd, f.offset)
+            if head is not None:
+                entry["head_bytes"], entry["head_sha256"] = head
+            files.append(entry)
+        return {"files": files, "started": self._started}
+
+    def restore(self, state: dict[str, Any]) -> None:
+        self.close()
+        # A checkpoint written before the first poll must not turn start_at: end into "read all".
+        self._started = bool(state.get("started", True))
+        matches = self._glob()
+        for entry in state.get("files", []):
+            try:
+                path = str(entry["path"])
+                key: FileKey = (int(entry["dev"]), int(entry["ino"]))
+                offset, skip = int(entry["offset"]), bool(entry.get("skip", False))
+                head = None
+                if "head_sha256" in entry:
+                    head = (int(entry["head_bytes"]), str(entry["head_sha256"]))
+            except (KeyError, TypeError, ValueError):
+                log.warning("source %s: ignoring malformed checkpoint entry %r", self.name, entry)
+                continue
+            if key in self._files or offset < 0:
+                continue
+            found = self._find(key, path, matches)
+            if found is None:
+                log.info("source %s: %s (inode %d) is gone; its unread remainder is lost",
+                         self.name, path, key[1])
+                continue
+            fd, size, where = found
+            if size < offset or (head is not None and _head(fd, head[0]) != head):
+                # truncated while we were down, or the inode number now belongs to another file
+                offset, skip = 0, False
+            self._files[key] = _Tailed(key, where, fd, offset, self._next_seq(), skip)
+
+    def close(self) -> None:
+        for f in list(self._files.values()):
+            self._close(f)
+
+    # --- internals --------------------------------------------------------------------------
+
+    def _glob(self) -> list[str]:
+        return sorted(glob.glob(self.pattern, recursive=True))
+
+    def _discover(self, now: float) -> int:
+        """Track new files matching the glob, mark vanished ones orphaned; returns error count."""
+        errors = 0
+        seen: set[FileKey] = set()
+        for path in self._glob():
+            try:
+                st = os.stat(path)
+            except FileNotFoundError:  # vanished between glob and stat
+                continue
+            except OSError as e:
+                errors += 1
+                self._failed(path, e)
+                continue
+            if not stat.S_ISREG(st.st_mode):
+                continue
+            key = _key(st)
+            f = self._files.get(key)
+            if f is None:
+                try:
+                    f = self._open(path)
+                except FileNotFoundError:
+                    continue
+                except OSError as e:
+                    errors += 1
+                    self._failed(path, e)
+                    continue
+                if f is None:
+                    continue
+                key = f.key  # the path may have been replaced between stat and open
+            self._recovered(path)
+            f.path = path
+            f.orphaned_at = None
+            seen.add(key)
+        for f in self._files.values():
+            if f.key not in seen and f.orphaned_at is None:
+                f.orphaned_at = now
+        self._started = True
+        return errors
+
+    def _open(self, path: str) -> _Tailed | None:
+        """Track the file now at ``path``; the one already tracked if it turns out to be that."""
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
+        try:
+            st = os.fstat(fd)
+            key = _key(st)
+            if key in self._files or not stat.S_ISREG(st.st_mode):
+                os.close(fd)
+                return self._files.get(key)
+            offset, skip = 0, False
+            if not self._started and self.config.start_at == "end":
+                offset, skip = self._end_of_last_line(fd, st.st_size)
+        except BaseException:
+            os.close(fd)
+            raise
+        f = _Tailed(key, path, fd, offset, self._next_seq(), skip)
+        self._files[key] = f
+        return f
+
+    def _next_seq(self) -> int:
+        self._seq += 1
+        return self._seq
+
+    def _end_of_last_line(self, fd: int, size: int) -> tuple[int, bool]:
+        """Where ``start_at: end`` starts: after the last newline, so the line being written is
+        read whole once complete; if that line is already too long, skip it from the end."""
+        pos = size
+        while pos > 0 and size - pos <= self.max_line_bytes:
+            start = max(0, pos - 65536)
+            chunk = os.pread(fd, pos - start, start)
+            i = chunk.rfind(b"\n")
+            if i >= 0:
+                end = start + i + 1
+                return (end, False) if size - end <= self.max_line_bytes else (size, True)
+            pos = start
+        return (0, False) if size <= self.max_line_bytes else (size, True)
+
+    def _read(self, fd: int, offset: int, skip: bool, budget: int, lines: list[bytes],
+              rejected: Counter[str]) -> _ReadResult:
+        """Append the complete lines after ``offset`` (at most ``budget`` bytes) to ``lines``.
+
+        The unterminated tail is collected in ``pending`` only while it is within the line
+        limit; beyond it the line is counted as rejected and the rest of it discarded as it
+        is read (``skip``), so memory stays bounded by the limit plus one chunk.
+        """
+        limit = self.max_line_bytes
+        pos = offset  # next byte to read
+        line_start = offset  # first unconsumed byte (returned as the new offset)
+        pending: list[bytes] = []
+        pending_len = 0
+        used = 0
+        eof = False
+        while used < budget:
+            data = os.pread(fd, min(_CHUNK, budget - used), pos)
+            if not data:
+                eof = True
+                break
+            pos += len(data)
+            used += len(data)
+            if skip:
+                i = data.find(b"\n")
+                if i < 0:
+                    line_start = pos
+                    continue
+                skip = False
+                data = data[i + 1:]
+                line_start = pos - len(data)
+            cut = data.rfind(b"\n")
+            if cut < 0:
+                pending.append(data)
+                pending_len += len(data)
+            else:
+                head = data[:cut]
+                if pending:
+                    pending.append(head)
+                    head = b"".join(pending)
+                rest = data[cut + 1:]
+                line_start = pos - len(rest)
+                self._emit(head, lines, rejected)
+                pending = [rest] if rest else []
+                pending_len = len(rest)
+            if pending_len > limit:
+                rejected[LINE_TOO_LONG] += 1
+                skip = True
+                pending = []
+                pending_len = 0
+                line_start = pos
+        return _ReadResult(line_start, skip, used, eof)
+
+    def _emit(self, block: bytes, lines: list[bytes], rejected: Counter[str]) -> None:
+        limit = self.max_line_bytes
+        for line in block.split(b"\n"):
+            if len(line) > limit:
+                rejected[LINE_TOO_LONG] += 1
+            elif line and not line.isspace():
+                lines.append(line)
+
+    def _find(self, key: FileKey, path: str, matches: list[str]) -> tuple[int, int, str] | None:
+        """Open the file with inode ``key``: at ``path``, a glob match, or beside ``path``."""
+        candidates = [path, *matches]
+        directory = os.path.dirname(path) or "."
+        try:
+            with os.scandir(directory) as entries:
+                candidates += [e.path for e in entries if e.inode() == key[1]]
+        except OSError:
+            pass
+        for cand in candidates:
+            try:
+                if _key(os.stat(cand)) != key:
+                    continue
+                fd = os.open(cand, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
+            except OSError:
+                continue
+            st = os.fstat(fd)
+            if _key(st) == key and stat.S_ISREG(st.st_mode):
+                return fd, st.st_size, cand
+            os.close(fd)
+        return None
+
+    def _close(self, f: _Tailed) -> None:
+        self._files.pop(f.key, None)
+        with contextlib.suppress(OSError):
+            os.close(f.fd)
+
+    def _failed(self, path: str, err: OSError) -> None:
+        if path not in self._failing:
+            self._failing.add(path)
+            log.warning("source %s: cannot read %s: %s", self.name, path, err)
+
+    def _recovered(self, path: str) -> None:
+        if path in self._failing:
+            self._failing.discard(path)
+            log.info("source %s: %s is readable again", self.name, path)

@@ -1,0 +1,573 @@
+"""Record parsers and timestamp parsing against hand-written expectations (DESIGN §2, §3)."""
+
+from __future__ import annotations
+
+import json
+import math
+from datetime import UTC, datetime, timedelta, timezone
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from exporter.config import SourceConfig
+from exporter.records import (
+    INVALID_REASONS,
+    LabelBatch,
+    PredictionBatch,
+    RecordSpec,
+    class_text,
+    parse_labels,
+    parse_predictions,
+)
+from exporter.timestamps import parse_timestamp, parse_timestamps
+
+NOW = 1_800_000_000.0
+SPEC = RecordSpec(model="fraud")
+
+
+def line(obj: Any) -> bytes:
+    return json.dumps(obj).encode()
+
+
+def preds(lines: list[bytes], spec: RecordSpec = SPEC, objects: list[Any] | None = None) -> Any:
+    """Parse predictions; every hand-written case also checks the arrow path agrees."""
+    result = parse_predictions(lines, spec, NOW, objects or ())
+    assert isinstance(result.batch, PredictionBatch)
+    if not objects:
+        both_paths(lines, spec, "p")
+    return result
+
+
+def labels(lines: list[bytes], spec: RecordSpec | None = None) -> Any:
+    result = parse_labels(lines, spec or RecordSpec(), NOW)
+    assert isinstance(result.batch, LabelBatch)
+    both_paths(lines, spec or RecordSpec(), "l")
+    return result
+
+
+def epoch(year: int, month: int, day: int, hour: int, minute: int, second: int) -> float:
+    return datetime(year, month, day, hour, minute, second, tzinfo=UTC).timestamp()
+
+
+# --- the canonical record -----------------------------------------------------------------------
+
+def test_canonical_prediction_record() -> None:
+    rec = {"id": "req-81f2", "model": "fraud", "model_version": "3", "timestamp": "2026-11-26T10:00:00Z",
+           "prediction": 1, "confidence": 0.91, "probabilities": {"0": 0.09, "1": 0.91},
+           "features": {"amount": 120.5, "country": "DE"}}
+    spec = RecordSpec(feature_names=("amount", "country", "age"))
+    r = preds([line(rec)], spec)
+    b = r.batch
+    assert r.records == 1 and not r.invalid and len(b) == 1
+    assert b.id.tolist() == ["req-81f2"] and b.model.tolist() == ["fraud"]
+    assert b.model_version.tolist() == ["3"] and b.prediction.tolist() == ["1"]
+    assert b.timestamp.tolist() == [epoch(2026, 11, 26, 10, 0, 0)]
+    assert b.confidence.tolist() == [0.91]
+    assert b.probabilities.tolist() == [{"0": 0.09, "1": 0.91}]
+    assert b.features["amount"].tolist() == [120.5]
+    assert b.features["country"].tolist() == ["DE"]
+    assert b.features["age"].tolist() == [None]
+    assert r.newest_timestamp == epoch(2026, 11, 26, 10, 0, 0)
+    for col in (b.id, b.model, b.model_version, b.prediction, b.probabilities):
+        assert col.dtype == object
+    assert b.timestamp.dtype == np.float64 and b.confidence.dtype == np.float64
+
+
+def test_canonical_label_record() -> None:
+    r = labels([line({"id": "req-81f2", "label": 1, "timestamp": "2026-11-27T08:00:00Z"})])
+    b = r.batch
+    assert b.id.tolist() == ["req-81f2"] and b.label.tolist() == ["1"]
+    assert b.timestamp.tolist() == [epoch(2026, 11, 27, 8, 0, 0)] and b.model.tolist() == [None]
+    assert r.records == 1 and not r.invalid
+
+
+def test_dotted_path_mapping_and_fixed_model() -> None:
+    src = SourceConfig(name="s", kind="predictions", type="file", path="/x", model="fraud",
+                       fields={"id": "request_id", "prediction": "output.label",
+                               "confidence": "output.score", "model_version": "version",
+                               "features": "input.features", "timestamp": "meta.ts"},
+                       max_line_bytes=4096)
+    spec = RecordSpec.from_source(src, ("amount",))
+    assert spec.max_line_bytes == 4096 and spec.model == "fraud" and spec.feature_names == ("amount",)
+    rec = {"request_id": "r1", "model": "ignored", "version": 7,
+           "output": {"label": "approve", "score": 0.7},
+           "input": {"features": {"amount": 3}}, "meta": {"ts": 1_700_000_000}}
+    b = preds([line(rec)], spec).batch
+    assert b.id.tolist() == ["r1"] and b.model.tolist() == ["fraud"]
+    assert b.model_version.tolist() == ["7"] and b.prediction.tolist() == ["approve"]
+    assert b.confidence.tolist() == [0.7] and b.features["amount"].tolist() == [3]
+    assert b.timestamp.tolist() == [1_700_000_000.0]
+    # a path through a non-object is simply missing
+    r = preds([line({"request_id": "r2", "output": 5})], spec)
+    assert r.invalid == {"missing_prediction": 1}
+
+
+def test_model_and_version_sources() -> None:
+    no_fixed = RecordSpec()
+    r = preds([line({"id": "a", "prediction": 1}),
+               line({"id": "b", "model": "m", "prediction": 1}),
+               line({"id": "c", "model": "m", "model_version": 2.0, "prediction": 1}),
+               line({"id": "d", "model": "m", "model_version": None, "prediction": 1}),
+               line({"id": "e", "model": "", "prediction": 1})], no_fixed)
+    assert r.invalid == {"missing_model": 2}
+    assert r.batch.model_version.tolist() == ["unknown", "2", "unknown"]
+    fixed = RecordSpec(model="f", model_version="v9")
+    assert preds([line({"id": "a", "model": "m", "model_version": "1", "prediction": 1})],
+                 fixed).batch.model_version.tolist() == ["v9"]
+
+
+# --- classes --------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize(("value", "text"), [
+    (1, "1"), (1.0, "1"), (0, "0"), (-3, "-3"), (2.5, "2.5"), (True, "1"), (False, "0"),
+    ("cat", "cat"), ("1.0", "1.0"), (" x ", " x "), (1e20, "100000000000000000000"),
+    (np.int64(4), "4"), (np.float32(2.0), "2"), (np.bool_(True), "1"),
+])
+def test_class_text(value: Any, text: str) -> None:
+    assert class_text(value) == text
+
+
+@pytest.mark.parametrize("value", [None, "", [1], {"a": 1}, math.nan, math.inf])
+def test_class_text_refuses(value: Any) -> None:
+    assert class_text(value) is None
+
+
+def test_class_normalisation_in_records() -> None:
+    values = [1, 1.0, True, False, "1", "dog", 0.25]
+    r = preds([line({"id": str(i), "prediction": v}) for i, v in enumerate(values)])
+    assert r.batch.prediction.tolist() == ["1", "1", "1", "0", "1", "dog", "0.25"]
+    lr = labels([line({"id": str(i), "label": v}) for i, v in enumerate(values)])
+    assert lr.batch.label.tolist() == ["1", "1", "1", "0", "1", "dog", "0.25"]
+
+
+def test_probability_keys_and_derived_confidence() -> None:
+    r = preds([line({"id": "a", "prediction": "b", "probabilities": {"a": 0.2, "b": 0.5, "c": 0.3}}),
+               line({"id": "b", "prediction": 1}),
+               line({"id": "c", "prediction": 1, "confidence": 0.4, "probabilities": {"1": 0.9}}),
+               line({"id": "d", "prediction": 1, "confidence": None, "probabilities": {}})],
+              objects=[{"id": "e", "prediction": 1, "probabilities": {1: 0.8, np.int64(2): 0.1, 3.0: 0.1}}])
+    b = r.batch
+    assert b.confidence.tolist()[0] == 0.5 and math.isnan(b.confidence[1])
+    assert b.confidence[2] == 0.4  # a given confidence wins over the probabilities
+    assert math.isnan(b.confidence[3]) and b.probabilities[3] is None
+    assert b.probabilities[4] == {"1": 0.8, "2": 0.1, "3": 0.1}  # keys normalised like classes
+    assert r.records == 5
+
+
+# --- invalid records ------------------------------------------------------------------------------
+
+INVALID_CASES: list[tuple[bytes, str]] = [
+    (b"not json", "invalid_json"),
+    (b"\xff\xfe{}", "invalid_json"),
+    (b'{"id": "\xc3\x28", "prediction": 1}', "invalid_json"),  # invalid UTF-8 inside a string
+    (b"\xef\xbb\xbf" + line({"id": "a", "prediction": 1}), "invalid_json"),  # a BOM
+    ('{"id": "a", "prediction": 1}'.encode("utf-16"), "invalid_json"),
+    (b'{"id": "a", "prediction": 1} trailing', "invalid_json"),
+    (b"[" * 100_000 + b"]" * 100_000, "invalid_json"),  # nesting too deep for the json module
+    (b"", "invalid_json"),
+    (b"[1, 2]", "not_an_object"),
+    (b'"text"', "not_an_object"),
+    (b"null", "not_an_object"),
+    (line({"prediction": 1}), "missing_id"),
+    (line({"id": "", "prediction": 1}), "missing_id"),
+    (line({"id": None, "prediction": 1}), "missing_id"),
+    (line({"id": True, "prediction": 1}), "missing_id"),
+    (line({"id": ["a"], "prediction": 1}), "missing_id"),
+    (line({"id": {"a": 1}, "prediction": 1}), "missing_id"),
+    (line({"id": "a"}), "missing_prediction"),
+    (line({"id": "a", "prediction": None}), "invalid_class"),
+    (line({"id": "a", "prediction": [1]}), "invalid_class"),
+    (line({"id": "a", "prediction": {"x": 1}}), "invalid_class"),
+    (line({"id": "a", "prediction": ""}), "invalid_class"),
+    (b'{"id": "a", "prediction": NaN}', "invalid_class"),
+    (b'{"id": "a", "prediction": 1, "confidence": NaN}', "invalid_confidence"),
+    (line({"id": "a", "prediction": 1, "confidence": 1.5}), "invalid_confidence"),
+    (line({"id": "a", "prediction": 1, "confidence": -0.01}), "invalid_confidence"),
+    (line({"id": "a", "prediction": 1, "confidence": "abc"}), "invalid_confidence"),
+    (line({"id": "a", "prediction": 1, "confidence": "0.5"}), "invalid_confidence"),
+    (line({"id": "a", "prediction": 1, "confidence": True}), "invalid_confidence"),
+    (line({"id": "a", "prediction": 1, "confidence": 10**400}), "invalid_confidence"),
+    (line({"id": "a", "prediction": 1, "probabilities": [0.1, 0.9]}), "invalid_probabilities"),
+    (line({"id": "a", "prediction": 1, "probabilities": {"1": 1.2}}), "invalid_probabilities"),
+    (line({"id": "a", "prediction": 1, "probabilities": {"1": "0.9"}}), "invalid_probabilities"),
+    (line({"id": "a", "prediction": 1, "probabilities": {"1": None}}), "invalid_probabilities"),
+    (line({"id": "a", "prediction": 1, "probabilities": {"": 0.5}}), "invalid_probabilities"),
+    (line({"id": "a", "prediction": 1, "probabilities": "0.9"}), "invalid_probabilities"),
+    (line({"id": "a", "prediction": 1, "timestamp": "yesterday"}), "invalid_timestamp"),
+    (line({"id": "a", "prediction": 1, "timestamp": "2026-02-30T00:00:00Z"}), "invalid_timestamp"),
+    (line({"id": "a", "prediction": 1, "timestamp": "2026-11-26"}), "invalid_timestamp"),
+    (line({"id": "a", "prediction": 1, "timestamp": True}), "invalid_timestamp"),
+    (line({"id": "a", "prediction": 1, "timestamp": [1]}), "invalid_timestamp"),
+    (b'{"id": "a", "prediction": 1, "timestamp": Infinity}', "invalid_timestamp"),
+]
+
+
+@pytest.mark.parametrize(("raw", "reason"), INVALID_CASES)
+def test_invalid_prediction_lines(raw: bytes, reason: str) -> None:
+    good = line({"id": "good", "prediction": 0})
+    r = preds([good, raw, good])
+    assert r.invalid == {reason: 1}
+    assert r.records == 3 and r.batch.id.tolist() == ["good", "good"]
+    assert reason in INVALID_REASONS
+
+
+def test_line_too_long() -> None:
+    spec = RecordSpec(model="m", max_line_bytes=40)
+    short = line({"id": "a", "prediction": 1})
+    long = line({"id": "a" * 40, "prediction": 1})
+    r = preds([short, long], spec)
+    assert r.invalid == {"line_too_long": 1} and len(r.batch) == 1
+
+
+def test_first_failing_reason_only() -> None:
+    r = preds([line({"confidence": 3, "timestamp": "bad"}),
+               line({"id": "a", "prediction": None, "confidence": 3}),
+               line({"id": "a", "model": "m", "prediction": 1, "confidence": 3, "probabilities": 1,
+                     "timestamp": "x"})],
+              RecordSpec())
+    assert r.invalid == {"missing_id": 1, "missing_model": 1, "invalid_confidence": 1}
+
+
+def test_invalid_label_lines() -> None:
+    r = labels([line({"label": 1}), line({"id": "a"}), line({"id": "a", "label": None}),
+                line({"id": "a", "label": 1, "timestamp": "nope"}), b"[]", b"{",
+                line({"id": 5, "label": 0, "model": "m"})])
+    assert r.invalid == {"missing_id": 1, "missing_label": 1, "invalid_class": 1,
+                         "invalid_timestamp": 1, "not_an_object": 1, "invalid_json": 1}
+    assert r.records == 7
+    assert r.batch.id.tolist() == ["5"] and r.batch.model.tolist() == ["m"]
+
+
+def test_label_model_fixed_or_from_record() -> None:
+    recs = [line({"id": "a", "label": 1, "model": "x"}), line({"id": "b", "label": 1})]
+    assert labels(recs).batch.model.tolist() == ["x", None]
+    assert labels(recs, RecordSpec(model="fraud")).batch.model.tolist() == ["fraud", "fraud"]
+    mapped = RecordSpec(fields={"model": "meta.model", "label": "truth"})
+    r = labels([line({"id": "a", "truth": "cat", "meta": {"model": "zoo"}})], mapped)
+    assert r.batch.model.tolist() == ["zoo"] and r.batch.label.tolist() == ["cat"]
+
+
+def test_ids_become_text() -> None:
+    r = preds([line({"id": 42, "prediction": 1}), line({"id": 7.0, "prediction": 1}),
+               line({"id": "x-1", "prediction": 1})])
+    assert r.batch.id.tolist() == ["42", "7", "x-1"]
+
+
+def test_features_raw_scalars_or_none() -> None:
+    spec = RecordSpec(model="m", feature_names=("a", "b", "c", "d", "e"))
+    r = preds([line({"id": "1", "prediction": 1,
+                     "features": {"a": 1, "b": "x", "c": None, "d": [1, 2], "e": True}}),
+               line({"id": "2", "prediction": 1}),
+               line({"id": "3", "prediction": 1, "features": [1, 2]})], spec)
+    f = r.batch.features
+    assert f["a"].tolist() == [1, None, None] and f["b"].tolist() == ["x", None, None]
+    assert f["c"].tolist() == [None, None, None] and f["d"].tolist() == [None, None, None]
+    assert f["e"].tolist() == [True, None, None]
+    assert all(col.dtype == object and col.shape == (3,) for col in f.values())
+
+
+def test_decoded_objects_parse_like_lines() -> None:
+    recs = [{"id": "a", "prediction": 1, "confidence": 0.5, "timestamp": 1_700_000_000_000},
+            [1], {"id": "b"}]
+    from_lines = preds([line(r) for r in recs])
+    from_objects = preds([], objects=recs)
+    assert from_lines.invalid == from_objects.invalid == {"not_an_object": 1, "missing_prediction": 1}
+    assert from_lines.batch.id.tolist() == from_objects.batch.id.tolist() == ["a"]
+    assert from_objects.batch.timestamp.tolist() == [1_700_000_000.0]
+    assert from_objects.records == 3
+
+
+def test_empty_input() -> None:
+    r = preds([], RecordSpec(model="m", feature_names=("f",)))
+    assert len(r.batch) == 0 and r.records == 0 and r.newest_timestamp is None
+    assert r.batch.features["f"].shape == (0,) and r.batch.timestamp.dtype == np.float64
+    assert len(labels([]).batch) == 0
+
+
+def test_newest_timestamp_ignores_invalid_records() -> None:
+    r = preds([line({"id": "a", "prediction": 1, "timestamp": 100}),
+               line({"id": "b", "prediction": 1, "timestamp": 300, "confidence": 9}),
+               line({"id": "c", "prediction": 1, "timestamp": 200})])
+    assert r.newest_timestamp == 200.0
+
+
+# --- timestamps -----------------------------------------------------------------------------------
+
+@pytest.mark.parametrize(("value", "expected"), [
+    ("2026-11-26T10:00:00Z", epoch(2026, 11, 26, 10, 0, 0)),
+    ("2026-11-26T10:00:00z", epoch(2026, 11, 26, 10, 0, 0)),
+    ("2026-11-26 10:00:00Z", epoch(2026, 11, 26, 10, 0, 0)),
+    ("2026-11-26T10:00:00", epoch(2026, 11, 26, 10, 0, 0)),  # no offset: UTC
+    ("2026-11-26T10:00:00.250Z", epoch(2026, 11, 26, 10, 0, 0) + 0.25),
+    ("2026-11-26T10:00:00.123456789Z", epoch(2026, 11, 26, 10, 0, 0) + 0.123456789),
+    ("2026-11-26T12:30:00+02:30", epoch(2026, 11, 26, 10, 0, 0)),
+    ("2026-11-26T05:00:00-0500", epoch(2026, 11, 26, 10, 0, 0)),
+    ("2024-02-29T00:00:00Z", epoch(2024, 2, 29, 0, 0, 0)),
+    ("1969-12-31T23:59:59Z", -1.0),
+    ("2016-12-31T23:59:60Z", epoch(2017, 1, 1, 0, 0, 0)),
+    (1_764_151_200, 1_764_151_200.0),
+    (1_764_151_200.5, 1_764_151_200.5),
+    (1_764_151_200_000, 1_764_151_200.0),
+    (1_764_151_200_123, 1_764_151_200.123),
+    (100_000_000_000, 100_000_000_000.0),  # exactly 1e11: still seconds
+    (100_000_000_001, 100_000_000.001),
+    ("1764151200", 1_764_151_200.0),
+    ("1764151200000", 1_764_151_200.0),
+    ("1.7641512e9", 1_764_151_200.0),
+    (0, 0.0),
+    (None, NOW),
+])
+def test_parse_timestamp(value: Any, expected: float) -> None:
+    assert parse_timestamp(value, NOW) == pytest.approx(expected, abs=1e-6)
+    assert parse_timestamps([value], NOW)[0] == pytest.approx(expected, abs=1e-6)
+
+
+@pytest.mark.parametrize("value", [
+    "", "now", "2026-11-26", "2026-13-01T00:00:00Z", "2026-11-31T00:00:00Z", "2023-02-29T00:00:00Z",
+    "2026-11-26T24:00:00Z", "2026-11-26T10:60:00Z", "2026-11-26T10:00:61Z", "2026-11-26T10:00:00+24:00",
+    "2026-11-26T10:00:00Z\n", "\uff12\uff10\uff12\uff16-11-26T10:00:00Z", "nan", "inf", "1e400", "1_000",
+    True, False, math.nan, math.inf, -math.inf, [1], {"t": 1}, 10**400,
+])
+def test_invalid_timestamps(value: Any) -> None:
+    assert math.isnan(parse_timestamp(value, NOW))
+    assert math.isnan(parse_timestamps([value], NOW)[0])
+
+
+def test_vectorised_timestamps_match_the_scalar_path_on_a_block() -> None:
+    values: list[Any] = [f"2026-{m:02d}-{d:02d}T{h:02d}:17:{s:02d}.{m * d}+01:00"
+                         for m in range(1, 13) for d in (1, 15, 28, 31) for h in (0, 23) for s in (0, 59)]
+    values += ["bad", None, "1764151200", 5, "2026-02-31T00:00:00Z"]
+    scalar = np.array([parse_timestamp(v, NOW) for v in values])
+    np.testing.assert_array_equal(parse_timestamps(values, NOW), scalar)
+    texts = [v if isinstance(v, str) or v is None else str(v) for v in values]
+    scalar_texts = np.array([parse_timestamp(v, NOW) for v in texts])
+    np.testing.assert_array_equal(parse_timestamps(pa.array(texts, pa.string()), NOW), scalar_texts)
+    numbers = pa.array([1, None, 1_764_151_200_000])
+    np.testing.assert_array_equal(parse_timestamps(numbers, NOW), [1.0, NOW, 1_764_151_200.0])
+
+
+_offsets = st.one_of(st.just("Z"), st.just("z"), st.just(""),
+                     st.builds(lambda sign, h, m, colon: f"{sign}{h:02d}{colon}{m:02d}",
+                               st.sampled_from("+-"), st.integers(0, 25), st.integers(0, 61),
+                               st.sampled_from(["", ":"])))
+_rfc3339ish = st.builds(
+    lambda y, mo, d, sep, h, mi, s, frac, off:
+        f"{y:04d}-{mo:02d}-{d:02d}{sep}{h:02d}:{mi:02d}:{s:02d}{frac}{off}",
+    st.integers(0, 9999), st.integers(0, 13), st.integers(0, 32), st.sampled_from("Tt x"),
+    st.integers(0, 25), st.integers(0, 61), st.integers(0, 61),
+    st.one_of(st.just(""), st.text("0123456789", min_size=1, max_size=12).map(lambda t: "." + t)),
+    _offsets,
+)
+_timestamp_values = st.one_of(
+    _rfc3339ish, st.text(max_size=12), st.none(), st.booleans(),
+    st.integers(-10**15, 10**15), st.floats(allow_nan=True, allow_infinity=True),
+    st.integers(-10**15, 10**15).map(str), st.floats(allow_nan=False, allow_infinity=False).map(repr),
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(_timestamp_values, min_size=0, max_size=80))
+def test_vectorised_timestamps_agree_with_scalar(values: list[Any]) -> None:
+    scalar = np.array([parse_timestamp(v, NOW) for v in values], dtype=np.float64)
+    np.testing.assert_array_equal(parse_timestamps(values, NOW), scalar)
+    texts = [v for v in values if isinstance(v, str)] * 3  # enough to take the arrow path
+    np.testing.assert_array_equal(
+        parse_timestamps(pa.array(texts, pa.string()), NOW),
+        np.array([parse_timestamp(v, NOW) for v in texts], dtype=np.float64))
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.datetimes(min_value=datetime(1, 1, 1), max_value=datetime(9999, 12, 30)),
+       st.integers(-23 * 60, 23 * 60))
+def test_rfc3339_matches_datetime(dt: datetime, offset_minutes: int) -> None:
+    tz = timezone(timedelta(minutes=offset_minutes))
+    aware = dt.replace(tzinfo=tz)
+    text = aware.isoformat()
+    assert parse_timestamp(text, NOW) == pytest.approx(aware.timestamp(), abs=1e-6)
+
+
+# --- the arrow fast path gives exactly the per-record path's result ----------------------------
+
+def assert_same_result(a: Any, b: Any) -> None:
+    assert a.invalid == b.invalid and a.records == b.records
+    assert (a.newest_timestamp is None) == (b.newest_timestamp is None)
+    if a.newest_timestamp is not None:
+        assert a.newest_timestamp == b.newest_timestamp
+    assert type(a.batch) is type(b.batch)
+    for name in a.batch.__dataclass_fields__:
+        x, y = getattr(a.batch, name), getattr(b.batch, name)
+        if name == "features":
+            assert x.keys() == y.keys()
+            pairs = [(x[k], y[k]) for k in x]
+        else:
+            pairs = [(x, y)]
+        for u, v in pairs:
+            assert u.dtype == v.dtype and u.shape == v.shape, name
+            if u.dtype == np.float64:
+                np.testing.assert_array_equal(u, v)
+            else:
+                assert [(type(e), e) for e in u.tolist()] == [(type(e), e) for e in v.tolist()], name
+                for d1, d2 in zip(u.tolist(), v.tolist(), strict=True):
+                    if isinstance(d1, dict):
+                        assert [(type(e), e) for e in sorted(d1.items())] == \
+                               [(type(e), e) for e in sorted(d2.items())]
+
+
+def both_paths(lines: list[bytes], spec: RecordSpec, kind: str) -> bool:
+    """Parse with the arrow path (if it takes the block) and the per-record path; compare.
+    Returns whether the arrow path took the block."""
+    from exporter.records import _fast_labels, _fast_predictions
+    fast = (_fast_predictions if kind == "p" else _fast_labels)(lines, spec, NOW)
+    slow = (parse_predictions if kind == "p" else parse_labels)(lines, spec, NOW, fast=False)
+    if fast is not None:
+        assert_same_result(fast, slow)
+    public = (parse_predictions if kind == "p" else parse_labels)(lines, spec, NOW)
+    assert_same_result(public, slow)
+    return fast is not None
+
+
+_json_scalar = st.one_of(st.none(), st.booleans(), st.integers(-(2**70), 2**70),
+                         st.floats(allow_nan=False, allow_infinity=False), st.text(max_size=5))
+_json_any = st.recursive(_json_scalar, lambda inner: st.one_of(
+    st.lists(inner, max_size=3), st.dictionaries(st.text(max_size=3), inner, max_size=3)), max_leaves=6)
+_kinds = ["str", "int", "float", "bool", "nested", "object", "null", "any"]
+_plan_kinds = ["str", "str", "str", "int", "int", "float", "float", "bool", "nested", "object", "null", "any"]
+
+
+def _value(kind: str) -> st.SearchStrategy[Any]:
+    return {
+        "str": st.one_of(st.text(st.characters(exclude_categories=["Cs"]), max_size=6),
+                         st.sampled_from(["a", "1", "0", "", "x y", "é", "2026-11-26", "2026-11-26 10:00:00"])),
+        "int": st.one_of(st.integers(-3, 3), st.integers(-(2**64), 2**64)),
+        "float": st.one_of(st.sampled_from([0.0, 1.0, 0.5, 2.0, -0.0, 0.25, 1.5, -0.1, 1e20, 2.0**53]),
+                           st.floats(-1e6, 1e6), st.floats(allow_nan=False, allow_infinity=False)),
+        "bool": st.booleans(),
+        "nested": st.lists(st.integers(0, 1), max_size=2),
+        "object": st.dictionaries(st.sampled_from("ab"), st.integers(0, 1)),
+        "null": st.none(),
+        "any": _json_any,
+    }[kind]
+
+
+@st.composite
+def record_blocks(draw: st.DrawFn, nested: bool) -> list[bytes]:
+    """A block of lines whose fields mostly keep one JSON type each, as real logs do (so arrow
+    can take the block), with absent fields, nulls, odd types and garbage lines mixed in; a
+    "clean" block has no garbage and no type changes, so arrow nearly always takes it."""
+    clean = draw(st.booleans())
+    kinds = [k for k in _plan_kinds if k != "any"] if clean else _plan_kinds
+    fields = ["id", "model", "model_version", "timestamp", "prediction", "confidence", "label"]
+    plan = {f: draw(st.sampled_from(kinds)) for f in fields}
+    plan["timestamp"] = draw(st.sampled_from(["ts", "ts", "ts_num", *kinds]))
+    extra_kind = draw(st.sampled_from(kinds))
+    prob_kind = draw(st.sampled_from(["float", "int", "str"] if clean else ["float", "int", "str", "mixed"]))
+    prob_keys = draw(st.lists(st.sampled_from(["0", "1", "a", ""]), max_size=3, unique=True))
+    feat_kinds = {f: draw(st.sampled_from(kinds)) for f in ("f0", "f1")}
+    p_absent = draw(st.sampled_from([0.0, 0.1, 0.5]))
+    p_odd = 0.0 if clean else draw(st.sampled_from([0.0, 0.05]))
+    n = draw(st.integers(1, 12))
+    lines: list[bytes] = []
+    for _ in range(n):
+        if draw(st.floats(0, 1)) < p_odd:
+            lines.append(draw(st.sampled_from([
+                b"", b" ", b"[1]", b"1", b"null", b'"s"', b"{", b'{"id": "x"} {"id": "y"}', b'{"id": "x"}{"id": "y"}',
+                b'{"id": "a", "prediction": NaN}', b'{"id": "a", "prediction": 1, "confidence": Infinity}',
+                b'{"id": "a", "prediction": 1, "confidence": Inf}', b'{"id": "\xff", "prediction": 1}',
+                b'{"id": "a", "id": "b", "prediction": 1, "label": 1}', b'{"x": "\xed\xa0\x80"}',
+                b'{"id": "a", "prediction": 1, "x": ' + b"[" * 3000 + b"]" * 3000 + b"}",
+                b'{"id": "a", "prediction": 1, "label": 0, "x": "\\ud800"}', b'{"id": "a",\t"label": 1}\r',
+                b'{"id": "a", "prediction": 1, "label": 0, "x": "\\ud83d\\ude00"}', b'{"id": "a", "label": 1} null',
+                b'{"id": "a", "label": 1, "prediction": 1, "x": [1, "a", {"b": null}]}', b" {}",
+                b'{"id": 12345678901234567890123, "prediction": 1, "label": 1}',
+            ])))
+            continue
+        rec: dict[str, Any] = {}
+        for f in fields:
+            u = draw(st.floats(0, 1))
+            if u < p_absent:
+                continue
+            kind = plan[f]
+            if u > 1 - p_odd:
+                kind = draw(st.sampled_from(_kinds))
+            if kind == "ts":
+                rec[f] = draw(_rfc3339ish)
+            elif kind == "ts_num":
+                rec[f] = draw(st.one_of(st.integers(0, 2 * 10**12), st.floats(0, 2e12)))
+            else:
+                rec[f] = draw(_value(kind))
+        if draw(st.floats(0, 1)) >= p_absent:
+            pk = draw(st.sampled_from(["float", "int", "str"])) if prob_kind == "mixed" else prob_kind
+            keys = prob_keys if draw(st.floats(0, 1)) > p_odd else draw(st.lists(st.sampled_from("01ab"), max_size=2))
+            rec["probabilities"] = {k: draw(st.one_of(_value(pk), st.floats(-0.1, 1.1))) for k in keys}
+        if draw(st.floats(0, 1)) >= p_absent:
+            rec["features"] = {k: draw(_value(v)) for k, v in feat_kinds.items() if draw(st.booleans())}
+        if draw(st.booleans()):
+            rec["extra"] = draw(_value(extra_kind))
+        if nested:
+            rec = {"meta": {"rid": rec.pop("id", None)}, "out": {"label": rec.pop("prediction", None),
+                   "score": rec.pop("confidence", None)}, **rec}
+            if draw(st.floats(0, 1)) < p_absent:
+                del rec["out"]
+        text = json.dumps(rec, ensure_ascii=draw(st.booleans()), separators=draw(st.sampled_from([None, (",", ":")])))
+        lines.append(text.encode("utf-8", "surrogatepass"))
+    return lines
+
+
+NESTED = {"id": "meta.rid", "prediction": "out.label", "confidence": "out.score"}
+
+
+@settings(max_examples=500, deadline=None)
+@given(record_blocks(nested=False), st.sampled_from([
+    RecordSpec(feature_names=("f0", "f1", "f9")), RecordSpec(model="m", model_version="v", max_line_bytes=60),
+    RecordSpec(model="m", feature_names=("f1",)),
+]))
+def test_arrow_path_matches_per_record_path(lines: list[bytes], spec: RecordSpec) -> None:
+    both_paths(lines, spec, "p")
+    both_paths(lines, spec, "l")
+
+
+@settings(max_examples=200, deadline=None)
+@given(record_blocks(nested=True))
+def test_arrow_path_matches_per_record_path_with_nested_fields(lines: list[bytes]) -> None:
+    both_paths(lines, RecordSpec(fields=NESTED, feature_names=("f0",)), "p")
+
+
+def test_arrow_path_takes_typical_blocks() -> None:
+    """The equivalence tests only prove something if the fast path really runs."""
+    from exporter.records import _fast_labels, _fast_predictions
+    recs = [line({"id": f"r{i}", "model": "fraud", "model_version": "3", "timestamp": 1_764_151_200 + i,
+                  "prediction": i % 2, "confidence": 0.75, "probabilities": {"0": 0.25, "1": 0.75},
+                  "features": {"amount": i * 1.5, "country": "DE", "new": i % 3 == 0}}) for i in range(200)]
+    recs[5] = b"{broken"
+    recs[7] = line({"id": "x", "model": "fraud", "prediction": 1, "confidence": 1.5})
+    spec = RecordSpec(feature_names=("amount", "country", "new"))
+    assert _fast_predictions(recs, spec, NOW) is None  # the broken line sends the block back
+    del recs[5]
+    fast = _fast_predictions(recs, spec, NOW)
+    assert fast is not None and fast.invalid == {"invalid_confidence": 1} and len(fast.batch) == 198
+    assert fast.batch.features["amount"][3] == 4.5 and fast.batch.features["new"][3] is True
+    both_paths(recs, spec, "p")
+    label_lines = [line({"id": f"r{i}", "label": i % 2, "timestamp": "2026-11-27T08:00:00Z"}) for i in range(100)]
+    assert _fast_labels(label_lines, RecordSpec(), NOW) is not None
+    both_paths(label_lines, RecordSpec(), "l")
+
+
+def test_block_starting_with_a_top_level_null_is_not_handed_to_arrow() -> None:
+    """pyarrow 26 dies with SIGSEGV on a block whose first document is ``null``."""
+    good = [line({"id": f"r{i}", "model": "m", "prediction": 1}) for i in range(100)]
+    r = preds([b"null", *good])
+    assert r.invalid == {"not_an_object": 1} and len(r.batch) == 100
+    r = preds([*good, b"null", b'{"id": "z", "prediction": 1} null'])
+    assert r.invalid == {"not_an_object": 1, "invalid_json": 1} and len(r.batch) == 100
+
+
+def test_deeply_nested_block_falls_back() -> None:
+    deep = b'{"id": "a", "model": "m", "prediction": 1, "x": ' + b"[" * 3000 + b"]" * 3000 + b"}"
+    r = preds([deep] * 80)
+    assert r.invalid == {"invalid_json": 80}  # json's recursion limit; arrow would accept them
+    shallow = b'{"id": "a", "model": "m", "prediction": 1, "x": ' + b"[" * 20 + b"]" * 20 + b"}"
+    assert len(preds([shallow] * 80).batch) == 80
