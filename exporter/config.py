@@ -106,6 +106,7 @@ class ModelConfig:
     classes: tuple[str, ...] | None = None
     positive_class: str = "1"
     max_classes: int = 50
+    max_versions: int = 20
     thresholds: Thresholds = field(default_factory=Thresholds)
     baseline: Baseline = field(default_factory=Baseline)
     join: JoinConfig = field(default_factory=JoinConfig)
@@ -212,7 +213,7 @@ class Config:
 TOP_LEVEL_KEYS = ("global", "models", "sources", "retraining", "history")
 GLOBAL_KEYS = ("poll_interval", "windows", "version_idle_expiry", "checkpoint_interval")
 MODEL_KEYS = (
-    "name", "task", "classes", "positive_class", "max_classes", "thresholds", "baseline", "join",
+    "name", "task", "classes", "positive_class", "max_classes", "max_versions", "thresholds", "baseline", "join",
     "drift", "confidence_buckets", "label_delay_buckets",
 )
 THRESHOLD_KEYS = ("accuracy", "drift", "confidence", "min_samples", "severity")
@@ -596,12 +597,17 @@ def _parse_model(c: _Checker, path: str, raw: object) -> ModelConfig:
         else:
             max_classes = c.integer(_key(path, "max_classes"), m["max_classes"], defaults.max_classes, 2)
 
+    max_versions = defaults.max_versions
+    if m.get("max_versions") is not None:
+        max_versions = c.integer(_key(path, "max_versions"), m["max_versions"], defaults.max_versions, 1)
+
     return ModelConfig(
         name=name or "",
         task=task,
         classes=classes,
         positive_class=positive_class,
         max_classes=max_classes,
+        max_versions=max_versions,
         thresholds=_parse_thresholds(c, _key(path, "thresholds"), m.get("thresholds")),
         baseline=_parse_baseline(c, _key(path, "baseline"), m.get("baseline")),
         join=_parse_join(c, _key(path, "join"), m.get("join")),

@@ -140,6 +140,9 @@ class Pipeline:
             self.invalid(source, "duplicate", int(dup.sum()), now)
             self.invalid(source, "unknown_class", int(unknown.sum()), now)
             ok = ~dup & ~unknown
+            over = ok & self._over_version_cap(model, batch.model_version[sel])
+            self.invalid(source, "too_many_versions", int(over.sum()), now)
+            ok &= ~over
             cols = {
                 "version": batch.model_version[sel][ok],
                 "pred_idx": pred_idx[ok],
@@ -192,6 +195,16 @@ class Pipeline:
             self.invalid(source, "unknown_model", int(unknown.sum()), now)
             idx = np.flatnonzero(waiting)[~unknown]
             self.joiner.add_orphans(ids[idx], labels[idx], ts[idx], models[idx], now)
+
+    def _over_version_cap(self, model: ModelConfig, versions: npt.NDArray[np.object_]) -> npt.NDArray[np.bool_]:
+        """Rows of versions that would exceed ``max_versions`` (new versions admitted in sorted order)."""
+        known = {v for (m, v) in self.versions if m == model.name}
+        room = model.max_versions - len(known)
+        new = sorted(set(versions.tolist()) - known)
+        refused = set(new[max(room, 0):])
+        if not refused:
+            return np.zeros(versions.size, dtype=bool)
+        return np.fromiter((v in refused for v in versions.tolist()), dtype=bool, count=versions.size)
 
     def _source_model(self, source: str) -> str | None:
         for s in self.sources:

@@ -558,3 +558,10 @@ def test_format_duration(seconds: float, text: str) -> None:
 def test_format_duration_refuses_negative() -> None:
     with pytest.raises(ValueError, match="negative"):
         format_duration(-1)
+
+
+def test_max_versions() -> None:
+    cfg = parse_config({"models": [{"name": "m", "max_versions": 3}]})
+    assert cfg.models[0].max_versions == 3
+    with pytest.raises(ConfigError, match=r"models\[0\]\.max_versions: must be an integer >= 1, got 0"):
+        parse_config({"models": [{"name": "m", "max_versions": 0}]})

@@ -168,3 +168,14 @@ def test_tiny_and_empty_windows_give_nan_not_errors() -> None:
     assert not s.drift_detected  # one sample is below min_samples
     snap = p.build_snapshot(100.0)
     assert any(f.name == "mlmon_accuracy_ratio" for f in snap.families)
+
+
+def test_version_cap_bounds_the_version_label() -> None:
+    model = ModelConfig(name="m", classes=("0", "1"), baseline=Baseline(accuracy=0.9), max_versions=2)
+    clock = FakeClock(100.0)
+    p = make_pipeline(model, clock)
+    for i, version in enumerate(["a", "b", "c", "a"]):
+        p.apply_predictions("s", pred_batch([f"id{i}"], np.array([100.0]), ["1"], np.array([0.9]), version=version),
+                            100.0)
+    assert sorted(v for _, v in p.versions) == ["a", "b"]
+    assert p.source_stats["s"].invalid == {"too_many_versions": 1}
