@@ -33,7 +33,6 @@ and a new one started, so new rows are never lost because of an old problem.
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import math
 import os
@@ -51,9 +50,10 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from exporter.atomic_file import atomic_write
 from exporter.config import Config, ModelConfig
 from exporter.durations import parse_duration
-from exporter.retrain import SnapshotIndex, fsync_dir
+from exporter.retrain import SnapshotIndex
 from exporter.snapshot import Snapshot, SnapshotBuilder
 
 log = logging.getLogger(__name__)
@@ -205,17 +205,9 @@ def _read_existing(path: Path) -> pa.Table | None:
 
 
 def _write_atomic(table: pa.Table, path: Path) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
-    try:
-        with open(tmp, "wb") as f:
-            pq.write_table(table, f, compression="zstd")
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        with contextlib.suppress(FileNotFoundError):
-            tmp.unlink()
-    fsync_dir(path.parent)
+    sink = pa.BufferOutputStream()
+    pq.write_table(table, sink, compression="zstd")
+    atomic_write(path, sink.getvalue().to_pybytes())
 
 
 class HistoryWriter:

@@ -14,7 +14,6 @@ import io
 import json
 import logging
 import os
-import tempfile
 import time
 import zipfile
 from pathlib import Path
@@ -22,6 +21,8 @@ from typing import Any
 
 import numpy as np
 import numpy.typing as npt
+
+from exporter.atomic_file import atomic_write
 
 log = logging.getLogger(__name__)
 
@@ -75,28 +76,6 @@ def _unpack(tree: Any, arrays: Any) -> Any:
     return tree
 
 
-def fsync_directory(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write temp, fsync, rename over ``path``, fsync the directory."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    fsync_directory(path.parent)
 
 
 def encode(state: dict[str, Any], saved_at: float) -> bytes:
@@ -147,7 +126,7 @@ class Checkpointer:
     def save(self, state: dict[str, Any], now: float) -> bool:
         started = time.perf_counter()
         try:
-            atomic_write_bytes(self.path, encode(state, now))
+            atomic_write(self.path, encode(state, now))
         except (OSError, ValueError, TypeError):
             self.errors_total += 1
             log.exception("checkpoint failed", extra={"path": str(self.path)})

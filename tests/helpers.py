@@ -7,7 +7,7 @@ import shutil
 import socket
 import time
 from collections.abc import Callable
-from typing import TypeVar
+from typing import NoReturn, TypeVar
 
 import pytest
 
@@ -36,12 +36,15 @@ def wait_for(fn: Callable[[], T | None], timeout: float = 30.0, what: str = "con
     raise TimeoutError(f"timed out after {timeout}s waiting for {what} (last error: {last_error!r})")
 
 
+def missing(what: str) -> NoReturn:
+    """A tool the test needs is absent: a failure under CI (``CI`` set), a skip elsewhere."""
+    (pytest.fail if os.environ.get("CI") else pytest.skip)(f"missing {what}")
+    raise AssertionError("unreachable")
+
+
 def require_tool(name: str) -> str:
-    """Path of a binary the test needs: missing is a failure under CI=true, a skip elsewhere."""
+    """Path of a binary the test needs (see ``missing``)."""
     path = shutil.which(name)
     if path is None:
-        message = f"{name} is not installed (apt-get install prometheus prometheus-alertmanager)"
-        if os.environ.get("CI"):
-            pytest.fail(message)
-        pytest.skip(message)
+        missing(f"{name} (apt-get install --no-install-recommends prometheus prometheus-alertmanager)")
     return path

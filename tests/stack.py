@@ -17,7 +17,6 @@ SIGKILL after 10 s).
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import signal
 import subprocess
@@ -30,10 +29,10 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any, TypeVar
 
-import pytest
 import requests
 
 from tests.helpers import free_port
+from tests.helpers import missing as missing_tool
 
 T = TypeVar("T")
 
@@ -181,11 +180,8 @@ def require_stack_binaries() -> Binaries:
     }
     missing = [k for k, v in found.items() if v is None]
     if missing:
-        message = (f"missing {', '.join(missing)}: apt-get install --no-install-recommends "
-                   "prometheus prometheus-alertmanager")
-        if os.environ.get("CI"):
-            pytest.fail(message)
-        pytest.skip(message)
+        missing_tool(f"{', '.join(missing)}: apt-get install --no-install-recommends "
+                     "prometheus prometheus-alertmanager")
     return Binaries(**{k: v for k, v in found.items() if v is not None})
 
 

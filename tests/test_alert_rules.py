@@ -10,7 +10,6 @@ A missing binary fails the test in CI (CI set) and skips it locally.
 from __future__ import annotations
 
 import importlib.util
-import os
 import re
 import shutil
 import subprocess
@@ -21,6 +20,8 @@ from typing import Any
 
 import pytest
 import yaml
+
+from tests.helpers import require_tool
 
 ROOT = Path(__file__).resolve().parents[1]
 ALERTS = ROOT / "alerts"
@@ -56,15 +57,7 @@ def _load_extract_module() -> ModuleType:
 extract_rules = _load_extract_module()
 
 
-def require(binary: str) -> str:
-    """Path of a CLI tool; fail in CI, skip locally, when it is missing."""
-    path = shutil.which(binary)
-    if path is None:
-        message = f"{binary} not found on PATH (install Debian prometheus / prometheus-alertmanager)"
-        if os.environ.get("CI"):
-            pytest.fail(message)
-        pytest.skip(message)
-    return path
+require = require_tool
 
 
 def run(argv: list[str | Path], **kwargs: Any) -> subprocess.CompletedProcess[str]:

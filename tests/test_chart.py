@@ -25,6 +25,8 @@ from typing import Any
 import pytest
 import yaml
 
+from tests.helpers import missing
+
 ROOT = Path(__file__).resolve().parents[1]
 CHART = ROOT / "charts" / "mlmon-exporter"
 ALERTS = ROOT / "alerts" / "mlmon-exporter.rules.yaml"
@@ -36,9 +38,6 @@ RELEASE, NAMESPACE = "mlmon", "ml"
 FULLNAME = f"{RELEASE}-mlmon-exporter"
 
 
-def missing(what: str) -> None:
-    """A missing tool skips locally and fails under CI."""
-    (pytest.fail if os.environ.get("CI") else pytest.skip)(f"missing {what}")
 
 
 try:

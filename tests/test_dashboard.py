@@ -36,6 +36,8 @@ from typing import Any
 import pytest
 import yaml
 
+from tests.helpers import missing
+
 ROOT = Path(__file__).resolve().parents[1]
 DASHBOARD = ROOT / "charts" / "mlmon-exporter" / "files" / "mlmon-exporter-dashboard.json"
 ALERTS = ROOT / "alerts" / "mlmon-exporter.rules.yaml"
@@ -46,8 +48,6 @@ DS_UID = "${datasource}"
 BUILTINS = {"$__rate_interval": "1m", "$__interval": "15s", "$__range": "5m"}
 
 
-def missing(what: str) -> None:
-    (pytest.fail if os.environ.get("CI") else pytest.skip)(f"missing {what}")
 
 
 def binary(name: str) -> str:

@@ -27,14 +27,14 @@ from pathlib import Path
 
 import pytest
 
+from tests.helpers import missing
+
 ROOT = Path(__file__).resolve().parents[1]
 DOCKERFILE = ROOT / "Dockerfile"
 DOCKERIGNORE = ROOT / ".dockerignore"
 BASE_IMAGE = "python:3.11-slim-bookworm"
 
 
-def missing(what: str) -> None:
-    (pytest.fail if os.environ.get("CI") else pytest.skip)(f"missing {what}")
 
 
 # --------------------------------------------------------------------------------------------
