@@ -21,12 +21,16 @@ Decisions the DESIGN leaves open, made here:
   ``model`` / ``model_version`` in the source config wins over the record; a version that is
   neither fixed nor in the record (or is not a scalar) is ``"unknown"``, so unversioned models
   still get their series instead of losing every record.
-* **Empty class strings** are ``invalid_class``; other strings are kept exactly.
+* **Empty class strings** are ``invalid_class``; other strings are kept exactly. Text with a
+  lone surrogate (JSON ``"\\ud800"``, valid JSON but not writable as UTF-8) is refused wherever
+  it appears: as an id (``missing_id``), model (``missing_model``), version (``"unknown"``),
+  class (``invalid_class``), probability key (``invalid_probabilities``) or feature (``None``).
 * **Probabilities** must be an object of class -> number in [0, 1]; its keys are normalised like
   classes. An empty object is treated as absent (``None``).
 * **Features** are the JSON scalars of ``features.<name>``: strings and booleans as they are,
   numbers as ``float`` (so a column never mixes ``3`` and ``3.5``, and both parse paths agree);
-  a missing feature, ``null``, a nested value or a number beyond float range gives ``None``.
+  a missing feature, ``null``, a nested value, a number beyond float range or text with a lone
+  surrogate gives ``None``.
   Feature names are looked up as plain keys of the features object, never split on dots.
 * **Dotted paths** are split on every ``.``; a key that itself contains a dot cannot be mapped.
 
@@ -179,16 +183,29 @@ class RecordSpec:
         return tuple(self.fields.get(name, name).split("."))
 
 
+def _is_text(s: str) -> bool:
+    """Whether ``s`` can be written as UTF-8: JSON's ``"\\ud800"`` escape decodes to a lone
+    surrogate, which would break every label value, log line or checkpoint it reached."""
+    if s.isascii():
+        return True
+    try:
+        s.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def class_text(value: Any) -> str | None:
     """A class value as the text classes are compared by (DESIGN §2), or None if it is not one.
 
     Integers and integral floats become integer text (``1``, ``1.0`` -> ``"1"``), booleans
     ``"1"`` / ``"0"``, other finite floats their ``repr``; strings stay as they are, except that
-    an empty string is refused. ``None``, lists, objects and non-finite floats are refused.
+    empty strings and strings with lone surrogates are refused. ``None``, lists, objects and
+    non-finite floats are refused. Ids, models and versions follow the same rule.
     """
     t = type(value)
     if t is str:
-        return value if value else None
+        return value if value and _is_text(value) else None
     if t is int:
         return str(value)
     if t is bool:
@@ -249,7 +266,9 @@ def _probabilities(value: Any) -> dict[str, float] | None:
 def _feature(value: Any) -> Any:
     """A feature value: strings and booleans as they are, numbers as float, else None."""
     t = type(value)
-    if t is str or t is float or t is bool:
+    if t is str:
+        return value if _is_text(value) else None
+    if t is float or t is bool:
         return value
     if t is int:
         try:
@@ -260,7 +279,7 @@ def _feature(value: Any) -> Any:
         return bool(value)
     if isinstance(value, numbers.Real):
         return float(value)
-    return value if isinstance(value, str) else None
+    return value if isinstance(value, str) and _is_text(value) else None
 
 
 def _decoded(lines: Sequence[bytes], objects: Sequence[Any], max_line_bytes: int,
@@ -485,7 +504,8 @@ def _newest(ts: FloatArray) -> float | None:
 # * a NaN or infinite number anywhere in the block (arrow also accepts ``Inf``; json does not);
 # * invalid UTF-8 anywhere (arrow does not check strings it does not convert);
 # * nesting deeper than 64 (json gives up on deep nesting with RecursionError; arrow's schema
-#   bounds the depth of every record);
+#   bounds the depth of every record), and, before arrow sees the block, any line that could
+#   nest deeper than 1000 (arrow crashes on very deep nesting);
 # * a field we read inferred as a date/time type (the original text is gone; fields that hold
 #   text in the block's first record are read as text to avoid this);
 # * an integer or float class/id beyond 2**53 (arrow stores it as a double, losing digits);
@@ -497,6 +517,7 @@ FAST_MIN_LINES = 64
 
 _MAX_EXACT = 2.0 ** 53
 _MAX_DEPTH = 64
+_MAX_BRACKETS = 1000  # lines that could nest deeper than this are never handed to arrow
 
 
 class _Fallback(Exception):
@@ -567,6 +588,11 @@ def _read_block(lines: Sequence[bytes], max_line_bytes: int, text_paths: Sequenc
     # 26 crashes (SIGSEGV) on a block whose first document is ``null``.
     if {line[0] for line in lines} != _OBJECT_START:
         raise _Fallback
+    # pyarrow 26 overflows its stack (SIGSEGV) on nesting some 20000 deep. A line's depth is at
+    # most its count of "[" and "{", and at most half its length: only long lines need counting.
+    for i in np.flatnonzero(lens > 2 * _MAX_BRACKETS).tolist():
+        if lines[i].count(b"[") + lines[i].count(b"{") > _MAX_BRACKETS:
+            raise _Fallback
     block = b"\n".join(lines)
     if not block.isascii():
         try:

@@ -549,6 +549,7 @@ def test_arrow_path_takes_typical_blocks() -> None:
     del recs[5]
     fast = _fast_predictions(recs, spec, NOW)
     assert fast is not None and fast.invalid == {"invalid_confidence": 1} and len(fast.batch) == 198
+    assert isinstance(fast.batch, PredictionBatch)
     assert fast.batch.features["amount"][3] == 4.5 and fast.batch.features["new"][3] is True
     both_paths(recs, spec, "p")
     label_lines = [line({"id": f"r{i}", "label": i % 2, "timestamp": "2026-11-27T08:00:00Z"}) for i in range(100)]
@@ -571,3 +572,19 @@ def test_deeply_nested_block_falls_back() -> None:
     assert r.invalid == {"invalid_json": 80}  # json's recursion limit; arrow would accept them
     shallow = b'{"id": "a", "model": "m", "prediction": 1, "x": ' + b"[" * 20 + b"]" * 20 + b"}"
     assert len(preds([shallow] * 80).batch) == 80
+
+
+def test_lone_surrogates_never_reach_label_values() -> None:
+    """``"\\ud800"`` is valid JSON but cannot be written as UTF-8 (labels, logs, checkpoints)."""
+    s = '"\\ud800"'
+    r = preds([f'{{"id": {s}, "prediction": 1}}'.encode(),
+               f'{{"id": "a", "prediction": {s}}}'.encode(),
+               f'{{"id": "b", "prediction": 1, "probabilities": {{{s}: 0.5}}}}'.encode(),
+               f'{{"id": "c", "prediction": 1, "model_version": {s}, "features": {{"f": {s}}}}}'.encode(),
+               b'{"id": "d", "prediction": "\\ud83d\\ude00"}'],
+              RecordSpec(model="m", feature_names=("f",)))
+    assert r.invalid == {"missing_id": 1, "invalid_class": 1, "invalid_probabilities": 1}
+    assert r.batch.id.tolist() == ["c", "d"] and r.batch.model_version.tolist() == ["unknown", "unknown"]
+    assert r.batch.features["f"].tolist() == [None, None] and r.batch.prediction.tolist()[1] == "\U0001f600"
+    assert preds([f'{{"id": "a", "model": {s}, "prediction": 1}}'.encode()], RecordSpec()).invalid == {
+        "missing_model": 1}
