@@ -15,6 +15,6 @@ $SUDO apt-get install -y -qq --no-install-recommends prometheus prometheus-alert
 for b in prometheus promtool prometheus-alertmanager amtool; do command -v "$b" >/dev/null; done
 python3 -m pip install -q --disable-pip-version-check -e '.[test]'
 export CI="${CI:-true}"
-python3 -m ruff check exporter tests bench alerts
+python3 -m ruff check .
 python3 -m mypy
 python3 -m pytest -q -p no:cacheprovider "$@"
