@@ -3,10 +3,16 @@
 Labels arrive minutes to days after their prediction. Predictions wait in a bounded buffer
 (per model: its own TTL and ``max_pending``); a label that comes first waits as an orphan for
 its prediction. Entries are kept in columnar numpy arrays in arrival order, so expiry is a
-prefix cut and the only per-event Python is one dict lookup per id.
+prefix cut, and are found by id through a vectorised open-addressing hash table: no Python
+object is kept per entry, so a million pending predictions take tens of megabytes, not hundreds.
 
 Ids already joined are remembered for the TTL, so a repeated prediction or a second label for
 the same id is recognised as a duplicate instead of being counted twice.
+
+Ids are matched exactly. The table narrows an id down by its 64-bit hash (Python's own
+``hash``, per process and never persisted) and every candidate is then compared with the id
+itself, which is kept as UTF-8 bytes; a hash collision costs one more comparison, never a wrong
+join.
 """
 
 from __future__ import annotations
@@ -17,86 +23,393 @@ from typing import Any
 
 import numpy as np
 import numpy.typing as npt
+import pyarrow as pa
 
 IntArray = npt.NDArray[np.int64]
 FloatArray = npt.NDArray[np.float64]
+ObjArray = npt.NDArray[np.object_]
+HashArray = npt.NDArray[np.uint64]
+
+_EMPTY = -1  # table slot never used
+_TOMB = -2  # table slot whose entry was removed (probing goes on past it)
+_MAX_LOAD = 0.75  # rebuild the table when live + removed slots exceed this share
+_NEW_LOAD = 0.5  # share of slots a rebuilt table starts with in use
+_ROW_LIMIT = (1 << 31) - (1 << 24)  # rows are int32 in the table: renumber before they overflow
+
+
+def id_hashes(ids: ObjArray | Sequence[Any]) -> HashArray:
+    """64-bit hash of every id (Python's ``hash``: cached in str objects, fine for any id)."""
+    values = ids.tolist() if isinstance(ids, np.ndarray) else list(ids)
+    return np.fromiter(map(hash, values), dtype=np.int64, count=len(values)).view(np.uint64)
+
+
+def _encode_ids(ids: ObjArray) -> pa.Array:
+    """Ids as one arrow binary array (UTF-8; lone surrogates, which JSON allows, kept as such)."""
+    try:
+        return pa.array(ids, type=pa.string()).cast(pa.binary())
+    except (pa.ArrowException, UnicodeEncodeError, TypeError):
+        return pa.array([str(i).encode("utf-8", "surrogatepass") for i in ids.tolist()], type=pa.binary())
+
+
+def _decode_ids(arr: pa.Array) -> ObjArray:
+    try:
+        out: ObjArray = arr.cast(pa.string()).to_numpy(zero_copy_only=False)
+    except pa.ArrowInvalid:  # not valid UTF-8: ids with lone surrogates
+        out = np.empty(len(arr), dtype=object)
+        out[:] = [b.decode("utf-8", "surrogatepass") for b in arr.to_pylist()]
+    return out
+
+
+class _Segment:
+    """Consecutive entries (sequence numbers ``start .. start + n - 1``) in arrival order."""
+
+    __slots__ = ("alive", "cols", "expires", "ids", "n", "start")
+
+    def __init__(self, start: int, ids: pa.Array, expires: FloatArray, cols: dict[str, npt.NDArray[Any]],
+                 alive: npt.NDArray[np.bool_] | None = None) -> None:
+        self.start = start
+        self.n = len(ids)
+        self.ids = ids
+        self.expires = _RunLength.of(expires)
+        self.cols = cols
+        self.alive = np.ones(self.n, dtype=bool) if alive is None else alive
+
+    @property
+    def end(self) -> int:
+        return self.start + self.n
+
+    def concat(self, other: _Segment) -> _Segment:
+        seg = _Segment.__new__(_Segment)
+        seg.start, seg.n = self.start, self.n + other.n
+        seg.ids = pa.concat_arrays([self.ids, other.ids])
+        seg.expires = self.expires.concat(other.expires, self.n)
+        seg.cols = {k: np.concatenate((c, other.cols[k])) for k, c in self.cols.items()}
+        seg.alive = np.concatenate((self.alive, other.alive))
+        return seg
+
+
+class _RunLength:
+    """A float column stored as runs of equal values (expiry times come in whole batches)."""
+
+    __slots__ = ("pos", "val")
+
+    def __init__(self, pos: IntArray, val: FloatArray) -> None:
+        self.pos = pos  # first row of each run
+        self.val = val
+
+    @classmethod
+    def of(cls, values: FloatArray) -> _RunLength:
+        v = np.asarray(values, dtype=np.float64)
+        if v.size == 0:
+            return cls(np.zeros(0, dtype=np.int64), v)
+        change = np.flatnonzero(v[1:] != v[:-1]) + 1  # NaN never equals: fine, just more runs
+        pos = np.concatenate(([0], change)).astype(np.int64)
+        return cls(pos, v[pos].copy())
+
+    def concat(self, other: _RunLength, offset: int) -> _RunLength:
+        return _RunLength(np.concatenate((self.pos, other.pos + offset)), np.concatenate((self.val, other.val)))
+
+    def at(self, rows: IntArray) -> FloatArray:
+        out: FloatArray = self.val[np.searchsorted(self.pos, rows, side="right") - 1]
+        return out
+
+    def first_after(self, now: float) -> int | None:
+        """First row whose value is above ``now`` (values are non-decreasing), None if none."""
+        i = int(np.searchsorted(self.val, now, side="right"))
+        return int(self.pos[i]) if i < self.val.size else None
 
 
 class ArrivalBuffer:
     """Entries keyed by id, in arrival order, with FIFO expiry and a size bound.
 
-    ``columns`` are stored by sequence number; removed entries leave holes that are compacted
-    away once they outnumber the live ones, so memory stays proportional to what is pending.
+    Storage is a few segments of columnar arrays (merged as they accumulate, so there are about
+    log2(n) of them and appending never copies the whole buffer), the ids as UTF-8 bytes, object
+    columns (versions, class text) dictionary-encoded, expiry times run-length encoded. Removed
+    entries leave holes that are compacted away once they outnumber the live ones, so memory
+    stays proportional to what is buffered. Rows returned by ``lookup`` are valid until the
+    buffer changes.
     """
 
     def __init__(self, columns: Mapping[str, npt.DTypeLike]) -> None:
         self._dtypes = {n: np.dtype(d) for n, d in columns.items()}
-        self.index: dict[str, int] = {}  # id -> sequence number
-        self._base = 0  # sequence number of row 0
-        self._expires: FloatArray = np.empty(0, dtype=np.float64)
-        self._alive: npt.NDArray[np.bool_] = np.empty(0, dtype=bool)
-        self._ids: npt.NDArray[np.object_] = np.empty(0, dtype=object)
-        self.cols: dict[str, npt.NDArray[Any]] = {n: np.empty(0, dtype=d) for n, d in self._dtypes.items()}
+        self._segs: list[_Segment] = []
+        self._starts: IntArray = np.zeros(0, dtype=np.int64)
+        self._next = 0  # sequence number of the next entry
+        self._base = 0  # row = sequence number - base
+        self._live = 0
+        self._stored = 0  # entries in segments, live or not
+        self._codes: dict[str, dict[Any, int]] = {n: {} for n, d in self._dtypes.items() if d.kind == "O"}
+        self._values: dict[str, list[Any]] = {n: [] for n in self._codes}
+        # the table: row of the entry in each slot, and 16 more bits of its hash to skip most
+        # non-matching slots without looking at the id (the slot itself comes from h % size)
+        self._slots: npt.NDArray[np.int32] = np.full(16, _EMPTY, dtype=np.int32)
+        self._tags: npt.NDArray[np.uint16] = np.zeros(16, dtype=np.uint16)
+        self._used = 0  # live + tombstone slots
 
     def __len__(self) -> int:
-        return len(self.index)
+        return self._live
 
-    def __contains__(self, key: str) -> bool:
-        return key in self.index
+    def __contains__(self, key: object) -> bool:
+        return bool(self.contains(np.array([key], dtype=object))[0])
 
-    def lookup(self, ids: Sequence[str]) -> IntArray:
+    # -- the hash table -------------------------------------------------------------------------------
+    def _probe(self, h: HashArray, ids: ObjArray) -> tuple[IntArray, IntArray]:
+        """Row and table slot of every id, or -1 where it is not buffered."""
+        k = int(h.size)
+        rows = np.full(k, -1, dtype=np.int64)
+        slots = np.full(k, -1, dtype=np.int64)
+        if k == 0 or self._live == 0:
+            return rows, slots
+        size = self._slots.size
+        pos = (h % np.uint64(size)).astype(np.int64)
+        tag = (h >> np.uint64(48)).astype(np.uint16)
+        active = np.arange(k)
+        while active.size:
+            p = pos[active]
+            s = self._slots[p]
+            cand = (s >= 0) & (self._tags[p] == tag[active])
+            if cand.any():
+                ci = np.flatnonzero(cand)
+                same = self._ids_at(s[ci].astype(np.int64)) == ids[active[ci]]
+                hit = ci[same.astype(bool)]
+                rows[active[hit]] = s[hit]
+                slots[active[hit]] = p[hit]
+                done = s == _EMPTY
+                done[hit] = True
+            else:
+                done = s == _EMPTY
+            active = active[~done]
+            pos[active] = (pos[active] + 1) % size
+        return rows, slots
+
+    def _insert(self, h: HashArray, rows: IntArray) -> None:
+        """Put new (distinct, absent) keys into the table; it has room (see ``_reserve``)."""
+        size = self._slots.size
+        pos = (h % np.uint64(size)).astype(np.int64)
+        tag = (h >> np.uint64(48)).astype(np.uint16)
+        todo = np.arange(h.size)
+        while todo.size:
+            p = pos[todo]
+            free = self._slots[p] < 0  # empty or tombstone: the key is known to be absent
+            cand = todo[free]
+            if cand.size:
+                _, first = np.unique(pos[cand], return_index=True)  # one key per slot per round
+                win = cand[first]
+                self._slots[pos[win]] = rows[win]
+                self._tags[pos[win]] = tag[win]
+                placed = np.zeros(h.size, dtype=bool)
+                placed[win] = True
+                todo = todo[~placed[todo]]
+            pos[todo] = (pos[todo] + 1) % size
+        self._used += int(h.size)
+
+    def _reserve(self, extra: int) -> None:
+        """Make room for ``extra`` more keys, rebuilding (and dropping tombstones) when needed."""
+        if self._used + extra <= _MAX_LOAD * self._slots.size:
+            return
+        self._rebuild_table(max(16, int((self._live + extra) / _NEW_LOAD) + 1))
+
+    def _rebuild_table(self, size: int) -> None:
+        self._slots = np.full(size, _EMPTY, dtype=np.int32)
+        self._tags = np.zeros(size, dtype=np.uint16)
+        self._used = 0
+        for seg in self._segs:
+            idx = np.flatnonzero(seg.alive)
+            if idx.size:
+                ids = _decode_ids(seg.ids.take(pa.array(idx)))
+                self._insert(id_hashes(ids), idx + (seg.start - self._base))
+
+    # -- rows ------------------------------------------------------------------------------------------
+    def _locate(self, rows: IntArray) -> tuple[IntArray, IntArray]:
+        """Segment index and offset in it of each row."""
+        seq = rows + self._base
+        seg = np.searchsorted(self._starts, seq, side="right") - 1
+        return seg, seq - self._starts[seg]
+
+    def _gather(self, rows: IntArray, what: str) -> Any:
+        """Values of ``ids``, ``expires``, ``alive`` or a column for the rows (in their order)."""
+        seg_idx, off = self._locate(rows)
+        parts: list[Any] = []
+        order = np.argsort(seg_idx, kind="stable")
+        bounds = np.searchsorted(seg_idx[order], np.arange(len(self._segs) + 1))
+        for j, seg in enumerate(self._segs):
+            lo, hi = int(bounds[j]), int(bounds[j + 1])
+            if lo == hi:
+                continue
+            o = off[order[lo:hi]]
+            if what == "ids":
+                parts.append(_decode_ids(seg.ids.take(pa.array(o))))
+            elif what == "expires":
+                parts.append(seg.expires.at(o))
+            elif what == "alive":
+                parts.append(seg.alive[o])
+            else:
+                parts.append(seg.cols[what][o])
+        if not parts:
+            dtype = object if what == "ids" else np.float64 if what == "expires" else \
+                bool if what == "alive" else self._stored_dtype(what)
+            return np.empty(0, dtype=dtype)
+        merged = np.concatenate(parts) if len(parts) > 1 else parts[0]
+        out = np.empty_like(merged)
+        out[order] = merged
+        return out
+
+    def _ids_at(self, rows: IntArray) -> ObjArray:
+        out: ObjArray = self._gather(rows, "ids")
+        return out
+
+    def _stored_dtype(self, name: str) -> np.dtype[Any]:
+        return np.dtype(np.int32) if self._dtypes[name].kind == "O" else self._dtypes[name]
+
+    def _decode(self, name: str, stored: npt.NDArray[Any]) -> npt.NDArray[Any]:
+        if self._dtypes[name].kind != "O":
+            return stored
+        values = np.empty(len(self._values[name]), dtype=object)
+        values[:] = self._values[name]
+        out: npt.NDArray[Any] = values[stored]
+        return out
+
+    def _encode(self, name: str, values: npt.NDArray[Any]) -> npt.NDArray[Any]:
+        if self._dtypes[name].kind != "O":
+            return np.asarray(values).astype(self._dtypes[name], copy=True)
+        codes, table = self._codes[name], self._values[name]
+        items = np.asarray(values, dtype=object).tolist()
+        for v in set(items) - codes.keys():
+            codes[v] = len(table)
+            table.append(v)
+        return np.fromiter(map(codes.__getitem__, items), dtype=np.int32, count=len(items))
+
+    # -- the interface -----------------------------------------------------------------------------------
+    def lookup(self, ids: Sequence[str] | ObjArray, h: HashArray | None = None) -> IntArray:
         """Row of each id, or -1 when it is not buffered."""
-        get = self.index.get
-        seq = np.fromiter((get(i, -1) for i in ids), dtype=np.int64, count=len(ids))
-        return np.where(seq >= 0, seq - self._base, -1)
+        arr = ids if isinstance(ids, np.ndarray) else _obj(list(ids))
+        rows, _ = self._probe(id_hashes(arr) if h is None else h, arr)
+        return rows
 
-    def add(self, ids: npt.NDArray[np.object_], expires: FloatArray, cols: Mapping[str, npt.NDArray[Any]]) -> None:
+    def contains(self, ids: ObjArray, h: HashArray | None = None) -> npt.NDArray[np.bool_]:
+        out: npt.NDArray[np.bool_] = self.lookup(ids, h) >= 0
+        return out
+
+    def add(self, ids: npt.NDArray[np.object_], expires: FloatArray, cols: Mapping[str, npt.NDArray[Any]],
+            h: HashArray | None = None) -> None:
         """Append entries (ids must be new and distinct)."""
-        n = ids.size
+        n = int(ids.size)
         if n == 0:
             return
-        start = self._base + self._ids.size
-        self.index.update(zip(ids.tolist(), range(start, start + n), strict=True))
-        self._ids = np.concatenate((self._ids, ids))
-        self._expires = np.concatenate((self._expires, expires.astype(np.float64)))
-        self._alive = np.concatenate((self._alive, np.ones(n, dtype=bool)))
-        for name, dtype in self._dtypes.items():
-            self.cols[name] = np.concatenate((self.cols[name], np.asarray(cols[name]).astype(dtype, copy=False)))
+        if self._next + n - self._base > _ROW_LIMIT:
+            self._compact()
+        h = id_hashes(ids) if h is None else h
+        self._reserve(n)
+        start = self._next
+        self._insert(h, np.arange(start - self._base, start - self._base + n, dtype=np.int64))
+        seg = _Segment(start, _encode_ids(ids), np.asarray(expires, dtype=np.float64),
+                       {name: self._encode(name, cols[name]) for name in self._dtypes})
+        self._next += n
+        self._live += n
+        self._stored += n
+        self._segs.append(seg)
+        # merge while the newest segment is at least half the one before (about log2(n) remain)
+        while len(self._segs) >= 2 and 2 * self._segs[-1].n >= self._segs[-2].n and \
+                self._segs[-2].ids.nbytes + self._segs[-1].ids.nbytes < (1 << 30):
+            b = self._segs.pop()
+            self._segs[-1] = self._segs[-1].concat(b)
+        self._starts = np.array([s.start for s in self._segs], dtype=np.int64)
 
     def take(self, rows: IntArray) -> dict[str, npt.NDArray[Any]]:
         """Remove the given live rows, returning their columns (and ``id``)."""
-        out = {n: c[rows] for n, c in self.cols.items()}
-        out["id"] = self._ids[rows]
-        out["expires"] = self._expires[rows]
-        self._alive[rows] = False
-        pop = self.index.pop
-        for i in out["id"].tolist():
-            pop(i, None)
-        self._maybe_compact()
+        out, _ = self._take(np.asarray(rows, dtype=np.int64))
         return out
+
+    def _take(self, rows: IntArray) -> tuple[dict[str, npt.NDArray[Any]], HashArray]:
+        out = {n: self._decode(n, self._gather(rows, n)) for n in self._dtypes}
+        ids = self._ids_at(rows)
+        out["id"] = ids
+        out["expires"] = self._gather(rows, "expires")
+        h = id_hashes(ids)
+        if rows.size:
+            _, slots = self._probe(h, ids)
+            self._slots[slots[slots >= 0]] = _TOMB
+            seg_idx, off = self._locate(rows)
+            for j in np.unique(seg_idx).tolist():
+                self._segs[j].alive[off[seg_idx == j]] = False
+            self._live -= int(rows.size)
+            self._maybe_compact()
+        return out, h
 
     def expire(self, now: float, max_size: int | None = None) -> dict[str, npt.NDArray[Any]]:
         """Remove entries whose expiry passed, then the oldest beyond ``max_size``."""
-        cut = int(np.searchsorted(self._expires, now, side="right"))
-        rows = np.flatnonzero(self._alive[:cut])
-        excess = len(self.index) - rows.size - max_size if max_size is not None else 0
+        rows: list[IntArray] = []
+        n_due = 0
+        excess = 0
+        cut_seg = len(self._segs)
+        cut_off = 0
+        for j, seg in enumerate(self._segs):
+            first = seg.expires.first_after(now)
+            hi = seg.n if first is None else first
+            due = np.flatnonzero(seg.alive[:hi])
+            if due.size:
+                rows.append(due + (seg.start - self._base))
+                n_due += int(due.size)
+            if first is not None:
+                cut_seg, cut_off = j, first
+                break
+        if max_size is not None:
+            excess = self._live - n_due - max_size
         if excess > 0:
-            later = np.flatnonzero(self._alive[cut:])[:excess] + cut
-            rows = np.concatenate((rows, later))
-        return self.take(rows.astype(np.int64))
+            for j in range(cut_seg, len(self._segs)):
+                seg = self._segs[j]
+                later = np.flatnonzero(seg.alive[cut_off if j == cut_seg else 0:])[:excess]
+                later += cut_off if j == cut_seg else 0
+                rows.append(later + (seg.start - self._base))
+                excess -= int(later.size)
+                if excess <= 0:
+                    break
+        taken = np.concatenate(rows) if rows else np.zeros(0, dtype=np.int64)
+        return self.take(taken)
 
     def _maybe_compact(self) -> None:
-        dead = self._alive.size - len(self.index)
-        if dead <= 1024 or dead < len(self.index):
-            return
-        keep = np.flatnonzero(self._alive)
-        self._ids = self._ids[keep]
-        self._expires = self._expires[keep]
-        self._alive = np.ones(keep.size, dtype=bool)
-        for n in self.cols:
-            self.cols[n] = self.cols[n][keep]
-        self._base += 1 << 40  # new, disjoint sequence range: stale rows can never alias
-        self.index = dict(zip(self._ids.tolist(), range(self._base, self._base + keep.size), strict=True))
+        # leading segments without a live entry (the FIFO case) go at once; others wait for the
+        # compaction below, so that segments always cover consecutive sequence numbers
+        drop = 0
+        while drop < len(self._segs) and not self._segs[drop].alive.any():
+            drop += 1
+        if drop:
+            self._stored -= sum(s.n for s in self._segs[:drop])
+            del self._segs[:drop]
+            self._starts = self._starts[drop:]
+        dead = self._stored - self._live
+        bloated = any(len(v) > 2 * self._live + 1024 for v in self._values.values())
+        if bloated or (dead > 1024 and dead >= self._live):
+            self._compact()
+
+    def _compact(self) -> None:
+        """Keep only live entries, renumbered from a new base, and rebuild the table."""
+        ids: list[pa.Array] = []
+        expires: list[FloatArray] = []
+        cols: dict[str, list[npt.NDArray[Any]]] = {n: [] for n in self._dtypes}
+        for seg in self._segs:
+            idx = np.flatnonzero(seg.alive)
+            ids.append(seg.ids.take(pa.array(idx)))
+            expires.append(seg.expires.at(idx))
+            for n in self._dtypes:
+                cols[n].append(seg.cols[n][idx])
+        stored = {n: np.concatenate(c) if c else np.empty(0, dtype=self._stored_dtype(n)) for n, c in cols.items()}
+        for n in self._codes:  # forget dictionary values no live entry uses any more
+            used, codes = np.unique(stored[n], return_inverse=True)
+            values = self._values[n]
+            self._values[n] = [values[i] for i in used.tolist()]
+            self._codes[n] = {v: i for i, v in enumerate(self._values[n])}
+            stored[n] = codes.astype(np.int32).reshape(-1)
+        self._base = self._next
+        live = int(stored[next(iter(stored))].size) if stored else sum(int(a.size) for a in expires)
+        self._segs = []
+        if live:
+            self._segs.append(_Segment(self._next, pa.concat_arrays(ids) if ids else pa.array([], pa.binary()),
+                                       np.concatenate(expires), stored))
+        self._starts = np.array([s.start for s in self._segs], dtype=np.int64)
+        self._next += live
+        self._live = self._stored = live
+        self._rebuild_table(max(16, int(live / _NEW_LOAD) + 1))
 
     def restore(self, saved: Mapping[str, Any]) -> None:
         """Re-add entries returned by ``export`` (in their original arrival order)."""
@@ -104,12 +417,28 @@ class ArrivalBuffer:
                  {n: saved[n] for n in self._dtypes})
 
     def export(self) -> dict[str, Any]:
-        keep = np.flatnonzero(self._alive)
-        out: dict[str, Any] = {n: c[keep] for n, c in self.cols.items()}
-        out["id"] = self._ids[keep]
-        out["expires"] = self._expires[keep]
-        return out
+        """Live entries in arrival order: every column, ``id`` and ``expires``."""
+        out: dict[str, Any] = {n: [] for n in self._dtypes}
+        out["id"], out["expires"] = [], []
+        for seg in self._segs:
+            idx = np.flatnonzero(seg.alive)
+            for n in self._dtypes:
+                out[n].append(self._decode(n, seg.cols[n][idx]))
+            out["id"].append(_decode_ids(seg.ids.take(pa.array(idx))))
+            out["expires"].append(seg.expires.at(idx))
+        empty = {n: np.empty(0, dtype=d) for n, d in self._dtypes.items()}
+        empty["id"], empty["expires"] = np.empty(0, dtype=object), np.empty(0, dtype=np.float64)
+        return {k: np.concatenate(v) if v else empty[k] for k, v in out.items()}
 
+    def column(self, name: str, rows: IntArray) -> npt.NDArray[Any]:
+        """One column's values at the rows (e.g. the model an orphan label names)."""
+        return self._decode(name, self._gather(np.asarray(rows, dtype=np.int64), name))
+
+
+def _obj(values: list[Any]) -> ObjArray:
+    out = np.empty(len(values), dtype=object)
+    out[:] = values
+    return out
 
 
 PENDING_COLUMNS: dict[str, npt.DTypeLike] = {
@@ -167,8 +496,8 @@ class Joiner:
     def is_known(self, model: str, ids: npt.NDArray[np.object_]) -> npt.NDArray[np.bool_]:
         """Ids already pending or joined for this model: a repeated prediction is a duplicate."""
         mj = self.models[model]
-        pend, joined = mj.pending.index, mj.joined.index
-        return np.fromiter((i in pend or i in joined for i in ids.tolist()), dtype=bool, count=ids.size)
+        h = id_hashes(ids)
+        return mj.pending.contains(ids, h) | mj.joined.contains(ids, h)
 
     def add_predictions(
         self, model: str, ids: npt.NDArray[np.object_], cols: Mapping[str, npt.NDArray[Any]], now: float
@@ -178,11 +507,12 @@ class Joiner:
         Returns the mask of predictions that joined an orphan label, and the matches.
         """
         mj = self.models[model]
-        rows = self.orphans.lookup(ids.tolist())
+        h = id_hashes(ids)
+        rows = self.orphans.lookup(ids, h)
         hit = rows >= 0
         if hit.any():
             # an orphan label restricted to another model does not join this one
-            hit_models = self.orphans.cols["model"][rows[hit]]
+            hit_models = self.orphans.column("model", rows[hit])
             ok = np.array([m is None or m == model for m in hit_models.tolist()], dtype=bool)
             idx = np.flatnonzero(hit)
             hit[idx[~ok]] = False
@@ -190,11 +520,11 @@ class Joiner:
         orphan = self.orphans.take(matched_rows) if matched_rows.size else None
         waiting = ~hit
         mj.pending.add(ids[waiting], np.full(int(waiting.sum()), now + mj.ttl),
-                       {n: np.asarray(c)[waiting] for n, c in cols.items()})
+                       {n: np.asarray(c)[waiting] for n, c in cols.items()}, h[waiting])
         pred = {n: np.asarray(c)[hit] for n, c in cols.items()}
         pred["id"] = ids[hit]
         if orphan is not None:
-            mj.joined.add(ids[hit], np.full(int(hit.sum()), now + mj.ttl), {})
+            mj.joined.add(ids[hit], np.full(int(hit.sum()), now + mj.ttl), {}, h[hit])
             return hit, Matched(pred, orphan["label"], orphan["label_ts"])
         return hit, Matched(pred, np.empty(0, dtype=object), np.empty(0))
 
@@ -209,26 +539,26 @@ class Joiner:
         found = np.zeros(ids.size, dtype=bool)
         dup = np.zeros(ids.size, dtype=bool)
         rows_by_model: dict[str, npt.NDArray[np.int64]] = {}
-        id_list = ids.tolist()
+        h = id_hashes(ids)
         restrict = models.tolist()
+        unrestricted = all(m is None for m in restrict)
         for name, mj in self.models.items():
-            allowed = np.fromiter((m is None or m == name for m in restrict), dtype=bool, count=ids.size)
-            rows = mj.pending.lookup(id_list)
+            allowed = np.ones(ids.size, dtype=bool) if unrestricted else np.fromiter(
+                (m is None or m == name for m in restrict), dtype=bool, count=ids.size)
+            rows = mj.pending.lookup(ids, h)
             rows[~allowed | found] = -1
             if (rows >= 0).any():
                 rows_by_model[name] = rows
                 found |= rows >= 0
-            joined = mj.joined.index
-            dup |= allowed & np.fromiter((i in joined for i in id_list), dtype=bool, count=ids.size)
+            dup |= allowed & mj.joined.contains(ids, h)
         dup &= ~found
-        orphan_index = self.orphans.index
-        dup |= ~found & np.fromiter((i in orphan_index for i in id_list), dtype=bool, count=ids.size)
+        dup |= ~found & self.orphans.contains(ids, h)
         return rows_by_model, found, dup
 
     def take_pending(self, model: str, rows: npt.NDArray[np.int64], now: float) -> dict[str, npt.NDArray[Any]]:
         mj = self.models[model]
-        pred = mj.pending.take(rows)
-        mj.joined.add(pred["id"], np.full(rows.size, now + mj.ttl), {})
+        pred, h = mj.pending._take(np.asarray(rows, dtype=np.int64))
+        mj.joined.add(pred["id"], np.full(rows.size, now + mj.ttl), {}, h)
         return pred
 
     def add_orphans(self, ids: npt.NDArray[np.object_], labels: npt.NDArray[np.object_], label_ts: FloatArray,
@@ -268,4 +598,3 @@ class Joiner:
 
     def pending_count(self, model: str) -> int:
         return len(self.models[model].pending)
-

@@ -43,14 +43,14 @@ def _escape(value: str) -> str:
     return value.replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
 
 
+#: ``repr`` of a float is the exposition's number text except for these (prometheus-client's
+#: spelling of infinities and NaN; ``-0.0`` written as ``0.0`` as before).
+_SPECIAL_VALUES = {"nan": "NaN", "inf": "+Inf", "-inf": "-Inf", "-0.0": "0.0"}
+
+
 def _format_value(value: float) -> str:
-    if math.isnan(value):
-        return "NaN"
-    if math.isinf(value):
-        return "+Inf" if value > 0 else "-Inf"
-    if value == int(value) and abs(value) < 1e15:
-        return f"{int(value)}.0"
-    return repr(float(value))
+    text = repr(float(value))
+    return _SPECIAL_VALUES.get(text, text)
 
 
 def render_labels(labels: LabelPairs) -> str:
@@ -59,18 +59,49 @@ def render_labels(labels: LabelPairs) -> str:
     return "{" + ",".join(f'{k}="{_escape(v)}"' for k, v in labels) + "}"
 
 
+class _PrefixCache:
+    """The ``name{labels} `` text of every series of each family, kept from one render to the next.
+
+    A running exporter's label sets barely change between cycles, so escaping and joining the
+    labels (most of the work of writing a sample) is done again only for a family whose series
+    changed (one list comparison, in C, tells), not for every sample of every cycle. Each render
+    keeps only the families it wrote, so the cache never outgrows the exposition.
+    """
+
+    def __init__(self) -> None:
+        self.families: dict[str, tuple[list[str], list[LabelPairs], list[str]]] = {}
+
+
+_cache = _PrefixCache()
+
+
 def render(families: Iterable[Family]) -> bytes:
     """Prometheus text format 0.0.4, as prometheus-client's generate_latest would write it."""
+    old = _cache.families
+    new: dict[str, tuple[list[str], list[LabelPairs], list[str]]] = {}
     out: list[str] = []
+    append = out.append
+    specials = _SPECIAL_VALUES
     for fam in families:
-        if not fam.samples:
+        samples = fam.samples
+        if not samples:
             continue
         ftype = "gauge" if fam.type == "info" else fam.type
         # text format 0.0.4 names counters and info metrics by their sample name
         name = fam.name + {"info": "_info", "counter": "_total"}.get(fam.type, "")
-        out.append(f"# HELP {name} {fam.help.replace(chr(92), chr(92) * 2).replace(chr(10), chr(92) + 'n')}\n")
-        out.append(f"# TYPE {name} {ftype}\n")
-        out.extend(f"{s.name}{render_labels(s.labels)} {_format_value(s.value)}\n" for s in fam.samples)
+        append(f"# HELP {name} {fam.help.replace(chr(92), chr(92) * 2).replace(chr(10), chr(92) + 'n')}\n")
+        append(f"# TYPE {name} {ftype}\n")
+        names = [s.name for s in samples]
+        labels = [s.labels for s in samples]
+        cached = old.get(fam.name)
+        if cached is not None and cached[1] == labels and cached[0] == names:
+            prefixes = cached[2]
+        else:
+            prefixes = [f"{n}{render_labels(lab)} " for n, lab in zip(names, labels, strict=True)]
+        new[fam.name] = (names, labels, prefixes)
+        values = [repr(float(s.value)) for s in samples]
+        append("".join([p + specials.get(v, v) + "\n" for p, v in zip(prefixes, values, strict=True)]))
+    _cache.families = new
     return "".join(out).encode("utf-8")
 
 

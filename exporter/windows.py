@@ -1,11 +1,11 @@
 """Sliding time windows over event streams, updated incrementally.
 
-Every window of a stream shares one time-ordered columnar log of events. A window ``w`` of
-length ``L`` covers the events with ``now - L < timestamp`` (events stamped in the future count
-as now). Its aggregate is updated with the events that enter (``add``) and reverted with the
-events that leave as the clock moves (``remove``), so a poll costs time proportional to what
-changed, not to what the window holds. The clock drives expiry: ``advance(now)`` is called every
-cycle even when nothing arrived.
+Every window of a stream shares one columnar log of events (a few time-sorted runs, see
+``WindowedStream``). A window ``w`` of length ``L`` covers the events with
+``now - L < timestamp`` (events stamped in the future count as now). Its aggregate is updated
+with the events that enter (``add``) and reverted with the events that leave as the clock moves
+(``remove``), so a poll costs time proportional to what changed, not to what the window holds.
+The clock drives expiry: ``advance(now)`` is called every cycle even when nothing arrived.
 
 Aggregates must be deterministic functions of the set of events they hold (integer counts,
 fixed-point sums, sorted multisets), never float sums that depend on arrival order, so that a
@@ -83,11 +83,167 @@ class SortedMultiset:
         self.values = np.delete(self.values, positions)
 
 
+class CutCounts:
+    """A multiset of floats seen only through fixed cut points: exact ranks in O(cuts) per read.
+
+    ``ranks(side)`` equals ``numpy.searchsorted(sorted_values, cuts, side)`` for the sorted
+    values the multiset holds -- the integer counts ``ks_against_reference`` evaluates the KS
+    statistic from -- but is kept by updating per-gap counts with each batch (O(k log m) for k
+    values and m distinct cuts) instead of holding and searching every value, so reading a
+    window of a million values costs the same as one of a thousand. NaN values must not be
+    passed. ``remove`` refuses a batch that would leave a gap with a negative count; unlike
+    ``SortedMultiset`` it cannot tell two values of the same gap apart, which is enough for
+    streams that only remove what they added.
+    """
+
+    __slots__ = ("_at", "_gap", "_inv", "_uniq", "n")
+
+    def __init__(self, cuts: FloatArray) -> None:
+        cuts = np.asarray(cuts, dtype=np.float64)
+        self._uniq, self._inv = np.unique(cuts, return_inverse=True)
+        m = int(self._uniq.size)
+        self._gap = np.zeros(m + 1, dtype=np.int64)  # values in (u[b-1], u[b]); the last: above u[-1]
+        self._at = np.zeros(m + 1, dtype=np.int64)  # values equal to u[b] (the last slot stays 0)
+        self.n = 0
+
+    def __len__(self) -> int:
+        return self.n
+
+    def _counts(self, batch: FloatArray) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:
+        u = self._uniq
+        b = np.searchsorted(u, batch, side="left")
+        eq = b < u.size
+        eq[eq] = u[b[eq]] == batch[eq]
+        m = u.size + 1
+        return (np.bincount(b[~eq], minlength=m).astype(np.int64, copy=False),
+                np.bincount(b[eq], minlength=m).astype(np.int64, copy=False))
+
+    def add(self, batch: FloatArray) -> None:
+        if batch.size == 0:
+            return
+        gap, at = self._counts(np.asarray(batch, dtype=np.float64))
+        self._gap += gap
+        self._at += at
+        self.n += int(batch.size)
+
+    def remove(self, batch: FloatArray) -> None:
+        if batch.size == 0:
+            return
+        gap, at = self._counts(np.asarray(batch, dtype=np.float64))
+        if np.any(gap > self._gap) or np.any(at > self._at):
+            raise ValueError("CutCounts.remove: value not present")
+        self._gap -= gap
+        self._at -= at
+        self.n -= int(batch.size)
+
+    def ranks(self, side: str = "left") -> npt.NDArray[np.int64]:
+        """How many values lie below each cut (``side="left"``) or at or below it (``"right"``)."""
+        below = np.cumsum(self._gap[:-1]) + np.concatenate(([0], np.cumsum(self._at[:-2]))) \
+            if self._uniq.size else np.zeros(0, dtype=np.int64)
+        if side == "right":
+            below = below + self._at[:-1]
+        elif side != "left":
+            raise ValueError(f"side must be 'left' or 'right', got {side!r}")
+        out: npt.NDArray[np.int64] = below[self._inv]
+        return out
+
+
+class _Run:
+    """A time-sorted stretch of a stream's log: ``ts[:n]`` ascending, the columns beside it.
+
+    ``lo[i]`` is how many of its events window ``i`` has already let go (those stamped at or
+    before the window's cutoff). Arrays may have spare capacity past ``n`` so that in-order
+    batches append in amortised O(batch).
+    """
+
+    __slots__ = ("cols", "lo", "n", "ts")
+
+    def __init__(self, ts: FloatArray, cols: dict[str, npt.NDArray[Any]], n_windows: int, spare: int = 0) -> None:
+        n = int(ts.size)
+        self.n = n
+        self.ts = _with_capacity(ts, n + spare)
+        self.cols = {name: _with_capacity(c, n + spare) for name, c in cols.items()}
+        self.lo = [0] * n_windows
+
+    @property
+    def dead(self) -> int:
+        """Events no window holds any more (a prefix)."""
+        return min(self.lo) if self.lo else 0
+
+    def live_ts(self) -> FloatArray:
+        return self.ts[self.dead:self.n]
+
+    def slice(self, lo: int, hi: int) -> dict[str, npt.NDArray[Any]]:
+        return {name: c[lo:hi] for name, c in self.cols.items()}
+
+    def recut(self, cutoffs: Sequence[float]) -> None:
+        ts = self.ts[:self.n]
+        self.lo = [int(np.searchsorted(ts, c, side="right")) for c in cutoffs]
+
+    def append(self, ts: FloatArray, batch: Mapping[str, npt.NDArray[Any]]) -> None:
+        """Add events stamped no earlier than the last one held."""
+        k = int(ts.size)
+        self._reserve(self.n + k)
+        self.ts[self.n:self.n + k] = ts
+        for name, c in self.cols.items():
+            c[self.n:self.n + k] = batch[name]
+        self.n += k
+
+    def merge_tail(self, p: int, ts: FloatArray, batch: Mapping[str, npt.NDArray[Any]]) -> None:
+        """Add events that belong after position ``p``: re-sort only the tail from ``p`` on."""
+        k = int(ts.size)
+        tail_ts = np.concatenate((self.ts[p:self.n], ts))
+        order = np.argsort(tail_ts, kind="stable")  # held events before new ones of equal time
+        self._reserve(self.n + k)
+        end = self.n + k
+        self.ts[p:end] = tail_ts[order]
+        for name, c in self.cols.items():
+            c[p:end] = np.concatenate((c[p:self.n], batch[name]))[order]
+        self.n = end
+
+    def _reserve(self, size: int) -> None:
+        if size <= self.ts.size:
+            return
+        cap = max(size, self.ts.size + (self.ts.size >> 1), 1024)
+        self.ts = _with_capacity(self.ts[:self.n], cap)
+        self.cols = {name: _with_capacity(c[:self.n], cap) for name, c in self.cols.items()}
+
+    def trim(self, keep_spare: bool) -> None:
+        """Drop the dead prefix (copying what is left)."""
+        d = self.dead
+        live = self.n - d
+        spare = max(live >> 1, 1024) if keep_spare else 0
+        self.ts = _with_capacity(self.ts[d:self.n], live + spare)
+        self.cols = {name: _with_capacity(c[d:self.n], live + spare) for name, c in self.cols.items()}
+        self.n = live
+        self.lo = [x - d for x in self.lo]
+
+
+def _with_capacity(a: npt.NDArray[Any], capacity: int) -> npt.NDArray[Any]:
+    """A new array of ``capacity`` elements starting with a copy of ``a``."""
+    out = np.empty(max(capacity, a.size), dtype=a.dtype)
+    out[:a.size] = a
+    return out
+
+
+#: A late batch re-sorts the tail of the newest run when that tail is at most this many events
+#: (or a few times the batch); otherwise it starts a run of its own.
+_TAIL_MERGE_MIN = 4096
+
+
 class WindowedStream:
     """One event stream (e.g. a model version's predictions) and all its windows.
 
     ``make_aggregate`` builds a fresh aggregate for a window; ``columns`` names the columns
     every event carries (besides the timestamp) and their dtypes.
+
+    The log is a short list of time-sorted runs (see ``_Run``), so that neither appending a
+    batch nor expiring events ever copies the whole log: an in-order batch is appended to the
+    newest run, a slightly late one re-sorts only that run's tail, and a very late one (labels
+    of predictions made hours ago) starts a new run; runs are merged two at a time whenever the
+    newer one has grown to half the older one, which keeps at most about log2(n) of them and
+    costs O(log n) amortised copies per event. Each window expires a sorted prefix of every
+    run, and runs drop their dead prefix once it is half of them.
     """
 
     def __init__(
@@ -98,20 +254,16 @@ class WindowedStream:
     ) -> None:
         self.lengths = tuple(float(x) for x in lengths)
         self._dtypes = {name: np.dtype(dt) for name, dt in columns.items()}
-        self.ts: FloatArray = np.empty(0, dtype=np.float64)
-        self.cols: dict[str, npt.NDArray[Any]] = {n: np.empty(0, dtype=d) for n, d in self._dtypes.items()}
         self.aggregates = [make_aggregate() for _ in self.lengths]
-        self._start = [0] * len(self.lengths)
+        self._runs: list[_Run] = []
         self._cutoff = [-np.inf] * len(self.lengths)
 
     def __len__(self) -> int:
-        return int(self.ts.size)
+        """Events held by at least one window."""
+        return sum(r.n - r.dead for r in self._runs)
 
     def window_size(self, i: int) -> int:
-        return int(self.ts.size) - self._start[i]
-
-    def _slice(self, lo: int, hi: int) -> dict[str, npt.NDArray[Any]]:
-        return {n: c[lo:hi] for n, c in self.cols.items()}
+        return sum(r.n - r.lo[i] for r in self._runs)
 
     def advance(self, now: float) -> None:
         """Let the clock expire events that fell out of each window."""
@@ -119,10 +271,17 @@ class WindowedStream:
             cutoff = now - length
             if cutoff <= self._cutoff[i]:
                 continue
-            new_start = int(np.searchsorted(self.ts, cutoff, side="right"))
-            if new_start > self._start[i]:
-                self.aggregates[i].remove(self._slice(self._start[i], new_start))
-                self._start[i] = new_start
+            parts = []
+            for run in self._runs:
+                lo = run.lo[i]
+                hi = lo + int(np.searchsorted(run.ts[lo:run.n], cutoff, side="right"))
+                if hi > lo:
+                    parts.append(run.slice(lo, hi))
+                    run.lo[i] = hi
+            if parts:
+                gone = parts[0] if len(parts) == 1 else {
+                    name: np.concatenate([p[name] for p in parts]) for name in self._dtypes}
+                self.aggregates[i].remove(gone)
             self._cutoff[i] = cutoff
         self._compact()
 
@@ -131,6 +290,7 @@ class WindowedStream:
         self.advance(now)
         if ts.size == 0:
             return
+        ts = np.asarray(ts, dtype=np.float64)
         order = np.argsort(ts, kind="stable")
         ts = ts[order]
         batch = {n: np.asarray(cols[n])[order].astype(d, copy=False) for n, d in self._dtypes.items()}
@@ -140,37 +300,67 @@ class WindowedStream:
                 self.aggregates[i].add(batch)
             elif inside.any():
                 self.aggregates[i].add({n: c[inside] for n, c in batch.items()})
-        if self.ts.size == 0 or ts[0] >= self.ts[-1]:
-            self.ts = np.concatenate((self.ts, ts))
-            for n in self.cols:
-                self.cols[n] = np.concatenate((self.cols[n], batch[n]))
+        self._insert(ts, batch)
+
+    def _insert(self, ts: FloatArray, batch: dict[str, npt.NDArray[Any]]) -> None:
+        k = int(ts.size)
+        last = self._runs[-1] if self._runs else None
+        if last is None or last.n == 0:
+            if last is not None:
+                self._runs.pop()
+            self._runs.append(_Run(ts, batch, len(self.lengths), spare=max(k, 1024)))
+        elif ts[0] >= last.ts[last.n - 1]:
+            last.append(ts, batch)
         else:
-            positions = np.searchsorted(self.ts, ts, side="right")
-            self.ts = np.insert(self.ts, positions, ts)
-            for n in self.cols:
-                self.cols[n] = np.insert(self.cols[n], positions, batch[n])
-        for i, cutoff in enumerate(self._cutoff):
-            self._start[i] = int(np.searchsorted(self.ts, cutoff, side="right"))
+            p = int(np.searchsorted(last.ts[:last.n], ts[0], side="right"))
+            if last.n - p <= max(_TAIL_MERGE_MIN, 4 * k):
+                last.merge_tail(p, ts, batch)
+            else:
+                self._runs.append(_Run(ts, batch, len(self.lengths), spare=max(k, 1024)))
+        self._runs[-1].recut(self._cutoff)
+        while len(self._runs) >= 2 and 2 * (self._runs[-1].n - self._runs[-1].dead) >= (
+                self._runs[-2].n - self._runs[-2].dead):
+            self._merge_last_two()
+
+    def _merge_last_two(self) -> None:
+        b = self._runs.pop()
+        a = self._runs.pop()
+        ts = np.concatenate((a.live_ts(), b.live_ts()))
+        order = np.argsort(ts, kind="stable")  # older run first among equal times
+        cols = {name: np.concatenate((a.cols[name][a.dead:a.n], b.cols[name][b.dead:b.n]))[order]
+                for name in self._dtypes}
+        run = _Run(ts[order], cols, len(self.lengths), spare=max(ts.size >> 1, 1024))
+        run.recut(self._cutoff)
+        self._runs.append(run)
 
     def _compact(self) -> None:
-        """Drop events no window holds any more, once they are a good share of the log."""
-        keep_from = min(self._start) if self._start else 0
-        if keep_from == 0 or keep_from * 2 < self.ts.size:
-            return
-        self.ts = self.ts[keep_from:].copy()
-        for n in self.cols:
-            self.cols[n] = self.cols[n][keep_from:].copy()
-        self._start = [s - keep_from for s in self._start]
+        """Drop events no window holds any more, once they are a good share of a run."""
+        last = len(self._runs) - 1
+        keep: list[_Run] = []
+        for j, run in enumerate(self._runs):
+            d = run.dead
+            if d == run.n and j != last:
+                continue  # every event of this run has left every window
+            if d and d * 2 >= run.n:
+                run.trim(keep_spare=j == last)
+            keep.append(run)
+        self._runs = keep
 
     def rebuild(self, ts: FloatArray, cols: Columns, now: float) -> None:
         """Replace the log (e.g. after a restore) and rebuild every aggregate from scratch."""
-        self.ts = np.empty(0, dtype=np.float64)
-        self.cols = {n: np.empty(0, dtype=d) for n, d in self._dtypes.items()}
-        self._start = [0] * len(self.lengths)
+        self._runs = []
         self._cutoff = [now - length for length in self.lengths]
         self.add(ts, cols, now)
 
     def export(self) -> tuple[FloatArray, dict[str, npt.NDArray[Any]]]:
-        """The events still inside the longest window, for the checkpoint."""
-        lo = min(self._start) if self._start else 0
-        return self.ts[lo:], self._slice(lo, int(self.ts.size))
+        """The events still inside the longest window, in time order (copies, for the checkpoint)."""
+        runs = [r for r in self._runs if r.n > r.dead]
+        if not runs:
+            return np.empty(0, dtype=np.float64), {n: np.empty(0, dtype=d) for n, d in self._dtypes.items()}
+        ts = np.concatenate([r.live_ts() for r in runs])
+        cols = {name: np.concatenate([r.cols[name][r.dead:r.n] for r in runs]) for name in self._dtypes}
+        if len(runs) > 1:
+            order = np.argsort(ts, kind="stable")
+            ts = ts[order]
+            cols = {name: c[order] for name, c in cols.items()}
+        return ts, cols

@@ -1,0 +1,208 @@
+"""Part 1: ingest end to end (file -> parse -> join -> windows -> snapshot -> rendered text).
+
+The real ``Pipeline`` with two ``FileTailSource`` s (predictions, labels) tails files that grow
+by one chunk per cycle: before each cycle (untimed) chunk k of predictions and chunk k-1 of
+labels are appended, so labels arrive one poll after their predictions and join pending ones,
+as in production. Each timed cycle is ``run_cycle()`` (poll, parse, join, windows, snapshot)
+plus ``render`` of the snapshot, which the exporter does once per cycle. No HTTP.
+
+Beside it, over the same complete files and in the same run: a plain ``json.loads`` loop
+(no validation, no join: the floor of a per-line Python design) and ``pyarrow.json.read_json``
+(the practical parse limit on this machine, 2 threads). Reported: events/s (prediction and
+label lines together) and the ratios to both.
+
+    python -m bench.ingest [--quick] [--n N] [--chunk C] [--scenario binary|multiclass] [--profile]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import tempfile
+import time
+from collections import defaultdict
+from typing import Any
+
+import pyarrow.json as pa_json
+
+import exporter.pipeline as pipeline_mod
+from bench import (
+    binary_model,
+    file_config,
+    fmt_rate,
+    label_lines,
+    make_events,
+    multiclass_model,
+    prediction_lines,
+    print_table,
+    timed,
+    write_lines,
+)
+from exporter.pipeline import Pipeline
+from exporter.snapshot import render
+
+SCENARIOS = ("binary", "multiclass")
+
+
+class StageClock:
+    """Wall time per pipeline stage, by wrapping the callables the cycle goes through."""
+
+    def __init__(self) -> None:
+        self.t: dict[str, float] = defaultdict(float)
+
+    def wrap(self, name: str, fn: Any) -> Any:
+        t = self.t
+
+        def wrapper(*a: Any, **kw: Any) -> Any:
+            t0 = time.perf_counter()
+            try:
+                return fn(*a, **kw)
+            finally:
+                t[name] += time.perf_counter() - t0
+
+        return wrapper
+
+
+def _instrument(p: Pipeline, clock: StageClock) -> list[tuple[Any, str, Any]]:
+    """Wrap the stages; returns what to restore."""
+    undo: list[tuple[Any, str, Any]] = []
+
+    def patch(obj: Any, attr: str, name: str) -> None:
+        orig = getattr(obj, attr)
+        undo.append((obj, attr, orig))
+        setattr(obj, attr, clock.wrap(name, orig))
+
+    for src in p.sources:
+        patch(src, "poll", "read")
+    patch(pipeline_mod, "parse_predictions", "parse")
+    patch(pipeline_mod, "parse_labels", "parse")
+    patch(p, "apply_predictions", "join+windows")
+    patch(p, "apply_labels", "join+windows")
+    patch(p, "advance", "advance")
+    patch(p, "build_snapshot", "snapshot")
+    return undo
+
+
+def _undo(undo: list[tuple[Any, str, Any]]) -> None:
+    for obj, attr, orig in reversed(undo):
+        if obj is pipeline_mod:
+            setattr(obj, attr, orig)
+        else:
+            delattr(obj, attr) if attr in vars(obj) else setattr(obj, attr, orig)
+
+
+def json_loop(paths: list[str]) -> int:
+    n = 0
+    loads = json.loads
+    for path in paths:
+        with open(path, "rb") as f:
+            for line in f:
+                loads(line)
+                n += 1
+    return n
+
+
+def pyarrow_read(paths: list[str]) -> int:
+    return sum(pa_json.read_json(path).num_rows for path in paths)
+
+
+def run_scenario(scenario: str, n: int, chunk: int, seed: int = 1, profile: bool = False) -> dict[str, Any]:
+    model = binary_model() if scenario == "binary" else multiclass_model()
+    ev = make_events(n, seed, n_classes=2 if scenario == "binary" else 5,
+                     n_features=10 if scenario == "binary" else 0)
+    preds = prediction_lines(ev)
+    labels = label_lines(ev)
+    with tempfile.TemporaryDirectory(prefix="mlmon-bench-") as tmp:
+        pred_path, label_path = os.path.join(tmp, "predictions.jsonl"), os.path.join(tmp, "labels.jsonl")
+        open(pred_path, "wb").close()
+        open(label_path, "wb").close()
+        p = Pipeline(file_config(model, pred_path, label_path))
+        stages = StageClock()
+        undo = _instrument(p, stages)
+        profiler = None
+        if profile:
+            from pyinstrument import Profiler
+            profiler = Profiler(interval=0.001)
+        total_wall = total_cpu = 0.0
+        render_t = 0.0
+        cycles = 0
+        nbytes = 0
+        starts = list(range(0, n, chunk))
+        for k in range(len(starts) + 1):
+            if k < len(starts):
+                nbytes += write_lines(pred_path, preds[starts[k]:starts[k] + chunk])
+            if k > 0:
+                s = starts[k - 1]
+                nbytes += write_lines(label_path, labels[s:s + chunk])
+            if profiler is not None:
+                profiler.start()
+            with timed() as t:
+                snap = p.run_cycle()
+                t0 = time.perf_counter()
+                text = render(snap.families)
+                render_t += time.perf_counter() - t0
+            if profiler is not None:
+                profiler.stop()
+            total_wall += t.wall
+            total_cpu += t.cpu
+            cycles += 1
+        # the last cycle must have consumed everything
+        _undo(undo)
+        vs = p.versions[(model.name, ev.version)]
+        assert int(vs.predicted_total.sum()) == n, (int(vs.predicted_total.sum()), n)
+        assert int(vs.labeled_total.sum()) == n, (int(vs.labeled_total.sum()), n)
+        assert p.joiner.pending_count(model.name) == 0
+        events = 2 * n
+        with timed() as tj:
+            assert json_loop([pred_path, label_path]) == events
+        with timed() as ta:
+            assert pyarrow_read([pred_path, label_path]) == events
+        result = {
+            "scenario": scenario, "n_predictions": n, "n_labels": n, "events": events, "chunk": chunk,
+            "cycles": cycles, "bytes": nbytes, "series": text.count(b"\n") - 2 * text.count(b"# TYPE"),
+            "ingest_wall_s": total_wall, "ingest_cpu_s": total_cpu,
+            "ingest_events_per_s": events / total_wall,
+            "json_loop_wall_s": tj.wall, "json_loop_events_per_s": events / tj.wall,
+            "pyarrow_wall_s": ta.wall, "pyarrow_cpu_s": ta.cpu, "pyarrow_events_per_s": events / ta.wall,
+            "ratio_vs_json_loop": tj.wall / total_wall,
+            "ratio_vs_pyarrow": ta.wall / total_wall,
+            "stages_s": {**{k: round(v, 4) for k, v in stages.t.items()}, "render": round(render_t, 4)},
+        }
+        # what parsing alone allows: the ceiling if join, windows and snapshot cost nothing
+        result["parse_only_events_per_s"] = events / max(stages.t["parse"], 1e-9)
+        if profiler is not None:
+            print(profiler.output_text(unicode=False, color=False, show_all=False))
+        return result
+
+
+def run(quick: bool = False, n: int | None = None, chunk: int | None = None,
+        scenarios: tuple[str, ...] = SCENARIOS, profile: bool = False) -> dict[str, Any]:
+    n = n or (50_000 if quick else 1_000_000)
+    chunk = chunk or (10_000 if quick else 100_000)
+    results = [run_scenario(s, n, chunk, profile=profile) for s in scenarios]
+    rows = []
+    for r in results:
+        rows.append([r["scenario"], f"{r['n_predictions']:,}+{r['n_labels']:,}", fmt_rate(r["ingest_events_per_s"]),
+                     fmt_rate(r["json_loop_events_per_s"]), fmt_rate(r["pyarrow_events_per_s"]),
+                     f"{r['ratio_vs_json_loop']:.2f}x", f"{r['ratio_vs_pyarrow']:.2f}x",
+                     " ".join(f"{k}={v:.2f}" for k, v in r["stages_s"].items())])
+    print_table("1. Ingest end to end (events/s = prediction + label lines per wall second)",
+                ["scenario", "events", "pipeline", "json.loads", "pyarrow", "vs loop", "vs pyarrow",
+                 "stage seconds"], rows)
+    return {"ingest": results, "target": "pipeline >= 5x json.loads loop"}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--quick", action="store_true", help="50k predictions + 50k labels")
+    ap.add_argument("--n", type=int, help="predictions (and as many labels)")
+    ap.add_argument("--chunk", type=int, help="lines appended per cycle (default 100k, quick 10k)")
+    ap.add_argument("--scenario", choices=SCENARIOS, action="append")
+    ap.add_argument("--profile", action="store_true", help="pyinstrument profile of the timed cycles")
+    a = ap.parse_args()
+    run(a.quick, a.n, a.chunk, tuple(a.scenario or SCENARIOS), a.profile)
+
+
+if __name__ == "__main__":
+    main()
