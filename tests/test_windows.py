@@ -97,3 +97,25 @@ def test_export_and_rebuild_give_identical_windows() -> None:
     for x, y in zip(a.aggregates, b.aggregates, strict=True):
         assert isinstance(x, SumAggregate) and isinstance(y, SumAggregate)
         assert (x.n, x.total, x.values.values.tolist()) == (y.n, y.total, y.values.values.tolist())
+
+
+def test_cut_counts_ranks_equal_searchsorted_on_the_multiset() -> None:
+    from exporter.windows import CutCounts
+
+    rng = np.random.default_rng(9)
+    for _ in range(50):
+        cuts = np.sort(rng.integers(0, 30, int(rng.integers(1, 40))).astype(np.float64))  # ties in the cuts
+        cc, ms = CutCounts(cuts), SortedMultiset()
+        for _ in range(10):
+            batch = rng.integers(-5, 35, int(rng.integers(0, 50))).astype(np.float64)  # values at and off cuts
+            cc.add(batch)
+            ms.add(batch)
+            if ms.values.size and rng.random() < 0.5:
+                gone = rng.choice(ms.values, int(rng.integers(0, ms.values.size + 1)), replace=False)
+                cc.remove(gone)
+                ms.remove(gone)
+            for side in ("left", "right"):
+                assert cc.ranks(side).tolist() == np.searchsorted(ms.values, cuts, side=side).tolist()
+            assert len(cc) == len(ms)
+    with pytest.raises(ValueError):
+        CutCounts(np.array([1.0])).remove(np.array([1.0]))
