@@ -17,7 +17,7 @@ join.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -444,7 +444,8 @@ def _obj(values: list[Any]) -> ObjArray:
 PENDING_COLUMNS: dict[str, npt.DTypeLike] = {
     "version": object, "pred_idx": np.int32, "confidence": np.float64, "pred_ts": np.float64,
 }
-ORPHAN_COLUMNS: dict[str, npt.DTypeLike] = {"label": object, "label_ts": np.float64, "model": object}
+ORPHAN_COLUMNS: dict[str, npt.DTypeLike] = {"label": object, "label_ts": np.float64, "model": object,
+                                             "source": object}
 
 
 @dataclass
@@ -500,22 +501,33 @@ class Joiner:
         return mj.pending.contains(ids, h) | mj.joined.contains(ids, h)
 
     def add_predictions(
-        self, model: str, ids: npt.NDArray[np.object_], cols: Mapping[str, npt.NDArray[Any]], now: float
-    ) -> tuple[npt.NDArray[np.bool_], Matched]:
+        self, model: str, ids: npt.NDArray[np.object_], cols: Mapping[str, npt.NDArray[Any]], now: float,
+        accepts: Callable[[npt.NDArray[np.object_]], npt.NDArray[np.bool_]] | None = None,
+    ) -> tuple[npt.NDArray[np.bool_], Matched, npt.NDArray[np.object_]]:
         """Buffer new predictions (already de-duplicated); those whose label waited join at once.
 
-        Returns the mask of predictions that joined an orphan label, and the matches.
+        ``accepts`` says which waiting label values this model can score; a waiting label it
+        cannot (a class outside its fixed classes) is dropped as invalid and the prediction keeps
+        waiting for a valid one, exactly as if the label had come second. Returns the mask of
+        predictions that joined, the matches, and the source of each dropped label.
         """
         mj = self.models[model]
         h = id_hashes(ids)
         rows = self.orphans.lookup(ids, h)
         hit = rows >= 0
+        rejected_sources = np.empty(0, dtype=object)
         if hit.any():
             # an orphan label restricted to another model does not join this one
             hit_models = self.orphans.column("model", rows[hit])
             ok = np.array([m is None or m == model for m in hit_models.tolist()], dtype=bool)
             idx = np.flatnonzero(hit)
             hit[idx[~ok]] = False
+        if accepts is not None and hit.any():
+            idx = np.flatnonzero(hit)
+            good = accepts(self.orphans.column("label", rows[idx]))
+            if not good.all():
+                rejected_sources = self.orphans.take(rows[idx[~good]])["source"]
+                hit[idx[~good]] = False
         matched_rows = rows[hit]
         orphan = self.orphans.take(matched_rows) if matched_rows.size else None
         waiting = ~hit
@@ -525,8 +537,8 @@ class Joiner:
         pred["id"] = ids[hit]
         if orphan is not None:
             mj.joined.add(ids[hit], np.full(int(hit.sum()), now + mj.ttl), {}, h[hit])
-            return hit, Matched(pred, orphan["label"], orphan["label_ts"])
-        return hit, Matched(pred, np.empty(0, dtype=object), np.empty(0))
+            return hit, Matched(pred, orphan["label"], orphan["label_ts"]), rejected_sources
+        return hit, Matched(pred, np.empty(0, dtype=object), np.empty(0)), rejected_sources
 
     def locate_labels(
         self, ids: npt.NDArray[np.object_], models: npt.NDArray[np.object_]
@@ -562,9 +574,11 @@ class Joiner:
         return pred
 
     def add_orphans(self, ids: npt.NDArray[np.object_], labels: npt.NDArray[np.object_], label_ts: FloatArray,
-                    models: npt.NDArray[np.object_], now: float) -> None:
+                    models: npt.NDArray[np.object_], now: float, source: str = "") -> None:
+        """Labels with no prediction yet; ``source`` is charged if the label later proves invalid."""
         self.orphans.add(ids, np.full(ids.size, now + self.orphan_ttl),
-                         {"label": labels, "label_ts": label_ts, "model": models})
+                         {"label": labels, "label_ts": label_ts, "model": models,
+                          "source": np.full(ids.size, source, dtype=object)})
 
     def expire(self, now: float) -> tuple[dict[str, dict[str, npt.NDArray[Any]]], npt.NDArray[np.object_]]:
         """Expire predictions past their TTL or beyond max_pending, and orphan labels past theirs.

@@ -156,14 +156,14 @@ class Pipeline:
                 self._version(model, version, now).add_predictions(
                     cols["pred_ts"][rows], cols["pred_idx"][rows], cols["confidence"][rows], now,
                     features={f: v[rows] for f, v in feats.items()}, p_positive=p_pos[rows])
-            _, matched = self.joiner.add_predictions(model_name, ids[ok], cols, now)
+            classes = self.classes[model_name]
+            _, matched, rejected = self.joiner.add_predictions(
+                model_name, ids[ok], cols, now, accepts=lambda labels: classes.encode(labels) >= 0)
+            # a waiting label of a class this model cannot score is its own source's invalid record
+            for label_source, n in Counter(rejected.tolist()).items():
+                self.invalid(label_source, "unknown_class", n, now)
             if matched.label.size:
-                true_idx = self.classes[model_name].encode(matched.label)
-                # an orphan label of a class this model does not know cannot be scored
-                good = true_idx >= 0
-                self.invalid(source, "unknown_class", int((~good).sum()), now)
-                self._apply_outcomes(model, {k: v[good] for k, v in matched.pred.items()},
-                                     true_idx[good], matched.label_ts[good], now)
+                self._apply_outcomes(model, matched.pred, classes.encode(matched.label), matched.label_ts, now)
 
     # -- labels ----------------------------------------------------------------------------------------
     def apply_labels(self, source: str, batch: LabelBatch, now: float) -> None:
@@ -194,7 +194,7 @@ class Pipeline:
             unknown = np.array([m is not None and self.config.model(m) is None for m in named.tolist()], dtype=bool)
             self.invalid(source, "unknown_model", int(unknown.sum()), now)
             idx = np.flatnonzero(waiting)[~unknown]
-            self.joiner.add_orphans(ids[idx], labels[idx], ts[idx], models[idx], now)
+            self.joiner.add_orphans(ids[idx], labels[idx], ts[idx], models[idx], now, source)
 
     def _over_version_cap(self, model: ModelConfig, versions: npt.NDArray[np.object_]) -> npt.NDArray[np.bool_]:
         """Rows of versions that would exceed ``max_versions`` (new versions admitted in sorted order)."""

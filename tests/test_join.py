@@ -40,14 +40,14 @@ def test_arrival_buffer_expiry_bound_and_compaction() -> None:
 
 def test_label_after_prediction_and_before_it() -> None:
     j = Joiner({"m": (100.0, 1000)})
-    hit, matched = j.add_predictions("m", obj("a", "b"), pred_cols(2), now=0.0)
+    hit, matched, _ = j.add_predictions("m", obj("a", "b"), pred_cols(2), now=0.0)
     assert not hit.any() and matched.label.size == 0
     rows, found, dup = j.locate_labels(obj("b", "z"), obj(None, None))
     assert found.tolist() == [True, False] and not dup.any()
     pred = j.take_pending("m", rows["m"][found], now=1.0)
     assert pred["id"].tolist() == ["b"]
     j.add_orphans(obj("z"), obj("1"), np.array([5.0]), obj(None), now=1.0)
-    hit, matched = j.add_predictions("m", obj("z"), pred_cols(1), now=2.0)
+    hit, matched, _ = j.add_predictions("m", obj("z"), pred_cols(1), now=2.0)
     assert hit.tolist() == [True] and matched.label.tolist() == ["1"] and matched.pred["id"].tolist() == ["z"]
     # a second label for an id already joined is a duplicate, and a repeated prediction too
     _, found, dup = j.locate_labels(obj("b", "z"), obj(None, None))
@@ -73,7 +73,7 @@ def test_label_restricted_to_other_model_does_not_join() -> None:
     rows, found, _ = j.locate_labels(obj("a"), obj("n"))
     assert not found.any() and rows == {}
     j.add_orphans(obj("q"), obj("1"), np.array([0.0]), obj("n"), now=0.0)
-    hit, _ = j.add_predictions("m", obj("q"), pred_cols(1), now=0.0)
+    hit, _, _ = j.add_predictions("m", obj("q"), pred_cols(1), now=0.0)
     assert not hit.any()
 
 
@@ -83,3 +83,13 @@ def test_max_pending_bound_counts_oldest() -> None:
     expired, _ = j.expire(now=1.0)
     assert expired["m"]["id"].tolist() == ["a", "b"]
     assert j.pending_count("m") == 3
+
+
+def test_waiting_label_the_model_cannot_score_is_rejected_and_the_prediction_waits() -> None:
+    j = Joiner({"m": (100.0, 1000)})
+    j.add_orphans(obj("a"), obj("7"), np.array([1.0]), obj(None), now=0.0, source="labels")
+    hit, matched, rejected = j.add_predictions("m", obj("a"), pred_cols(1), now=1.0,
+                                              accepts=lambda labels: np.array([v in ("0", "1") for v in labels]))
+    assert not hit.any() and matched.label.size == 0 and rejected.tolist() == ["labels"]
+    rows, found, dup = j.locate_labels(obj("a"), obj(None))  # a valid label later still joins
+    assert found.tolist() == [True] and not dup.any()

@@ -299,6 +299,9 @@ def parse_tensor(t: Any, what: str, reason: str) -> Tensor:
             rows, width = [flat], len(flat)
         else:
             width = math.prod(shape[1:])
+            if width == 0 and shape[0] > 0:
+                # [n, 0] carries no values: building n empty rows would let 80 bytes cost n rows
+                raise Rejected(reason, f"{what}: shape {shape} has no values per instance")
             rows = [flat[i * width:(i + 1) * width] for i in range(shape[0])]
     return Tensor(name=str(name) if name is not None else "", datatype=str(t.get("datatype", "")),
                   rows=rows, width=width)
