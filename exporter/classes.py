@@ -47,6 +47,11 @@ class ClassIndex:
                 self.names.append(v)
         return np.fromiter((index.get(v, -1) for v in values.tolist()), dtype=np.int32, count=values.size)
 
+    def accepts(self, values: npt.NDArray[np.object_]) -> npt.NDArray[np.bool_]:
+        """Which values are (or, while discovering, can become) classes of this model."""
+        accepted: npt.NDArray[np.bool_] = self.encode(values) >= 0
+        return accepted
+
     def restore(self, names: Sequence[str]) -> None:
         """Reinstate discovered classes in their original order (indices must not move)."""
         for name in names:

@@ -157,8 +157,8 @@ class Pipeline:
                     cols["pred_ts"][rows], cols["pred_idx"][rows], cols["confidence"][rows], now,
                     features={f: v[rows] for f, v in feats.items()}, p_positive=p_pos[rows])
             classes = self.classes[model_name]
-            _, matched, rejected = self.joiner.add_predictions(
-                model_name, ids[ok], cols, now, accepts=lambda labels: classes.encode(labels) >= 0)
+            _, matched, rejected = self.joiner.add_predictions(model_name, ids[ok], cols, now,
+                                                               accepts=classes.accepts)
             # a waiting label of a class this model cannot score is its own source's invalid record
             for label_source, n in Counter(rejected.tolist()).items():
                 self.invalid(label_source, "unknown_class", n, now)

@@ -91,5 +91,5 @@ def test_waiting_label_the_model_cannot_score_is_rejected_and_the_prediction_wai
     hit, matched, rejected = j.add_predictions("m", obj("a"), pred_cols(1), now=1.0,
                                               accepts=lambda labels: np.array([v in ("0", "1") for v in labels]))
     assert not hit.any() and matched.label.size == 0 and rejected.tolist() == ["labels"]
-    rows, found, dup = j.locate_labels(obj("a"), obj(None))  # a valid label later still joins
+    _, found, dup = j.locate_labels(obj("a"), obj(None))  # a valid label later still joins
     assert found.tolist() == [True] and not dup.any()
