@@ -48,3 +48,13 @@ def require_tool(name: str) -> str:
     if path is None:
         missing(f"{name} (apt-get install --no-install-recommends prometheus prometheus-alertmanager)")
     return path
+
+
+class FakeClock:
+    """A clock the test moves by hand: ``clock.t += 60`` is a minute passing."""
+
+    def __init__(self, t: float) -> None:
+        self.t = t
+
+    def __call__(self) -> float:
+        return self.t

@@ -34,16 +34,10 @@ from exporter.history import (
 from exporter.pipeline import Pipeline
 from exporter.records import LabelBatch, PredictionBatch
 from exporter.snapshot import Snapshot, SnapshotBuilder, render
+from tests.helpers import FakeClock as Clock
 
 T0 = datetime(2026, 11, 26, 10, 0, tzinfo=UTC).timestamp()
 
-
-class Clock:
-    def __init__(self, t: float = T0) -> None:
-        self.t = t
-
-    def __call__(self) -> float:
-        return self.t
 
 
 def obj(values: list[str]) -> np.ndarray:
@@ -98,7 +92,7 @@ def rows(path: Path) -> list[dict[str, object]]:
 
 
 def test_rows_written_and_read_back(tmp_path: Path) -> None:
-    clock = Clock()
+    clock = Clock(T0)
     p = pipeline(clock, tmp_path)
     snap = p.run_cycle()
     triggered: list[tuple[str, str, float]] = []
@@ -175,7 +169,7 @@ def test_written_every_interval_one_file_per_day(tmp_path: Path) -> None:
 
 
 def test_a_restart_keeps_the_interval(tmp_path: Path) -> None:
-    clock = Clock()
+    clock = Clock(T0)
     p = pipeline(clock, tmp_path)
     assert HistoryWriter(config(tmp_path), clock).maybe_write(p.run_cycle()) == 8
     clock.t += 100
@@ -186,7 +180,7 @@ def test_a_restart_keeps_the_interval(tmp_path: Path) -> None:
 
 
 def test_retraining_triggered_is_since_the_previous_row(tmp_path: Path) -> None:
-    clock = Clock()
+    clock = Clock(T0)
     p = pipeline(clock, tmp_path)
     trigger_at = [T0 + 100.0]
 
@@ -206,7 +200,7 @@ def test_retraining_triggered_is_since_the_previous_row(tmp_path: Path) -> None:
 
 
 def test_a_damaged_file_is_moved_aside_and_new_rows_kept(tmp_path: Path) -> None:
-    clock = Clock()
+    clock = Clock(T0)
     path = tmp_path / "history-2026-11-26.parquet"
     path.write_bytes(b"PAR1 torn")
     w = HistoryWriter(config(tmp_path), clock)
@@ -218,7 +212,7 @@ def test_a_damaged_file_is_moved_aside_and_new_rows_kept(tmp_path: Path) -> None
 def test_write_errors_are_counted_not_raised(tmp_path: Path) -> None:
     blocker = tmp_path / "file"
     blocker.write_text("not a directory")
-    clock = Clock()
+    clock = Clock(T0)
     w = HistoryWriter(config(blocker / "history"), clock)
     assert w.maybe_write(pipeline(clock, None).run_cycle()) == 0
     assert w.errors == 1
@@ -229,14 +223,14 @@ def test_write_errors_are_counted_not_raised(tmp_path: Path) -> None:
 
 
 def test_no_directory_means_no_history(tmp_path: Path) -> None:
-    clock = Clock()
+    clock = Clock(T0)
     w = HistoryWriter(config(None), clock)
     assert w.maybe_write(pipeline(clock, None).run_cycle()) == 0
     assert w.maybe_write(Snapshot((), clock.t, False)) == 0
 
 
 def _history(tmp_path: Path, step_hours: float = 6.0, steps: int = 5) -> Clock:
-    clock = Clock()
+    clock = Clock(T0)
     p = pipeline(clock, tmp_path)
     w = HistoryWriter(config(tmp_path), clock, lambda m, v, s: (m, v) == ("fraud", "1"))
     for _ in range(steps):
@@ -286,7 +280,7 @@ def test_history_command(tmp_path: Path) -> None:
 
 
 def test_reconfigure_moves_the_directory(tmp_path: Path) -> None:
-    clock = Clock()
+    clock = Clock(T0)
     p = pipeline(clock, tmp_path)
     w = HistoryWriter(config(tmp_path / "a"), clock)
     w.maybe_write(p.run_cycle())
@@ -299,7 +293,7 @@ def test_reconfigure_moves_the_directory(tmp_path: Path) -> None:
 
 def test_values_match_the_snapshot(tmp_path: Path) -> None:
     """The history holds exactly what /metrics shows."""
-    clock = Clock()
+    clock = Clock(T0)
     snap = pipeline(clock, tmp_path).run_cycle()
     HistoryWriter(config(tmp_path), clock).maybe_write(snap)
     values: dict[tuple[str, tuple[tuple[str, str], ...]], float] = {

@@ -42,6 +42,7 @@ from exporter.sources.base import Poll
 from exporter.sources.file_tail import FileTailSource
 from exporter.sources.http_poll import HTTPSource, HTTPToken, decode_body, safe_url
 from exporter.timestamps import parse_timestamp
+from tests.helpers import FakeClock as Clock
 
 T0 = 1_767_225_600.0  # 2026-01-01T00:00:00Z
 
@@ -508,13 +509,6 @@ def test_tls_ca_file_and_insecure_skip_verify(tmp_path: Path) -> None:
 
 # --- through the pipeline ------------------------------------------------------------------------------
 
-
-class Clock:
-    def __init__(self, t: float) -> None:
-        self.t = t
-
-    def __call__(self) -> float:
-        return self.t
 
 
 def test_pipeline_accuracy_exact_with_failures_and_inclusive_cursor(

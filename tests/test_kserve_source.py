@@ -38,6 +38,7 @@ from exporter.sources.kserve import (
     parse_tensor,
     revision_from_source,
 )
+from tests.helpers import FakeClock as Clock
 
 T0 = 1_767_225_600.0  # 2026-01-01T00:00:00Z
 IRIS = ("setosa", "versicolor", "virginica")
@@ -51,13 +52,6 @@ CONFIG = Config(
     ),
 )
 
-
-class Clock:
-    def __init__(self, t: float) -> None:
-        self.t = t
-
-    def __call__(self) -> float:
-        return self.t
 
 
 def source_config(**kw: Any) -> SourceConfig:

@@ -16,14 +16,7 @@ from sklearn.metrics import accuracy_score, precision_recall_fscore_support
 from exporter.config import Baseline, Config, GlobalConfig, JoinConfig, ModelConfig, Thresholds, Window
 from exporter.pipeline import Pipeline
 from exporter.records import LabelBatch, PredictionBatch
-
-
-class FakeClock:
-    def __init__(self, t: float) -> None:
-        self.t = t
-
-    def __call__(self) -> float:
-        return self.t
+from tests.helpers import FakeClock
 
 
 def obj(values: list[str]) -> np.ndarray:

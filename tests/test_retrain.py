@@ -32,18 +32,12 @@ from exporter.retrain import (
 )
 from exporter.server import ExporterHTTPServer, RenderedSnapshot
 from exporter.snapshot import Snapshot, SnapshotBuilder, render
+from tests.helpers import FakeClock as Clock
 from tests.stack import RecordingServer, Reply
 
 T0 = 1_795_000_000.0
 TRAINING = {"epochs": 50, "batch_size": 32, "learning_rate": 0.001, "early_stopping": True}
 
-
-class Clock:
-    def __init__(self, t: float = T0) -> None:
-        self.t = t
-
-    def __call__(self) -> float:
-        return self.t
 
 
 @dataclass(frozen=True)
@@ -124,7 +118,7 @@ def make_service(endpoint: str | None, state_dir: Path | None, clock: Clock | No
     config = RetrainingConfig(endpoint=endpoint, cooldown=cfg.pop("cooldown", 3600.0),
                               timeout=cfg.pop("timeout", 2.0), max_attempts=cfg.pop("max_attempts", 4),
                               training_config=cfg.pop("training_config", TRAINING))
-    return RetrainingService(config, state_dir, evidence_from_pipeline(Holder(snapshot)), clock or Clock(),
+    return RetrainingService(config, state_dir, evidence_from_pipeline(Holder(snapshot)), clock or Clock(T0),
                              backoff_base=cfg.pop("backoff_base", 0.01), **cfg)
 
 
@@ -151,7 +145,7 @@ def events(server: RecordingServer) -> list[dict[str, Any]]:
 
 def test_firing_retrain_alert_sends_one_structured_cloudevent(
         pipeline_endpoint: RecordingServer, service_factory: Any, tmp_path: Path) -> None:
-    clock = Clock()
+    clock = Clock(T0)
     svc = service_factory(pipeline_endpoint.url, tmp_path, clock)
     # one group: both windows and two severity tiers of version 3, plus an alert without action
     resp = svc.handle({}, payload(alert(window="1h"), alert(window="24h"), alert(severity="critical"),
@@ -186,7 +180,7 @@ def test_firing_retrain_alert_sends_one_structured_cloudevent(
 
 def test_repeats_inside_the_cooldown_send_nothing_and_after_it_send_again(
         pipeline_endpoint: RecordingServer, service_factory: Any, tmp_path: Path) -> None:
-    clock = Clock()
+    clock = Clock(T0)
     svc = service_factory(pipeline_endpoint.url, tmp_path, clock, cooldown=3600.0)
     assert json.loads(svc.handle({}, payload(alert())).body)["requests"] == {"fraud/3": "queued"}
     assert svc.wait_idle(10)
@@ -207,7 +201,7 @@ def test_repeats_inside_the_cooldown_send_nothing_and_after_it_send_again(
 
 
 def test_cooldown_survives_a_restart(pipeline_endpoint: RecordingServer, tmp_path: Path) -> None:
-    clock = Clock()
+    clock = Clock(T0)
     first = make_service(pipeline_endpoint.url, tmp_path, clock)
     first.handle({}, payload(alert()))
     assert first.wait_idle(10)
@@ -290,7 +284,7 @@ def test_retries_a_timeout(service_factory: Any, tmp_path: Path) -> None:
 
 def test_gives_up_after_max_attempts_and_a_later_notification_tries_again(
         service_factory: Any, tmp_path: Path) -> None:
-    clock = Clock()
+    clock = Clock(T0)
     with RecordingServer(default=Reply(500)) as server:
         svc = service_factory(server.url, tmp_path, clock, max_attempts=3)
         svc.handle({}, payload(alert()))
@@ -439,7 +433,7 @@ def test_through_the_exporters_http_server(pipeline_endpoint: RecordingServer, s
 
 def test_families_expose_results_and_last_request(pipeline_endpoint: RecordingServer, service_factory: Any,
                                                   tmp_path: Path) -> None:
-    clock = Clock()
+    clock = Clock(T0)
     svc = service_factory(pipeline_endpoint.url, tmp_path, clock)
     svc.handle({}, payload(alert()))
     svc.handle({}, payload(alert(), alert(status="resolved", version="4")))
@@ -503,7 +497,7 @@ def test_dedup_key_never_repeats_for_requests_a_cooldown_apart() -> None:
 
 def test_retraining_triggered_since(pipeline_endpoint: RecordingServer, service_factory: Any,
                                     tmp_path: Path) -> None:
-    clock = Clock()
+    clock = Clock(T0)
     svc = service_factory(pipeline_endpoint.url, tmp_path, clock)
     assert not svc.retraining_triggered("fraud", "3")
     svc.handle({}, payload(alert()))
@@ -515,7 +509,7 @@ def test_retraining_triggered_since(pipeline_endpoint: RecordingServer, service_
 
 def test_reconfigure_applies_a_new_cooldown(pipeline_endpoint: RecordingServer, service_factory: Any,
                                             tmp_path: Path) -> None:
-    clock = Clock()
+    clock = Clock(T0)
     svc = service_factory(pipeline_endpoint.url, tmp_path, clock, cooldown=3600.0)
     svc.handle({}, payload(alert()))
     assert svc.wait_idle(10)

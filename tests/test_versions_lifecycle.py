@@ -11,16 +11,10 @@ from exporter.config import Config, GlobalConfig, ModelConfig, Window
 from exporter.pipeline import Pipeline
 from exporter.records import LabelBatch, PredictionBatch
 from exporter.snapshot import Snapshot
+from tests.helpers import FakeClock
 
 IDLE = 600.0
 
-
-class FakeClock:
-    def __init__(self, t: float) -> None:
-        self.t = t
-
-    def __call__(self) -> float:
-        return self.t
 
 
 def obj(values: list[str]) -> np.ndarray:
