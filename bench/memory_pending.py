@@ -1,0 +1,259 @@
+"""Memory per pending prediction in the join buffer (``exporter.join.Joiner``).
+
+Buffers N predictions (default 1,000,000) that wait for their labels, the way the pipeline
+does: batches of realistic request ids (``req-0000123456``) with the ``PENDING_COLUMNS`` (model
+version text, predicted class index, confidence, prediction timestamp), the caller dropping its
+own references after each batch, so only what the buffer keeps is counted. Prints:
+
+* bytes per pending prediction from three angles: Python-heap bytes that stay allocated
+  (tracemalloc, which sees numpy buffers) plus pyarrow's memory pool, the peak while adding,
+  and the process RSS delta (measured in a separate child process, since tracemalloc's own
+  bookkeeping would inflate RSS);
+* where the bytes go: every array, dict, string and arrow buffer reachable from the buffer,
+  grouped by the attribute that holds it (the id -> row index, the id strings, each column).
+
+Usage::
+
+    python bench/memory_pending.py                    # the exporter as installed
+    python bench/memory_pending.py --n 200000         # smaller
+    python bench/memory_pending.py --git-rev HEAD     # exporter/join.py as of a git revision
+
+``--git-rev`` loads ``exporter/join.py`` from that revision (with ``git show``), so two
+implementations can be compared on the same machine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import importlib.util
+import json
+import os
+import re
+import subprocess
+import sys
+import tempfile
+import time
+import tracemalloc
+from collections import defaultdict
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import numpy as np
+
+try:
+    import pyarrow as pa
+except ImportError:  # pragma: no cover - pyarrow is a dependency of the exporter
+    pa = None
+
+ROOT = Path(__file__).resolve().parent.parent
+TTL = 72 * 3600.0
+NOW = 1_767_225_600.0
+
+
+def rss_bytes() -> tuple[int, int]:
+    """(VmRSS, VmHWM) of this process in bytes."""
+    out = {}
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith(("VmRSS:", "VmHWM:")):
+                key, value = line.split(":", 1)
+                out[key] = int(value.split()[0]) * 1024
+    return out["VmRSS"], out["VmHWM"]
+
+
+def arrow_bytes() -> int:
+    return int(pa.total_allocated_bytes()) if pa is not None else 0
+
+
+def load_join(git_rev: str | None) -> ModuleType:
+    if git_rev is None:
+        import exporter.join as join
+
+        return join
+    text = subprocess.run(["git", "-C", str(ROOT), "show", f"{git_rev}:exporter/join.py"], check=True,
+                          capture_output=True, text=True).stdout
+    path = Path(tempfile.mkdtemp()) / "join_at_rev.py"
+    path.write_text(text)
+    spec = importlib.util.spec_from_file_location("join_at_rev", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def make_batch(join: ModuleType, start: int, size: int, version: str) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """One poll's worth of new predictions; every string a distinct object, as parsing makes them."""
+    ids = np.empty(size, dtype=object)
+    ids[:] = [f"req-{i:010d}" for i in range(start, start + size)]
+    rng = np.random.default_rng(start)
+    cols: dict[str, np.ndarray] = {}
+    for name, dtype in join.PENDING_COLUMNS.items():
+        dt = np.dtype(dtype)
+        if dt.kind == "O":
+            col = np.empty(size, dtype=object)
+            col[:] = ["".join(version) for _ in range(size)]  # distinct str objects with equal text
+        elif dt.kind in "iu":
+            col = rng.integers(0, 2, size).astype(dt)
+        elif name.endswith("_ts"):
+            col = (NOW - rng.uniform(0, 3600, size)).astype(dt)
+        else:
+            col = rng.uniform(0, 1, size).astype(dt)
+        cols[name] = col
+    return ids, cols
+
+
+def fill(join: ModuleType, n: int, batch: int, version: str) -> Any:
+    joiner = join.Joiner({"m": (TTL, n + 1)})
+    for start in range(0, n, batch):
+        ids, cols = make_batch(join, start, min(batch, n - start), version)
+        joiner.add_predictions("m", ids, cols, NOW)
+        del ids, cols
+    assert joiner.pending_count("m") == n
+    return joiner
+
+
+# --- where the bytes go ------------------------------------------------------------------------
+
+
+class Sizer:
+    """Bytes of everything reachable from an object, grouped by the attribute path holding it."""
+
+    def __init__(self) -> None:
+        self.seen: set[int] = set()
+        self.groups: dict[str, int] = defaultdict(int)
+
+    def add(self, obj: Any, label: str, depth: int = 0) -> None:
+        if id(obj) in self.seen or depth > 12:
+            return
+        self.seen.add(id(obj))
+        if isinstance(obj, np.ndarray):
+            if obj.base is None or not isinstance(obj.base, np.ndarray):
+                self.groups[f"{label} [numpy {obj.dtype}]"] += obj.nbytes
+            if obj.dtype == object:
+                for item in obj.ravel().tolist():
+                    self.add(item, f"{label} -> objects", depth + 1)
+            return
+        if pa is not None and isinstance(obj, pa.Array | pa.ChunkedArray):
+            self.groups[f"{label} [arrow {obj.type}]"] += obj.get_total_buffer_size()
+            return
+        if isinstance(obj, str | bytes | int | float | bool) or obj is None:
+            self.groups[f"{label} [{type(obj).__name__}]"] += sys.getsizeof(obj)
+            return
+        if isinstance(obj, dict):
+            self.groups[f"{label} [dict table]"] += sys.getsizeof(obj)
+            for k, v in obj.items():
+                self.add(k, f"{label} keys", depth + 1)
+                self.add(v, f"{label} values" if not isinstance(k, str) or len(obj) > 64 else f"{label}[{k!r}]",
+                         depth + 1)
+            return
+        if isinstance(obj, list | tuple | set | frozenset):
+            self.groups[f"{label} [{type(obj).__name__}]"] += sys.getsizeof(obj)
+            for i, item in enumerate(obj):
+                self.add(item, label if isinstance(obj, set | frozenset) or len(obj) > 8 else f"{label}[{i}]",
+                         depth + 1)
+            return
+        self.groups[f"{label} [{type(obj).__name__} object]"] += sys.getsizeof(obj)
+        names = list(getattr(obj, "__dict__", {}))
+        for cls in type(obj).__mro__:
+            names += [s for s in getattr(cls, "__slots__", ()) if s not in names]
+        for name in names:
+            if hasattr(obj, name):
+                self.add(getattr(obj, name), f"{label}.{name}", depth + 1)
+
+
+# --- phases (each in its own process) ----------------------------------------------------------
+
+
+def phase_heap(args: argparse.Namespace) -> dict[str, Any]:
+    join = load_join(args.git_rev)
+    fill(join, 10_000, args.batch, args.version)  # warm-up: code paths, caches, pools
+    gc.collect()
+    arrow0 = arrow_bytes()
+    tracemalloc.start()
+    started = time.perf_counter()
+    joiner = fill(join, args.n, args.batch, args.version)
+    seconds = time.perf_counter() - started
+    gc.collect()
+    current, peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    arrow = arrow_bytes() - arrow0
+    sizer = Sizer()
+    sizer.add(joiner.models["m"].pending, "pending")
+    groups: dict[str, int] = defaultdict(int)
+    for label, b in sizer.groups.items():  # segments of one buffer are one component
+        groups[re.sub(r"\[\d+\]", "[*]", label)] += b
+    return {"heap": current, "peak": peak, "arrow": arrow, "seconds": seconds, "groups": groups}
+
+
+def phase_rss(args: argparse.Namespace) -> dict[str, Any]:
+    join = load_join(args.git_rev)
+    fill(join, 10_000, args.batch, args.version)
+    gc.collect()
+    rss0, _ = rss_bytes()
+    joiner = fill(join, args.n, args.batch, args.version)
+    gc.collect()
+    rss1, hwm = rss_bytes()
+    del joiner
+    return {"rss": rss1 - rss0, "hwm": hwm - rss0}
+
+
+def run_phase(name: str, args: argparse.Namespace) -> dict[str, Any]:
+    cmd = [sys.executable, __file__, f"--phase={name}", f"--n={args.n}", f"--batch={args.batch}",
+           f"--version={args.version}"]
+    if args.git_rev:
+        cmd.append(f"--git-rev={args.git_rev}")
+    out = subprocess.run(cmd, check=True, capture_output=True, text=True, env={**os.environ, "PYTHONHASHSEED": "0"})
+    result: dict[str, Any] = json.loads(out.stdout.strip().splitlines()[-1])
+    return result
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--n", type=int, default=1_000_000, help="pending predictions (default 1,000,000)")
+    ap.add_argument("--batch", type=int, default=10_000, help="predictions per add (one poll's worth)")
+    ap.add_argument("--version", default="3", help="model version text of every prediction")
+    ap.add_argument("--git-rev", help="measure exporter/join.py as of this git revision")
+    ap.add_argument("--phase", choices=["heap", "rss"], help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.phase:
+        result = phase_heap(args) if args.phase == "heap" else phase_rss(args)
+        print(json.dumps(result))
+        return 0
+
+    n = args.n
+    heap = run_phase("heap", args)
+    rss = run_phase("rss", args)
+    source = f"exporter/join.py at {args.git_rev}" if args.git_rev else "exporter.join (installed tree)"
+    print(f"{source}: {n:,} pending predictions, ids like 'req-0000123456', added {args.batch:,} at a time "
+          f"({heap['seconds']:.1f} s under tracemalloc)")
+    print()
+    kept = heap["heap"] + heap["arrow"]
+    rows = [
+        ("kept: Python heap + numpy (tracemalloc)", heap["heap"]),
+        ("kept: pyarrow memory pool", heap["arrow"]),
+        ("kept: total", kept),
+        ("peak while adding (tracemalloc)", heap["peak"]),
+        ("RSS delta after adding", rss["rss"]),
+        ("peak RSS delta (VmHWM)", rss["hwm"]),
+    ]
+    print(f"{'measure':<42} {'MiB':>9} {'bytes/pending':>14}")
+    for label, b in rows:
+        print(f"{label:<42} {b / 2**20:>9.1f} {b / n:>14.1f}")
+    print()
+    print("where it goes (reachable from the pending buffer):")
+    groups = sorted(heap["groups"].items(), key=lambda kv: -kv[1])
+    total = sum(v for _, v in groups)
+    print(f"{'component':<64} {'MiB':>8} {'bytes/pending':>14} {'share':>6}")
+    for label, b in groups:
+        if b / n < 0.05:
+            continue
+        print(f"{label:<64} {b / 2**20:>8.1f} {b / n:>14.1f} {b / total:>6.1%}")
+    print(f"{'total reachable':<64} {total / 2**20:>8.1f} {total / n:>14.1f}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
