@@ -17,9 +17,16 @@ Prints a table (time, records read, pending, RSS, scrape p50/p99), then the verd
 * every scrape succeeded, the exporter kept up with the writer, and it was still running at
   the end (and exited 0 on SIGTERM).
 
+Warm-up: with checkpoints on (the default), RSS keeps rising for the first 60-90 s while
+glibc's per-thread malloc arenas reach their high-water marks (checkpoint encoding runs on the
+pipeline thread, scrapes on HTTP threads); a 90 s run judges the last third against a middle
+third that is partly warm-up. Run 240 s or more for a conclusive verdict, or compare with
+``MALLOC_ARENA_MAX=2`` (which plateaus within 30 s, and lower).
+
 Usage::
 
     python bench/soak.py --seconds 90
+    python bench/soak.py --seconds 300 --report-every 30 --csv rss.csv
     python bench/soak.py --seconds 600 --rate 20000 --max-pending 100000
 """
 
