@@ -27,7 +27,7 @@ practice (the tests compare every detection index with river on seeded streams).
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import Any, Self
 
 import numpy as np
 import numpy.typing as npt
@@ -67,7 +67,92 @@ def _linear_scan(alpha: float, s0: float, u: FloatArray) -> FloatArray:
     return y
 
 
-class PageHinkley:
+class _ChunkedDetector:
+    """What Page-Hinkley and DDM share: the latched drift state, the totals, the chunked update
+    loop (restart after each detection, as river does) and the checkpoint envelope. Subclasses
+    hold their statistics and say how to run one chunk and how to save them."""
+
+    kind = ""
+
+    def __init__(self) -> None:
+        self._drift = False
+        self.detections = 0
+        self.seen = 0
+        self._restart()
+
+    def _restart(self) -> None:
+        """Forget the statistics (river's ``_reset``), keeping the latch and the totals."""
+        raise NotImplementedError
+
+    def _process(self, seg: FloatArray) -> int:
+        """Run one chunk; return the offset of its first detection or -1 (state committed)."""
+        raise NotImplementedError
+
+    def _check(self, x: FloatArray) -> None:
+        """Refuse input the detector is not defined for (default: anything goes)."""
+
+    def _params(self) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def _stats(self) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def _load_stats(self, st: dict[str, Any]) -> None:
+        raise NotImplementedError
+
+    def reset(self) -> None:
+        """Clear the latched drift state and the statistics (totals are kept)."""
+        self._drift = False
+        self._restart()
+
+    def clear_drift(self) -> None:
+        """Un-latch the drift state only; the statistics already restarted at the detection."""
+        self._drift = False
+
+    def update(self, errors: npt.ArrayLike) -> int:
+        """Feed values in order; return the number of change points detected among them."""
+        x = _as_stream(errors)
+        self._check(x)
+        found = 0
+        pos = 0
+        while pos < x.size:
+            seg = x[pos : pos + _CHUNK]
+            hit = self._process(seg)
+            if hit < 0:
+                pos += seg.size
+            else:
+                found += 1
+                self._restart()
+                pos += hit + 1
+        self.seen += int(x.size)
+        if found:
+            self.detections += found
+            self._drift = True
+        return found
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-safe checkpoint (unset minima are ``None``, not ``inf``/``nan``)."""
+        return {
+            "kind": self.kind,
+            "params": self._params(),
+            "state": {**self._stats(), "drift": self._drift, "detections": self.detections, "seen": self.seen},
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Self:
+        """Rebuild a detector from ``to_dict`` output; raises ``ValueError`` on a wrong kind."""
+        if data.get("kind") != cls.kind:
+            raise ValueError(f"not a {cls.kind} checkpoint: kind={data.get('kind')!r}")
+        det = cls(**data["params"])
+        st = data["state"]
+        det._load_stats(st)
+        det._drift = bool(st["drift"])
+        det.detections = int(st["detections"])
+        det.seen = int(st["seen"])
+        return det
+
+
+class PageHinkley(_ChunkedDetector):
     """Page-Hinkley test for an increase in the error rate (river ``drift.PageHinkley``).
 
     Parameters and their defaults are river's: ``min_instances=30`` (no detection before that
@@ -99,10 +184,7 @@ class PageHinkley:
         self.threshold = float(threshold)
         self.alpha = float(alpha)
         self.mode = mode
-        self._drift = False
-        self.detections = 0
-        self.seen = 0
-        self._restart()
+        super().__init__()
 
     def _restart(self) -> None:
         """Forget the statistics (river's ``_reset``), keeping the latch and the totals."""
@@ -113,38 +195,9 @@ class PageHinkley:
         self._sum_decrease = 0.0
         self._max_decrease = -1.0
 
-    def reset(self) -> None:
-        """Clear the latched drift state and the statistics (totals are kept)."""
-        self._drift = False
-        self._restart()
-
-    def clear_drift(self) -> None:
-        """Un-latch the drift state only; the statistics already restarted at the detection."""
-        self._drift = False
-
     @property
     def state(self) -> int:
         return DRIFT if self._drift else STABLE
-
-    def update(self, errors: npt.ArrayLike) -> int:
-        """Feed values in order; return the number of change points detected among them."""
-        x = _as_stream(errors)
-        found = 0
-        pos = 0
-        while pos < x.size:
-            seg = x[pos : pos + _CHUNK]
-            hit = self._process(seg)
-            if hit < 0:
-                pos += seg.size
-            else:
-                found += 1
-                self._restart()
-                pos += hit + 1
-        self.seen += int(x.size)
-        if found:
-            self.detections += found
-            self._drift = True
-        return found
 
     def _process(self, seg: FloatArray) -> int:
         """Run one chunk; return the offset of its first detection or -1 (state committed)."""
@@ -176,50 +229,30 @@ class PageHinkley:
             self._max_decrease = float(max_dec[-1])
         return -1
 
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-safe checkpoint (an unset minimum is ``None``, not ``inf``)."""
+    def _params(self) -> dict[str, Any]:
+        return {"min_instances": self.min_instances, "delta": self.delta, "threshold": self.threshold,
+                "alpha": self.alpha, "mode": self.mode}
+
+    def _stats(self) -> dict[str, Any]:
         return {
-            "kind": self.kind,
-            "params": {
-                "min_instances": self.min_instances,
-                "delta": self.delta,
-                "threshold": self.threshold,
-                "alpha": self.alpha,
-                "mode": self.mode,
-            },
-            "state": {
-                "n": self._n,
-                "sum": self._sum,
-                "sum_increase": self._sum_increase,
-                "min_increase": None if math.isinf(self._min_increase) else self._min_increase,
-                "sum_decrease": self._sum_decrease,
-                "max_decrease": self._max_decrease,
-                "drift": self._drift,
-                "detections": self.detections,
-                "seen": self.seen,
-            },
+            "n": self._n,
+            "sum": self._sum,
+            "sum_increase": self._sum_increase,
+            "min_increase": None if math.isinf(self._min_increase) else self._min_increase,
+            "sum_decrease": self._sum_decrease,
+            "max_decrease": self._max_decrease,
         }
 
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> PageHinkley:
-        """Rebuild a detector from ``to_dict`` output; raises ``ValueError`` on a wrong kind."""
-        if data.get("kind") != cls.kind:
-            raise ValueError(f"not a {cls.kind} checkpoint: kind={data.get('kind')!r}")
-        det = cls(**data["params"])
-        st = data["state"]
-        det._n = int(st["n"])
-        det._sum = float(st["sum"])
-        det._sum_increase = float(st["sum_increase"])
-        det._min_increase = math.inf if st["min_increase"] is None else float(st["min_increase"])
-        det._sum_decrease = float(st["sum_decrease"])
-        det._max_decrease = float(st["max_decrease"])
-        det._drift = bool(st["drift"])
-        det.detections = int(st["detections"])
-        det.seen = int(st["seen"])
-        return det
+    def _load_stats(self, st: dict[str, Any]) -> None:
+        self._n = int(st["n"])
+        self._sum = float(st["sum"])
+        self._sum_increase = float(st["sum_increase"])
+        self._min_increase = math.inf if st["min_increase"] is None else float(st["min_increase"])
+        self._sum_decrease = float(st["sum_decrease"])
+        self._max_decrease = float(st["max_decrease"])
 
 
-class DDM:
+class DDM(_ChunkedDetector):
     """Drift Detection Method of Gama et al. (2004), as river ``drift.binary.DDM``.
 
     With ``p`` the error rate and ``s = sqrt(p (1-p) / n)`` since the last restart, and
@@ -242,10 +275,7 @@ class DDM:
         self.warm_start = int(warm_start)
         self.warning_threshold = float(warning_threshold)
         self.drift_threshold = float(drift_threshold)
-        self._drift = False
-        self.detections = 0
-        self.seen = 0
-        self._restart()
+        super().__init__()
 
     def _restart(self) -> None:
         """Forget the statistics (river's ``_reset``), keeping the latch and the totals."""
@@ -256,42 +286,15 @@ class DDM:
         self._ps_min = math.inf
         self._warning = False
 
-    def reset(self) -> None:
-        """Clear the latched drift state and the statistics (totals are kept)."""
-        self._drift = False
-        self._restart()
-
-    def clear_drift(self) -> None:
-        """Un-latch the drift state only; the statistics already restarted at the detection."""
-        self._drift = False
-
     @property
     def state(self) -> int:
         if self._drift:
             return DRIFT
         return WARNING if self._warning else STABLE
 
-    def update(self, errors: npt.ArrayLike) -> int:
-        """Feed values in order; return the number of change points detected among them."""
-        x = _as_stream(errors)
+    def _check(self, x: FloatArray) -> None:
         if x.size and not np.all((x == 0.0) | (x == 1.0)):
             raise ValueError("DDM input must be 0 (correct) or 1 (error)")
-        found = 0
-        pos = 0
-        while pos < x.size:
-            seg = x[pos : pos + _CHUNK]
-            hit = self._process(seg)
-            if hit < 0:
-                pos += seg.size
-            else:
-                found += 1
-                self._restart()
-                pos += hit + 1
-        self.seen += int(x.size)
-        if found:
-            self.detections += found
-            self._drift = True
-        return found
 
     def _process(self, seg: FloatArray) -> int:
         """Run one chunk; return the offset of its first detection or -1 (state committed)."""
@@ -326,45 +329,27 @@ class DDM:
         self._warning = bool(warning[-1])
         return -1
 
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-safe checkpoint (unset minima are ``None``)."""
+    def _params(self) -> dict[str, Any]:
+        return {"warm_start": self.warm_start, "warning_threshold": self.warning_threshold,
+                "drift_threshold": self.drift_threshold}
+
+    def _stats(self) -> dict[str, Any]:
         return {
-            "kind": self.kind,
-            "params": {
-                "warm_start": self.warm_start,
-                "warning_threshold": self.warning_threshold,
-                "drift_threshold": self.drift_threshold,
-            },
-            "state": {
-                "n": self._n,
-                "errors": self._errors,
-                "p_min": None if math.isnan(self._p_min) else self._p_min,
-                "s_min": None if math.isnan(self._s_min) else self._s_min,
-                "ps_min": None if math.isinf(self._ps_min) else self._ps_min,
-                "warning": self._warning,
-                "drift": self._drift,
-                "detections": self.detections,
-                "seen": self.seen,
-            },
+            "n": self._n,
+            "errors": self._errors,
+            "p_min": None if math.isnan(self._p_min) else self._p_min,
+            "s_min": None if math.isnan(self._s_min) else self._s_min,
+            "ps_min": None if math.isinf(self._ps_min) else self._ps_min,
+            "warning": self._warning,
         }
 
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> DDM:
-        """Rebuild a detector from ``to_dict`` output; raises ``ValueError`` on a wrong kind."""
-        if data.get("kind") != cls.kind:
-            raise ValueError(f"not a {cls.kind} checkpoint: kind={data.get('kind')!r}")
-        det = cls(**data["params"])
-        st = data["state"]
-        det._n = int(st["n"])
-        det._errors = float(st["errors"])
-        det._p_min = math.nan if st["p_min"] is None else float(st["p_min"])
-        det._s_min = math.nan if st["s_min"] is None else float(st["s_min"])
-        det._ps_min = math.inf if st["ps_min"] is None else float(st["ps_min"])
-        det._warning = bool(st["warning"])
-        det._drift = bool(st["drift"])
-        det.detections = int(st["detections"])
-        det.seen = int(st["seen"])
-        return det
+    def _load_stats(self, st: dict[str, Any]) -> None:
+        self._n = int(st["n"])
+        self._errors = float(st["errors"])
+        self._p_min = math.nan if st["p_min"] is None else float(st["p_min"])
+        self._s_min = math.nan if st["s_min"] is None else float(st["s_min"])
+        self._ps_min = math.inf if st["ps_min"] is None else float(st["ps_min"])
+        self._warning = bool(st["warning"])
 
 
 def detector_from_dict(data: dict[str, Any]) -> PageHinkley | DDM:
