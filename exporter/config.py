@@ -189,6 +189,7 @@ class GlobalConfig:
     windows: tuple[Window, ...] = (Window("1h", 3600.0), Window("24h", 86400.0))
     version_idle_expiry: float = 7 * 86400.0
     checkpoint_interval: float = 10.0
+    window_buckets: int = 60
 
 
 @dataclass(frozen=True)
@@ -211,7 +212,7 @@ class Config:
 # --------------------------------------------------------------------------------------------
 
 TOP_LEVEL_KEYS = ("global", "models", "sources", "retraining", "history")
-GLOBAL_KEYS = ("poll_interval", "windows", "version_idle_expiry", "checkpoint_interval")
+GLOBAL_KEYS = ("poll_interval", "windows", "window_buckets", "version_idle_expiry", "checkpoint_interval")
 MODEL_KEYS = (
     "name", "task", "classes", "positive_class", "max_classes", "max_versions", "thresholds", "baseline", "join",
     "drift", "confidence_buckets", "label_delay_buckets",
@@ -529,7 +530,23 @@ def _parse_global(c: _Checker, raw: object) -> GlobalConfig:
         checkpoint_interval=c.duration(
             _key(path, "checkpoint_interval"), m.get("checkpoint_interval"), defaults.checkpoint_interval
         ),
+        window_buckets=_parse_window_buckets(c, _key(path, "window_buckets"), m.get("window_buckets"),
+                                             defaults.window_buckets),
     )
+
+
+#: More buckets buy resolution at the cost of memory per window (DESIGN §2 "Windows").
+MAX_WINDOW_BUCKETS = 1000
+
+
+def _parse_window_buckets(c: _Checker, path: str, raw: object, default: int) -> int:
+    if raw is None:
+        return default
+    n = c.integer(path, raw, default, 1)
+    if n > MAX_WINDOW_BUCKETS:
+        c.error(path, f"must be at most {MAX_WINDOW_BUCKETS} (memory grows with buckets), got {n}")
+        return default
+    return n
 
 
 def _parse_windows(c: _Checker, path: str, raw: object, default: tuple[Window, ...]) -> tuple[Window, ...]:

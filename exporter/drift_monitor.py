@@ -39,13 +39,16 @@ chi-square p-value < ``thresholds.chi2_p_value``, 0 otherwise, NaN while the sta
 reference yet, or no valid value in the window). It has no sample-count guard of its own: the
 shipped alert guards with ``mlmon_window_predictions``.
 
-Windows. One ``WindowedStream`` per version whose per-window aggregate holds only
-order-independent state (integer bin counts, ``CutCounts`` of numeric values at the reference points, fixed-point
-sums), so a restart that rebuilds it from the checkpointed log is bit-identical. The log keeps
-numeric feature values as floats and categorical ones as category codes. While a learned
-reference is incomplete the stream carries only the estimation columns; when it completes, the
-stream is rebuilt from the reference rows (which are all the version's predictions so far) with
-the now-known bins.
+Windows. One ``BucketedStream`` per version (``exporter.windows``) whose time buckets hold only
+order-independent sufficient statistics: integer bin counts for PSI, JS and chi-square, fixed-point
+estimation sums, and for each numeric feature the counts of values below and at each distinct
+reference value (``DriftBucket.slots``), from which the KS statistic is exact. A bucket of a
+numeric feature with ``m`` distinct reference values costs ``2m + 1`` counts (two bytes each
+until one passes 65,535), whatever the traffic. While a learned reference is incomplete the
+stream carries only the estimation sums; when it completes, the stream is rebuilt from the held-back
+reference rows (which are all the version's predictions so far) with the now-known bins. A
+checkpoint keeps the buckets; a feature whose reference (type, categories, values) changed
+meanwhile restarts empty, as its counts would mean other bins.
 
 Change detection: ``exporter.stats.change`` detectors with river's default parameters --
 Page-Hinkley ``min_instances=30, delta=0.005, threshold=50, alpha=1-1e-4``, mode ``up`` (an
@@ -59,6 +62,7 @@ they already restarted at the change point).
 from __future__ import annotations
 
 import functools
+import hashlib
 import math
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
@@ -83,7 +87,7 @@ from exporter.reference import (
 from exporter.snapshot import LabelPairs, SnapshotBuilder
 from exporter.stats.change import DDM, DRIFT, PageHinkley, detector_from_dict
 from exporter.stats.drift import bin_counts, chi2_p_value, js_distance, kstwo_sf, psi, quantile_edges
-from exporter.windows import FIXED_POINT_SCALE, Columns, CutCounts, WindowedStream, to_fixed_point
+from exporter.windows import FIXED_POINT_SCALE, BucketedStream, Columns, WideningCounts, merged_sum, to_fixed_point
 
 FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.int64]
@@ -106,8 +110,7 @@ MISSING_VALUE = "missing"
 NOT_FINITE_VALUE = "not_finite"
 WRONG_TYPE = "wrong_type"
 
-_BASE_COLUMNS: dict[str, npt.DTypeLike] = {"confidence": np.float64, "p_pos": np.float64, "pred_pos": np.bool_}
-_STATE_VERSION = 1
+_STATE_VERSION = 2
 
 
 def positive_probabilities(probabilities: ObjArray, positive_class: str) -> FloatArray:
@@ -149,7 +152,7 @@ def ks_from_ranks(ref_sorted: FloatArray, ref_left: IntArray, ref_right: IntArra
                   cur_right: IntArray, n_cur: int) -> tuple[float, float]:
     """The KS statistic and p-value from both samples' counts below / at-or-below each reference value.
 
-    A window keeps its counts at the reference values (``windows.CutCounts``), so reading them
+    A window keeps its counts at the reference values (``DriftBucket.slots``), so reading them
     costs the same for a thousand predictions as for a million.
     """
     n1 = int(ref_sorted.size)
@@ -188,6 +191,31 @@ class FeatureModel:
         return np.searchsorted(self.ref_sorted, self.ref_sorted, side="left")
 
     @functools.cached_property
+    def _unique(self) -> tuple[FloatArray, IntArray]:
+        uniq, inv = np.unique(self.ref_sorted, return_inverse=True)
+        return uniq, inv.astype(np.int64)
+
+    @property
+    def n_slots(self) -> int:
+        """Slots of a numeric window count: below each distinct reference value, at it, and above all."""
+        return 2 * int(self._unique[0].size) + 1
+
+    def slots(self, values: FloatArray) -> IntArray:
+        """Slot of each value: ``2j`` below the j-th distinct reference value, ``2j + 1`` at it."""
+        uniq = self._unique[0]
+        b = np.searchsorted(uniq, values, side="left")
+        eq = b < uniq.size
+        eq[eq] = uniq[b[eq]] == values[eq]
+        out: IntArray = 2 * b + eq
+        return out
+
+    def window_ranks(self, slot_counts: IntArray) -> tuple[IntArray, IntArray]:
+        """Window values below / at-or-below each reference value, from the merged slot counts."""
+        cum = np.cumsum(slot_counts)
+        inv = self._unique[1]
+        return cum[0:-1:2][inv], cum[1::2][inv]
+
+    @functools.cached_property
     def ref_right(self) -> IntArray:
         return np.searchsorted(self.ref_sorted, self.ref_sorted, side="right")
 
@@ -200,8 +228,9 @@ class FeatureModel:
         return np.float64 if self.kind == NUMERIC else np.int32
 
     def fingerprint(self) -> list[str]:
-        """What the logged column's meaning depends on (a restored log is kept only if equal)."""
-        return [self.kind, str(self.valid_kind), *self.categories]
+        """What the window counts' meaning depends on (restored counts are kept only if equal)."""
+        digest = hashlib.sha256(self.ref_sorted.tobytes() + self.edges.tobytes()).hexdigest()[:16]
+        return [self.kind, str(self.valid_kind), digest, *self.categories]
 
     def encode(self, col: RawColumn) -> npt.NDArray[Any]:
         """Log form: numeric -> the value (NaN unless valid); categorical -> code (-1 unless valid)."""
@@ -285,61 +314,84 @@ class Estimates:
     f1: float
 
 
-class DriftAggregate:
-    """What one window holds: bin counts, numeric multisets and fixed-point estimation sums."""
+_SUMS = ("n", "conf_n", "conf_fixed", "pos_n", "tp_fixed", "fn_fixed")
+
+
+class DriftBucket:
+    """What one time bucket holds: bin counts, slot counts of numeric values, estimation sums."""
+
+    __slots__ = ("conf_fixed", "conf_n", "counts", "features", "fn_fixed", "n", "pos_n", "slots", "tp_fixed")
 
     def __init__(self, features: Sequence[FeatureModel]) -> None:
         self.features = tuple(f for f in features if f.kind != UNTYPED)
         self.n = 0
         self.conf_n = 0
-        self.conf_fixed = 0  # python ints: exact and unbounded
+        self.conf_fixed = 0
         self.pos_n = 0  # predicted positive with a known p_positive
         self.tp_fixed = 0  # sum p_positive over predicted positive
         self.fn_fixed = 0  # sum p_positive over predicted negative
         self.counts = {f.name: np.zeros(f.n_bins, dtype=np.int64) for f in self.features}
         # numeric values are only ever read through the KS statistic: counts at the reference points
-        self.values = {f.name: CutCounts(f.ref_sorted) for f in self.features if f.kind == NUMERIC}
+        self.slots = {f.name: WideningCounts(f.n_slots) for f in self.features if f.kind == NUMERIC}
 
     def add(self, cols: Columns) -> None:
-        self._apply(cols, 1)
-
-    def remove(self, cols: Columns) -> None:
-        self._apply(cols, -1)
-
-    def _apply(self, cols: Columns, sign: int) -> None:
         conf = cols["confidence"]
-        self.n += sign * int(conf.size)
+        self.n += int(conf.size)
         known = ~np.isnan(conf)
-        self.conf_n += sign * int(np.count_nonzero(known))
-        self.conf_fixed += sign * int(to_fixed_point(conf[known]).sum())
+        self.conf_n += int(np.count_nonzero(known))
+        self.conf_fixed += int(to_fixed_point(conf[known]).sum())
         p = cols["p_pos"]
         has_p = ~np.isnan(p)
         if has_p.any():
             pos = cols["pred_pos"].astype(bool)
             q = to_fixed_point(np.where(has_p, p, 0.0))
-            self.pos_n += sign * int(np.count_nonzero(has_p & pos))
-            self.tp_fixed += sign * int(q[has_p & pos].sum())
-            self.fn_fixed += sign * int(q[has_p & ~pos].sum())
+            self.pos_n += int(np.count_nonzero(has_p & pos))
+            self.tp_fixed += int(q[has_p & pos].sum())
+            self.fn_fixed += int(q[has_p & ~pos].sum())
         for f in self.features:
             col = cols[_column(f.name)]
             if f.kind == NUMERIC:
                 v = col[~np.isnan(col)]
-                self.counts[f.name] += sign * bin_counts(v, f.edges)
-                (self.values[f.name].add if sign > 0 else self.values[f.name].remove)(v)
+                self.counts[f.name] += bin_counts(v, f.edges)
+                self.slots[f.name].add(np.bincount(f.slots(v), minlength=f.n_slots))
             else:
                 codes = col[col >= 0]
-                self.counts[f.name] += sign * np.bincount(codes, minlength=f.n_bins).astype(np.int64)
+                self.counts[f.name] += np.bincount(codes, minlength=f.n_bins).astype(np.int64)
 
-    def estimates(self) -> Estimates:
-        accuracy = self.conf_fixed / FIXED_POINT_SCALE / self.conf_n if self.conf_n else math.nan
-        tp = self.tp_fixed / FIXED_POINT_SCALE
-        fp = self.pos_n - tp
-        fn = self.fn_fixed / FIXED_POINT_SCALE
-        precision = tp / self.pos_n if self.pos_n else math.nan
-        recall = tp / (tp + fn) if tp + fn > 0 else math.nan
-        f1_den = 2 * tp + fp + fn
-        f1 = 2 * tp / f1_den if f1_den > 0 else math.nan
-        return Estimates(self.n, accuracy, precision, recall, f1)
+    def arrays(self) -> dict[str, npt.NDArray[Any]]:
+        out: dict[str, npt.NDArray[Any]] = {
+            name: np.array(getattr(self, name), dtype=np.int64) for name in _SUMS}
+        out.update({f"counts:{k}": v for k, v in self.counts.items()})
+        out.update({f"slots:{k}": v.counts for k, v in self.slots.items()})
+        return out
+
+    def load(self, arrays: Mapping[str, npt.NDArray[Any]]) -> None:
+        for name in _SUMS:
+            setattr(self, name, int(arrays[name]))
+        for k, v in self.counts.items():
+            saved = arrays.get(f"counts:{k}")
+            if saved is not None and saved.shape == v.shape:
+                v[:] = saved
+        for k, w in self.slots.items():
+            saved = arrays.get(f"slots:{k}")
+            if saved is not None and saved.shape == w.counts.shape:
+                w.add(np.asarray(saved, dtype=np.int64))
+
+
+def merged_estimates(buckets: Sequence[DriftBucket]) -> Estimates:
+    """CBPE estimates of the window made of ``buckets``."""
+    n = sum(b.n for b in buckets)
+    conf_n = sum(b.conf_n for b in buckets)
+    pos_n = sum(b.pos_n for b in buckets)
+    accuracy = sum(b.conf_fixed for b in buckets) / FIXED_POINT_SCALE / conf_n if conf_n else math.nan
+    tp = sum(b.tp_fixed for b in buckets) / FIXED_POINT_SCALE
+    fp = pos_n - tp
+    fn = sum(b.fn_fixed for b in buckets) / FIXED_POINT_SCALE
+    precision = tp / pos_n if pos_n else math.nan
+    recall = tp / (tp + fn) if tp + fn > 0 else math.nan
+    f1_den = 2 * tp + fp + fn
+    f1 = 2 * tp / f1_den if f1_den > 0 else math.nan
+    return Estimates(n, accuracy, precision, recall, f1)
 
 
 @dataclass
@@ -396,9 +448,10 @@ class VersionDrift:
     """Data drift, label-free estimates and change detection for one model version."""
 
     def __init__(self, model: ModelConfig, windows: Sequence[Window], reference: Reference | None,
-                 class_names: Callable[[], list[str]]) -> None:
+                 class_names: Callable[[], list[str]], window_buckets: int = 60) -> None:
         self.model = model
         self.windows = tuple(windows)
+        self.window_buckets = window_buckets
         self.class_names = class_names
         self.file_reference = reference
         self.reference: Reference | None = None
@@ -424,11 +477,9 @@ class VersionDrift:
     def reference_samples(self) -> int:
         return len(self.reference) if self.reference is not None else self._pending_n
 
-    def _make_stream(self) -> WindowedStream:
+    def _make_stream(self) -> BucketedStream[DriftBucket]:
         feats = [f for f in self.features.values() if f.kind != UNTYPED]
-        columns = dict(_BASE_COLUMNS)
-        columns.update({_column(f.name): f.dtype for f in feats})
-        return WindowedStream([w.seconds for w in self.windows], lambda: DriftAggregate(feats), columns)
+        return BucketedStream([w.seconds for w in self.windows], self.window_buckets, lambda: DriftBucket(feats))
 
     def _freeze(self, reference: Reference, now: float) -> None:
         """Fix the reference and the bins; rebuild the windows from the held-back predictions."""
@@ -449,7 +500,7 @@ class VersionDrift:
             self._pending = []
             self._pending_n = 0
             self._count_wrong_type(rows)
-            self.stream.rebuild(rows.ts, self._encode(rows), now)
+            self.stream.add(rows.ts, self._encode(rows), now)
 
     def _learned_reference(self, rows: _Rows) -> Reference:
         return Reference(
@@ -537,12 +588,11 @@ class VersionDrift:
 
     # -- read ---------------------------------------------------------------------------------------
     def estimates(self, i: int) -> Estimates:
-        agg: DriftAggregate = self.stream.aggregates[i]  # type: ignore[assignment]
-        return agg.estimates()
+        return merged_estimates(self.stream.live(i))
 
     def window_drift(self, i: int) -> list[FeatureDrift]:
         """Every feature's drift statistics in window ``i``."""
-        agg: DriftAggregate = self.stream.aggregates[i]  # type: ignore[assignment]
+        buckets = self.stream.live(i)
         t = self.model.drift.thresholds
         nan = math.nan
         out: list[FeatureDrift] = []
@@ -553,14 +603,15 @@ class VersionDrift:
                 method = _method(kind, self.model.drift.methods) if kind != UNTYPED else "psi"
                 out.append(FeatureDrift(name, kind, 0, nan, nan, nan, nan, nan, method, nan))
                 continue
-            counts = agg.counts[name]
+            counts = merged_sum([b.counts[name] for b in buckets], (fm.n_bins,))
             p = psi(fm.ref_counts, counts)
             js = js_distance(fm.ref_counts, counts)
             ks_d = ks_p = chi_p = nan
             if fm.kind == NUMERIC:
-                cut = agg.values[name]
-                ks_d, ks_p = ks_from_ranks(fm.ref_sorted, fm.ref_left, fm.ref_right, cut.ranks("left"),
-                                           cut.ranks("right"), len(cut))
+                slot_counts = merged_sum([b.slots[name].counts for b in buckets], (fm.n_slots,))
+                left, right = fm.window_ranks(slot_counts)
+                ks_d, ks_p = ks_from_ranks(fm.ref_sorted, fm.ref_left, fm.ref_right, left, right,
+                                           int(slot_counts.sum()))
             else:
                 chi_p = chi2_p_value(fm.ref_counts, counts)
             stat, crossed = {
@@ -634,14 +685,10 @@ class VersionDrift:
     # -- checkpoint ---------------------------------------------------------------------------------
     def state(self) -> dict[str, Any]:
         """Checkpoint: str/int/float/list/dict and numpy arrays only."""
-        ts, cols = self.stream.export()
         out: dict[str, Any] = {
             "version": _STATE_VERSION,
-            "log": {
-                "ts": ts.copy(),
-                "cols": {n: c.copy() for n, c in cols.items()},
-                "fingerprints": {f.name: f.fingerprint() for f in self.features.values() if f.kind != UNTYPED},
-            },
+            "windows": self.stream.state(),
+            "fingerprints": {f.name: f.fingerprint() for f in self.features.values() if f.kind != UNTYPED},
             "detectors": {name: det.to_dict() for name, det in self.detectors.items()},
             "last_change": {name: (-1.0 if t is None else t) for name, t in self._last_change.items()},
             "invalid_feature_values": [[f, r, n] for (f, r), n in sorted(self.invalid_feature_values.items())],
@@ -656,8 +703,8 @@ class VersionDrift:
         """Reinstate ``state()`` output; the config may have changed (features, reference file).
 
         A learned reference is reinstated unless the model now has a reference file (the file
-        wins). Logged feature columns are kept when their meaning (type, categories) is unchanged,
-        else those events count as having no valid value for the feature.
+        wins). A feature's window counts are kept when its reference (type, categories, values)
+        is unchanged, else they restart empty.
         """
         if int(state.get("version", 0)) != _STATE_VERSION:
             return
@@ -680,21 +727,13 @@ class VersionDrift:
                 rows = _Rows.concat(self._pending, self.feature_names)
                 self._pending = [rows.take(slice(0, self.model.drift.reference_size))]
                 self._freeze(self._learned_reference(self._pending[0]), now)
-            self.stream = self._make_stream()
-        log = state["log"]
-        ts = np.asarray(log["ts"], dtype=np.float64)
-        saved_cols = log["cols"]
-        prints = log.get("fingerprints", {})
-        cols: dict[str, npt.NDArray[Any]] = {n: np.asarray(saved_cols[n]) for n in _BASE_COLUMNS}
-        for f in self.features.values():
-            if f.kind == UNTYPED:
-                continue
-            c = _column(f.name)
-            if c in saved_cols and list(prints.get(f.name, [])) == f.fingerprint():
-                cols[c] = np.asarray(saved_cols[c])
-            else:
-                cols[c] = np.full(ts.size, math.nan) if f.kind == NUMERIC else np.full(ts.size, -1, np.int32)
-        self.stream.rebuild(ts, cols, now)
+        self.stream = self._make_stream()
+        prints = state.get("fingerprints", {})
+        stale = {f.name for f in self.features.values() if list(prints.get(f.name, [])) != f.fingerprint()}
+        windows = [{**w, "fields": {k: v for k, v in dict(w["fields"]).items()
+                                    if k.partition(":")[2] not in stale or ":" not in k}}
+                   for w in state["windows"]]
+        self.stream.restore(windows, now)
         for name, data in state.get("detectors", {}).items():
             if name in self.detectors:
                 self.detectors[name] = detector_from_dict(data)

@@ -225,7 +225,7 @@ class Pipeline:
         vs = self.versions.get(key)
         if vs is None:
             vs = self.versions[key] = VersionState(model, self.classes[model.name], self.config.global_.windows, now,
-                                                   self.references.get(model))
+                                                   self.references.get(model), self.config.global_.window_buckets)
             log.info("new model version", extra={"model": model.name, "model_version": version})
         return vs
 

@@ -26,7 +26,10 @@ from exporter.atomic_file import atomic_write
 
 log = logging.getLogger(__name__)
 
-FORMAT_VERSION = 1
+#: 2: windows hold time buckets of statistics instead of events (0.2.0). A format-1 checkpoint
+#: (event windows) is moved aside: its events cannot be re-bucketed without the drift reference
+#: bins they were logged against, and a partial restore would mix old and new semantics.
+FORMAT_VERSION = 2
 CHECKPOINT_NAME = "checkpoint.npz"
 _META = "__meta__"
 
@@ -106,8 +109,9 @@ def decode(data: bytes) -> tuple[dict[str, Any], float]:
     if fmt > FORMAT_VERSION:
         raise CheckpointError(f"checkpoint format {fmt} is newer than this exporter understands ({FORMAT_VERSION}); "
                               "it was written by a newer mlmon-exporter")
-    if fmt < FORMAT_VERSION:  # pragma: no cover - no older format exists yet
-        raise CheckpointError(f"checkpoint format {fmt} is older than {FORMAT_VERSION} and cannot be migrated")
+    if fmt < FORMAT_VERSION:
+        raise CheckpointError(f"checkpoint format {fmt} was written by mlmon-exporter 0.1 (windows of events); "
+                              f"this version keeps bucketed windows (format {FORMAT_VERSION}) and cannot migrate it")
     return _unpack(meta["state"], arrays), float(meta.get("saved_at", 0.0))
 
 

@@ -1,14 +1,18 @@
 """Everything the exporter knows about one model version: counters, windows, baseline.
 
 Counters are cumulative since the exporter first saw the version (PromQL windows them);
-windowed aggregates are kept by ``WindowedStream`` for each configured window. Three streams
-per version, because DESIGN §2 places events in windows by different clocks: predictions by
-their own timestamp, outcomes (labelled predictions) by the label's timestamp, and labelled
-predictions again by the prediction's timestamp for label coverage.
+windowed statistics are kept in time buckets (``exporter.windows``) for each configured window.
+Three streams per version, because DESIGN §2 places events in windows by different clocks:
+predictions by their own timestamp, outcomes (labelled predictions) by the label's timestamp,
+and labelled predictions again by the prediction's timestamp for label coverage.
+
+Nothing here grows with traffic: counters are fixed-size arrays, a window holds at most
+``window_buckets`` buckets of fixed size, the learned baseline is two integers.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -21,7 +25,7 @@ from exporter.config import ModelConfig, Window
 from exporter.drift_monitor import VersionDrift
 from exporter.reference import Reference
 from exporter.stats.classification import ClassificationMetrics, classification_metrics, confusion_add
-from exporter.stats.confidence import ConfidenceStats, confidence_stats
+from exporter.stats.confidence import MEDIAN_BINS, ConfidenceStats, confidence_stats_from_sums, median_bins
 from exporter.stats.estimation import ece_from_bins
 from exporter.stats.significance import (
     binomial_drop_p_value,
@@ -29,39 +33,96 @@ from exporter.stats.significance import (
     two_proportion_drop_p_value,
     wilson_interval,
 )
-from exporter.windows import FIXED_POINT_SCALE, Columns, SortedMultiset, WindowedStream, to_fixed_point
+from exporter.windows import (
+    FIXED_POINT_SCALE,
+    BucketedStream,
+    Columns,
+    fixed_point_square_sums,
+    merged_sum,
+    square_sum,
+    to_fixed_point,
+)
 
 IntArray = npt.NDArray[np.int64]
 FloatArray = npt.NDArray[np.float64]
 CALIBRATION_BINS = 10
 
 
-class PredictionAggregate:
-    """Predictions in a window: per-class counts and the confidence multiset."""
+class PredictionBucket:
+    """Predictions of one time bucket: per-class counts and the confidence statistics.
 
-    def __init__(self, n_classes: int) -> None:
+    Confidence is kept as exact fixed-point sums (mean, standard deviation), exact min and max,
+    the count below the threshold, and a 0.001-wide histogram for the median.
+    """
+
+    __slots__ = ("class_counts", "hi", "hist", "lo", "low", "n_conf", "s1", "s2", "threshold")
+
+    def __init__(self, n_classes: int, threshold: float) -> None:
+        self.threshold = threshold
         self.class_counts = np.zeros(n_classes, dtype=np.int64)
-        self.confidence = SortedMultiset()
+        self.n_conf = 0
+        self.s1 = 0
+        self.s2 = (0, 0, 0)
+        self.lo = math.inf
+        self.hi = -math.inf
+        self.low = 0
+        self.hist = np.zeros(MEDIAN_BINS, dtype=np.int32)
 
     def add(self, cols: Columns) -> None:
-        self._apply(cols, 1)
-
-    def remove(self, cols: Columns) -> None:
-        self._apply(cols, -1)
-
-    def _apply(self, cols: Columns, sign: int) -> None:
-        self.class_counts += sign * np.bincount(cols["pred_idx"], minlength=self.class_counts.size)
+        self.class_counts += np.bincount(cols["pred_idx"], minlength=self.class_counts.size)
         conf = cols["confidence"]
         conf = conf[~np.isnan(conf)]
-        (self.confidence.add if sign > 0 else self.confidence.remove)(conf)
+        if conf.size == 0:
+            return
+        q = to_fixed_point(conf)
+        self.n_conf += int(conf.size)
+        self.s1 += int(q.sum())
+        a, b, c = fixed_point_square_sums(q)
+        self.s2 = (self.s2[0] + a, self.s2[1] + b, self.s2[2] + c)
+        self.lo = min(self.lo, float(conf.min()))
+        self.hi = max(self.hi, float(conf.max()))
+        self.low += int(np.count_nonzero(conf < self.threshold))
+        self.hist += np.bincount(median_bins(conf), minlength=MEDIAN_BINS).astype(np.int32)
 
-    @property
-    def n(self) -> int:
-        return int(self.class_counts.sum())
+    def arrays(self) -> dict[str, npt.NDArray[Any]]:
+        i64, f64 = np.int64, np.float64
+        return {"class_counts": self.class_counts, "n_conf": np.array(self.n_conf, i64),
+                "s1": np.array(self.s1, i64), "s2": np.asarray(self.s2, i64), "lo": np.array(self.lo, f64),
+                "hi": np.array(self.hi, f64), "low": np.array(self.low, i64), "hist": self.hist,
+                "threshold": np.array(self.threshold, f64)}
+
+    def load(self, arrays: Mapping[str, npt.NDArray[Any]]) -> None:
+        counts = np.asarray(arrays["class_counts"], dtype=np.int64)
+        self.class_counts[:min(counts.size, self.class_counts.size)] = counts[:self.class_counts.size]
+        self.n_conf = int(arrays["n_conf"])
+        self.s1 = int(arrays["s1"])
+        s2 = np.asarray(arrays["s2"], dtype=np.int64).tolist()
+        self.s2 = (int(s2[0]), int(s2[1]), int(s2[2]))
+        self.lo = float(arrays["lo"])
+        self.hi = float(arrays["hi"])
+        self.hist = np.asarray(arrays["hist"], dtype=np.int32).copy()
+        if float(arrays["threshold"]) == self.threshold:
+            self.low = int(arrays["low"])
+        else:  # the threshold changed: count below it from the histogram (to within one 0.001 bin)
+            self.low = int(self.hist[:round(self.threshold * MEDIAN_BINS)].sum())
 
 
-class OutcomeAggregate:
-    """Labelled predictions in a window: the confusion matrix and calibration bins."""
+def _merge_predictions(buckets: Sequence[PredictionBucket], n_classes: int, threshold: float,
+                       ) -> tuple[IntArray, ConfidenceStats]:
+    counts = merged_sum([b.class_counts for b in buckets], (n_classes,))
+    n = sum(b.n_conf for b in buckets)
+    limbs = (sum(b.s2[0] for b in buckets), sum(b.s2[1] for b in buckets), sum(b.s2[2] for b in buckets))
+    stats = confidence_stats_from_sums(
+        n, sum(b.s1 for b in buckets), square_sum(limbs), FIXED_POINT_SCALE,
+        min((b.lo for b in buckets), default=math.nan), max((b.hi for b in buckets), default=math.nan),
+        sum(b.low for b in buckets), merged_sum([b.hist for b in buckets], (MEDIAN_BINS,)))
+    return counts, stats
+
+
+class OutcomeBucket:
+    """Labelled predictions of one time bucket: the confusion matrix and calibration bins."""
+
+    __slots__ = ("bin_conf", "bin_correct", "bin_count", "cm")
 
     def __init__(self, n_classes: int) -> None:
         self.cm = np.zeros((n_classes, n_classes), dtype=np.int64)
@@ -70,30 +131,35 @@ class OutcomeAggregate:
         self.bin_conf = np.zeros(CALIBRATION_BINS, dtype=np.int64)  # fixed point
 
     def add(self, cols: Columns) -> None:
-        self._apply(cols, 1)
-
-    def remove(self, cols: Columns) -> None:
-        self._apply(cols, -1)
-
-    def _apply(self, cols: Columns, sign: int) -> None:
-        confusion_add(self.cm, cols["true_idx"], cols["pred_idx"], sign)
+        confusion_add(self.cm, cols["true_idx"], cols["pred_idx"], 1)
         conf = cols["confidence"]
         has = ~np.isnan(conf)
         if has.any():
             c = conf[has]
             b = np.minimum((c * CALIBRATION_BINS).astype(np.int64), CALIBRATION_BINS - 1)
-            correct = (cols["true_idx"][has] == cols["pred_idx"][has]).astype(np.int64)
-            self.bin_count += sign * np.bincount(b, minlength=CALIBRATION_BINS)
-            self.bin_correct += sign * np.bincount(b, weights=correct, minlength=CALIBRATION_BINS).astype(np.int64)
+            correct = cols["true_idx"][has] == cols["pred_idx"][has]
+            self.bin_count += np.bincount(b, minlength=CALIBRATION_BINS)
+            self.bin_correct += np.bincount(b[correct], minlength=CALIBRATION_BINS)
             q = to_fixed_point(c)
-            self.bin_conf += sign * np.bincount(b, weights=q, minlength=CALIBRATION_BINS).astype(np.int64)
+            for j in np.unique(b).tolist():  # int64 sums: np.bincount's float weights would round
+                self.bin_conf[j] += int(q[b == j].sum())
 
-    def calibration_error(self) -> float:
-        return ece_from_bins(self.bin_count, self.bin_conf / FIXED_POINT_SCALE, self.bin_correct)
+    def arrays(self) -> dict[str, npt.NDArray[Any]]:
+        return {"cm": self.cm, "bin_count": self.bin_count, "bin_correct": self.bin_correct,
+                "bin_conf": self.bin_conf}
+
+    def load(self, arrays: Mapping[str, npt.NDArray[Any]]) -> None:
+        cm = np.asarray(arrays["cm"], dtype=np.int64)
+        k = min(cm.shape[0], self.cm.shape[0])
+        self.cm[:k, :k] = cm[:k, :k]
+        for name in ("bin_count", "bin_correct", "bin_conf"):
+            getattr(self, name)[:] = np.asarray(arrays[name], dtype=np.int64)
 
 
-class CountAggregate:
-    """Only how many events a window holds."""
+class CountBucket:
+    """Only how many events fell in the bucket."""
+
+    __slots__ = ("n",)
 
     def __init__(self) -> None:
         self.n = 0
@@ -101,8 +167,11 @@ class CountAggregate:
     def add(self, cols: Columns) -> None:
         self.n += len(cols["pred_idx"])
 
-    def remove(self, cols: Columns) -> None:
-        self.n -= len(cols["pred_idx"])
+    def arrays(self) -> dict[str, npt.NDArray[Any]]:
+        return {"n": np.array(self.n, dtype=np.int64)}
+
+    def load(self, arrays: Mapping[str, npt.NDArray[Any]]) -> None:
+        self.n = int(arrays["n"])
 
 
 @dataclass(frozen=True)
@@ -162,24 +231,20 @@ class Histogram:
             self.count = int(state["count"])
 
 
-PREDICTION_COLUMNS = {"pred_idx": np.int32, "confidence": np.float64}
-OUTCOME_COLUMNS = {"pred_idx": np.int32, "true_idx": np.int32, "confidence": np.float64}
-COVERAGE_COLUMNS = {"pred_idx": np.int32}
-
-
 class VersionState:
     """One (model, version): cumulative counters, windows and the baseline."""
 
     def __init__(self, model: ModelConfig, classes: ClassIndex, windows: Sequence[Window], now: float,
-                 reference: Reference | None = None) -> None:
+                 reference: Reference | None = None, window_buckets: int = 60) -> None:
         self.model = model
         self.classes = classes
         self.windows = tuple(windows)
         n = classes.capacity
         lengths = [w.seconds for w in windows]
-        self.predictions = WindowedStream(lengths, lambda: PredictionAggregate(n), PREDICTION_COLUMNS)
-        self.outcomes = WindowedStream(lengths, lambda: OutcomeAggregate(n), OUTCOME_COLUMNS)
-        self.coverage = WindowedStream(lengths, CountAggregate, COVERAGE_COLUMNS)
+        threshold = model.thresholds.confidence
+        self.predictions = BucketedStream(lengths, window_buckets, lambda: PredictionBucket(n, threshold))
+        self.outcomes = BucketedStream(lengths, window_buckets, lambda: OutcomeBucket(n))
+        self.coverage = BucketedStream(lengths, window_buckets, CountBucket)
         self.predicted_total = np.zeros(n, dtype=np.int64)
         self.labeled_total = np.zeros((n, n), dtype=np.int64)  # rows true, cols predicted
         self.expired_total = 0
@@ -190,7 +255,7 @@ class VersionState:
         # learned baseline: accuracy of the first N labelled predictions of this version
         self.baseline_n = 0
         self.baseline_correct = 0
-        self.drift = VersionDrift(model, windows, reference, lambda: list(classes.names))
+        self.drift = VersionDrift(model, windows, reference, lambda: list(classes.names), window_buckets)
 
     # -- ingest -------------------------------------------------------------------------------
     def add_predictions(self, ts: FloatArray, pred_idx: npt.NDArray[np.int32], confidence: FloatArray,
@@ -226,23 +291,19 @@ class VersionState:
 
     # -- checkpoint -----------------------------------------------------------------------------
     def state(self) -> dict[str, Any]:
-        streams = {}
-        for name, stream in (("predictions", self.predictions), ("outcomes", self.outcomes),
-                             ("coverage", self.coverage)):
-            ts, cols = stream.export()
-            streams[name] = {"ts": ts, "cols": cols}
         return {
             "first_seen": self.first_seen, "last_seen": self.last_seen,
             "predicted_total": self.predicted_total, "labeled_total": self.labeled_total,
             "expired_total": self.expired_total, "baseline_n": self.baseline_n,
             "baseline_correct": self.baseline_correct,
             "confidence_hist": self.confidence_hist.state(), "delay_hist": self.delay_hist.state(),
-            "streams": streams,
+            "windows": {"predictions": self.predictions.state(), "outcomes": self.outcomes.state(),
+                        "coverage": self.coverage.state()},
             "drift": self.drift.state(),
         }
 
     def restore(self, state: dict[str, Any], now: float) -> None:
-        """Counters as saved; windows rebuilt from the saved events at ``now`` (possibly new lengths)."""
+        """Counters and window buckets as saved; a window whose length or bucket count changed starts empty."""
         self.first_seen = float(state["first_seen"])
         self.last_seen = float(state["last_seen"])
         self.predicted_total = np.asarray(state["predicted_total"], dtype=np.int64).copy()
@@ -252,12 +313,11 @@ class VersionState:
         self.baseline_correct = int(state["baseline_correct"])
         self.confidence_hist.restore(state["confidence_hist"])
         self.delay_hist.restore(state["delay_hist"])
-        for name, stream in (("predictions", self.predictions), ("outcomes", self.outcomes),
-                             ("coverage", self.coverage)):
-            saved = state["streams"][name]
-            stream.rebuild(np.asarray(saved["ts"], dtype=np.float64), saved["cols"], now)
-        if "drift" in state:  # checkpoints written before data drift existed have none
-            self.drift.restore(state["drift"], now)
+        saved = state["windows"]
+        self.predictions.restore(saved["predictions"], now)
+        self.outcomes.restore(saved["outcomes"], now)
+        self.coverage.restore(saved["coverage"], now)
+        self.drift.restore(state["drift"], now)
 
     # -- read -----------------------------------------------------------------------------------
     @property
@@ -274,11 +334,13 @@ class VersionState:
         return float("nan")
 
     def window_stats(self, i: int) -> WindowStats:
-        pa: PredictionAggregate = self.predictions.aggregates[i]  # type: ignore[assignment]
-        oa: OutcomeAggregate = self.outcomes.aggregates[i]  # type: ignore[assignment]
-        ca: CountAggregate = self.coverage.aggregates[i]  # type: ignore[assignment]
+        n_classes = self.classes.capacity
         t = self.model.thresholds
-        metrics = classification_metrics(oa.cm)
+        class_counts, confidence = _merge_predictions(self.predictions.live(i), n_classes, t.confidence)
+        outcomes = self.outcomes.live(i)
+        cm = merged_sum([b.cm for b in outcomes], (n_classes, n_classes))
+        covered = sum(b.n for b in self.coverage.live(i))
+        metrics = classification_metrics(cm)
         lo, hi = wilson_interval(metrics.correct, metrics.n)
         baseline = self.baseline_accuracy
         drop = baseline - metrics.accuracy
@@ -289,21 +351,28 @@ class VersionState:
         else:
             p_value = two_proportion_drop_p_value(metrics.correct, metrics.n, self.baseline_correct, self.baseline_n)
         detected = bool(not np.isnan(drop) and drop > t.drift and metrics.n >= t.min_samples)
-        n_pred = pa.n
+        n_pred = int(class_counts.sum())
+        bins = [merged_sum([getattr(b, name) for b in outcomes], (CALIBRATION_BINS,))
+                for name in ("bin_count", "bin_conf", "bin_correct")]
         return WindowStats(
             window=self.windows[i].name,
             predictions=n_pred,
             labeled=metrics.n,
-            labeled_by_prediction_time=ca.n,
+            labeled_by_prediction_time=covered,
             metrics=metrics,
             accuracy_lower=lo,
             accuracy_upper=hi,
-            coverage=ca.n / n_pred if n_pred else float("nan"),
-            confidence=confidence_stats(pa.confidence.values, t.confidence),
-            calibration_error=oa.calibration_error(),
+            coverage=covered / n_pred if n_pred else float("nan"),
+            confidence=confidence,
+            calibration_error=ece_from_bins(bins[0], bins[1] / FIXED_POINT_SCALE, bins[2]),
             accuracy_drop=float(drop),
             drop_p_value=p_value,
             drift_detected=detected,
             severity=drift_severity(float(drop), t.severity.high, t.severity.critical),
-            predicted_class_counts=pa.class_counts.copy(),
+            predicted_class_counts=class_counts,
         )
+
+    def bucket_count(self) -> int:
+        """Window buckets this version holds (its windowed memory is proportional to this)."""
+        return (self.predictions.bucket_count() + self.outcomes.bucket_count() + self.coverage.bucket_count()
+                + self.drift.stream.bucket_count())

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 import shutil
 import socket
@@ -9,6 +10,8 @@ import time
 from collections.abc import Callable
 from typing import NoReturn, TypeVar
 
+import numpy as np
+import numpy.typing as npt
 import pytest
 
 T = TypeVar("T")
@@ -58,3 +61,13 @@ class FakeClock:
 
     def __call__(self) -> float:
         return self.t
+
+
+def in_window(ts: npt.ArrayLike, now: float, length: float, buckets: int = 60) -> npt.NDArray[np.bool_]:
+    """DESIGN §2 "Windows", from the text: the events whose epoch-aligned bucket of width
+    ``length / buckets`` has an index greater than ``floor((now - length) / width)``. ``ts`` must
+    already be clamped to the time each event arrived (a future stamp counts as then)."""
+    width = length / buckets
+    t = np.asarray(ts, dtype=np.float64)
+    out: npt.NDArray[np.bool_] = np.floor(t / width) > math.floor((now - length) / width)
+    return out
