@@ -173,6 +173,10 @@ def _column(name: str) -> str:
     return f"f:{name}"
 
 
+def _bin_column(name: str) -> str:
+    return f"b:{name}"
+
+
 @dataclass(frozen=True)
 class FeatureModel:
     """A feature's type and reference distribution, fixed when the reference is."""
@@ -232,19 +236,28 @@ class FeatureModel:
         digest = hashlib.sha256(self.ref_sorted.tobytes() + self.edges.tobytes()).hexdigest()[:16]
         return [self.kind, str(self.valid_kind), digest, *self.categories]
 
-    def encode(self, col: RawColumn) -> npt.NDArray[Any]:
-        """Log form: numeric -> the value (NaN unless valid); categorical -> code (-1 unless valid)."""
+    def encode(self, col: RawColumn) -> dict[str, npt.NDArray[Any]]:
+        """What a window bucket counts, computed once per batch for every window (-1 unless valid).
+
+        Numeric: the slot among the distinct reference values (``slots``) and the PSI bin
+        (right-closed, as ``stats.drift.bin_counts``). Categorical: the category code.
+        """
         valid = col.kind == self.valid_kind
         if self.kind == NUMERIC:
-            return np.where(valid, col.number, math.nan)
-        codes = np.full(len(col), -1, dtype=np.int32)
+            v = col.number[valid]
+            slot = np.full(len(col), -1, dtype=np.int64)
+            slot[valid] = self.slots(v)
+            psi_bin = np.full(len(col), -1, dtype=np.int64)
+            psi_bin[valid] = np.searchsorted(self.edges, v, side="left")
+            return {_column(self.name): slot, _bin_column(self.name): psi_bin}
+        codes = np.full(len(col), -1, dtype=np.int64)
         if self.kind == CATEGORICAL and valid.any():
             index = {c: i for i, c in enumerate(self.categories)}
             other = len(self.categories)
             uniq, inverse = np.unique(col.text[valid].astype(str), return_inverse=True)
-            lut = np.fromiter((index.get(u, other) for u in uniq.tolist()), dtype=np.int32, count=uniq.size)
+            lut = np.fromiter((index.get(u, other) for u in uniq.tolist()), dtype=np.int64, count=uniq.size)
             codes[valid] = lut[inverse]
-        return codes
+        return {_column(self.name): codes}
 
     def wrong_type(self, col: RawColumn) -> int:
         """Values of a valid kind other than this feature's (type-dependent invalid values)."""
@@ -350,13 +363,13 @@ class DriftBucket:
             self.fn_fixed += int(q[has_p & ~pos].sum())
         for f in self.features:
             col = cols[_column(f.name)]
+            col = col[col >= 0]
             if f.kind == NUMERIC:
-                v = col[~np.isnan(col)]
-                self.counts[f.name] += bin_counts(v, f.edges)
-                self.slots[f.name].add(np.bincount(f.slots(v), minlength=f.n_slots))
+                b = cols[_bin_column(f.name)]
+                self.counts[f.name] += np.bincount(b[b >= 0], minlength=f.n_bins)
+                self.slots[f.name].add(np.bincount(col, minlength=f.n_slots))
             else:
-                codes = col[col >= 0]
-                self.counts[f.name] += np.bincount(codes, minlength=f.n_bins).astype(np.int64)
+                self.counts[f.name] += np.bincount(col, minlength=f.n_bins)
 
     def arrays(self) -> dict[str, npt.NDArray[Any]]:
         out: dict[str, npt.NDArray[Any]] = {
@@ -566,7 +579,7 @@ class VersionDrift:
         cols = rows.base_columns()
         for f in self.features.values():
             if f.kind != UNTYPED:
-                cols[_column(f.name)] = f.encode(rows.raw[f.name])
+                cols.update(f.encode(rows.raw[f.name]))
         return cols
 
     def add_outcomes(self, correct: BoolArray) -> None:

@@ -82,6 +82,8 @@ class RawColumn:
         """Classify raw values (``None`` for the whole column: all missing)."""
         if values is None:
             return cls(np.zeros(n, dtype=np.int8), np.full(n, math.nan), np.full(n, "", dtype=object))
+        if isinstance(values, np.ndarray) and values.dtype.kind == "f":  # a parsed numeric column: NaN = missing
+            return cls.from_numbers(values.astype(np.float64, copy=False))
         fast = cls._homogeneous(values)
         if fast is not None:
             return fast
