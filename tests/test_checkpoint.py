@@ -31,7 +31,7 @@ def test_encode_decode_round_trip_without_pickle() -> None:
     assert out["nested"]["k"][1].tolist() == [0.25] and out["nested"]["big"] == 2**80
 
 
-@pytest.mark.parametrize("damage", ["garbage", "truncated", "future", "empty"])
+@pytest.mark.parametrize("damage", ["garbage", "truncated", "future", "empty", "format1"])
 def test_unusable_checkpoint_is_moved_aside_and_start_is_clean(tmp_path: Path, damage: str,
                                                                caplog: pytest.LogCaptureFixture,
                                                                monkeypatch: pytest.MonkeyPatch) -> None:
@@ -39,8 +39,10 @@ def test_unusable_checkpoint_is_moved_aside_and_start_is_clean(tmp_path: Path, d
     with monkeypatch.context() as m:
         m.setattr(state_module, "FORMAT_VERSION", FORMAT_VERSION + 1)
         future = encode({"x": 1}, 1.0)
+        m.setattr(state_module, "FORMAT_VERSION", 1)  # 0.1.0: windows of events
+        format1 = encode({"x": 1}, 1.0)
     data = {"garbage": b"\x00not a zip at all" * 10, "truncated": good[: len(good) // 2], "empty": b"",
-            "future": future}[damage]
+            "future": future, "format1": format1}[damage]
     (tmp_path / CHECKPOINT_NAME).write_bytes(data)
     cp = Checkpointer(tmp_path)
     assert cp.load() is None
@@ -50,6 +52,10 @@ def test_unusable_checkpoint_is_moved_aside_and_start_is_clean(tmp_path: Path, d
     assert "CHECKPOINT NOT RESTORED" in caplog.text
     if damage == "future":
         assert "newer than this exporter understands" in caplog.text
+    if damage == "format1":
+        assert FORMAT_VERSION == 2
+        assert "checkpoint format 1 was written by mlmon-exporter 0.1" in caplog.text
+        assert sum("CHECKPOINT NOT RESTORED" in r.getMessage() for r in caplog.records) == 1  # one clear line
 
 
 def test_future_format_message(monkeypatch: pytest.MonkeyPatch) -> None:
