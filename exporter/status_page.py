@@ -31,7 +31,7 @@ from exporter import __version__
 from exporter.config import Config
 from exporter.recent import DEFAULT_POINTS, RecentHistory, sample_step
 from exporter.retrain import SnapshotIndex
-from exporter.snapshot import Snapshot
+from exporter.snapshot import Sample, Snapshot
 
 log = logging.getLogger(__name__)
 SEVERITY_ORDER = ("low", "high", "critical")
@@ -135,19 +135,26 @@ class StatusTracker:
         return self._view
 
     def update(self, snapshot: Snapshot, config: Config, now: float) -> StatusView:
-        """Build and publish the view of ``snapshot`` (pipeline thread, once per cycle)."""
+        """Build and publish the view of ``snapshot`` (pipeline thread, once per cycle).
+
+        Every sample is visited a bounded number of times (grouped once by version and window),
+        so the cost is linear in the snapshot, however many versions there are.
+        """
         idx = SnapshotIndex(snapshot, _METRICS)
         seconds = {w.name: w.seconds for w in config.global_.windows}
         poll = config.global_.poll_interval
+        accuracy = _grouped(idx, "mlmon_accuracy_ratio")
+        drift_flags = _grouped(idx, "mlmon_data_drift_detected")
+        labelled = {k: sum(x.value for x in v) for k, v in _grouped(idx, "mlmon_labeled_predictions_total").items()}
         versions: list[VersionStatus] = []
         keys: list[tuple[str, str, str]] = []
         for info in idx.samples("mlmon_model_info"):
             lab = dict(info.labels)
             model, version = lab.get("model", ""), lab.get("model_version", "")
             base = {"model": model, "model_version": version}
-            newest = self._newest_label(model, version, idx, now)
+            newest = self._newest_label(model, version, labelled.get((model, version, ""), 0.0), now)
             windows: list[WindowStatus] = []
-            for s in idx.samples("mlmon_accuracy_ratio", model=model, model_version=version):
+            for s in accuracy.get((model, version, ""), ()):
                 name = dict(s.labels).get("window", "")
                 wl = {**base, "window": name}
                 key = (model, version, name)
@@ -168,9 +175,8 @@ class StatusTracker:
                                    if idx.value("mlmon_accuracy_drift_severity", {**wl, "severity": t}) == 1.0),
                                   "low"),
                     coverage=_num(idx.value("mlmon_label_coverage_ratio", wl)),
-                    features=tuple(FeatureFlag(dict(f.labels).get("feature", ""), f.value) for f in
-                                   idx.samples("mlmon_data_drift_detected", model=model, model_version=version,
-                                               window=name)),
+                    features=tuple(FeatureFlag(dict(f.labels).get("feature", ""), f.value)
+                                   for f in drift_flags.get(key, ())),
                     history=self.history.series(key),
                 ))
             windows.sort(key=lambda w: w.seconds)
@@ -191,20 +197,30 @@ class StatusTracker:
         self._view = StatusView(now, snapshot.ready, min(60, max(5, math.ceil(poll))), tuple(versions))
         return self._view
 
-    def _newest_label(self, model: str, version: str, idx: SnapshotIndex, now: float) -> float | None:
+    def _newest_label(self, model: str, version: str, total: float, now: float) -> float | None:
         """When this version's joined-label counter last grew (None: not since this process started).
 
         The counters of versions present at the first update may come from a checkpoint, so
         their growth before that update is not "now"; a version first seen later starts at 0.
         """
-        total = sum(s.value for s in idx.samples("mlmon_labeled_predictions_total", model=model,
-                                                 model_version=version))
         prev = self._labels.get((model, version))
         if prev is None and self._updates > 0:
             prev = (0.0, None)  # a version first seen after the first cycle: all its labels are new
         newest = None if prev is None else (now if total > prev[0] else prev[1])
         self._labels[(model, version)] = (total, newest)
         return newest
+
+
+def _grouped(idx: SnapshotIndex, name: str) -> dict[tuple[str, str, str], list[Sample]]:
+    """Samples of ``name`` by (model, version, window) and by (model, version, "") in one pass."""
+    out: dict[tuple[str, str, str], list[Sample]] = {}
+    for s in idx.samples(name):
+        lab = dict(s.labels)
+        model, version = lab.get("model", ""), lab.get("model_version", "")
+        out.setdefault((model, version, ""), []).append(s)
+        if "window" in lab:
+            out.setdefault((model, version, lab["window"]), []).append(s)
+    return out
 
 
 def _num(v: float | None) -> float:
