@@ -2,9 +2,9 @@
 Flagger MetricTemplates.
 
 * Every rendered object, and every object in the README section "Gating canaries on model
-  quality", is checked with ``jsonschema`` against the ``openAPIV3Schema`` of the real CRDs in
-  /work/shared/reference/crds (made strict: an unknown field fails, as with
-  ``kubectl --validate=strict``).
+  quality", is checked with ``jsonschema`` against the ``openAPIV3Schema`` of the controllers'
+  real CRDs (vendored in tests/crds without their descriptions; made strict: an unknown field
+  fails, as with ``kubectl --validate=strict``).
 * The PromQL runs against a real Prometheus that scrapes a real exporter fed two versions of
   one model: "1" at accuracy 0.93 and "2" at 0.79. The controllers' own decision rules are
   applied to the query results (Argo: successCondition / failureCondition, neither true is
@@ -34,6 +34,7 @@ import pytest
 import requests
 import yaml
 
+from tests.crds import vendor
 from tests.helpers import free_port, missing
 from tests.stack import Stack, prometheus_config, running_stack
 
@@ -42,7 +43,8 @@ CHART = ROOT / "charts" / "mlmon-exporter"
 README = ROOT / "README.md"
 RULES = ROOT / "alerts" / "mlmon-exporter.rules.yaml"
 EXTRACT = ROOT / "alerts" / "extract_rules.py"
-CRDS = Path(os.environ.get("MLMON_CRDS", "/work/shared/reference/crds"))
+# the controllers' originals, when present; the tests validate against the vendored copies
+ORIGINAL_CRDS = Path(os.environ.get("MLMON_CRDS", "/work/shared/reference/crds"))
 RELEASE, NAMESPACE = "mlmon", "ml"
 JOB = "mlmon-exporter"
 
@@ -90,14 +92,10 @@ def _strict(schema: Any) -> Any:
 
 
 def crd_schemas() -> dict[tuple[str, str], dict[str, Any]]:
-    """(apiVersion, kind) -> strict openAPIV3Schema of every served version in the CRD files."""
-    if not CRDS.is_dir():
-        missing(f"the CRDs in {CRDS}")
+    """(apiVersion, kind) -> strict openAPIV3Schema of every served version in tests/crds."""
     out: dict[tuple[str, str], dict[str, Any]] = {}
-    for path in sorted(CRDS.glob("*.yaml")):
-        for crd in yaml.safe_load_all(path.read_text()):
-            if not crd or crd.get("kind") != "CustomResourceDefinition":
-                continue
+    for name in vendor.FILES:
+        for crd in json.loads(vendor.vendored_path(name).read_text()):
             group, kind = crd["spec"]["group"], crd["spec"]["names"]["kind"]
             for v in crd["spec"]["versions"]:
                 if v.get("served"):
@@ -112,6 +110,17 @@ def schema_errors(doc: dict[str, Any], schemas: dict[tuple[str, str], dict[str, 
     assert key in schemas, f"no CRD for {key}"
     validator = jsonschema.Draft7Validator(schemas[key])
     return sorted(f"{'.'.join(map(str, e.path))}: {e.message}" for e in validator.iter_errors(doc))
+
+
+def test_vendored_crds_are_the_originals_without_descriptions() -> None:
+    if not ORIGINAL_CRDS.is_dir():
+        pytest.skip(f"the original CRDs are not on this machine ({ORIGINAL_CRDS}); set MLMON_CRDS")
+    for name in vendor.FILES:
+        original = vendor.from_original(ORIGINAL_CRDS / name)
+        assert vendor.dump(original) == vendor.vendored_path(name).read_text(), (
+            f"tests/crds is stale for {name}: python -m tests.crds.vendor {ORIGINAL_CRDS}")
+    kinds = {k for _, k in crd_schemas()}
+    assert {"AnalysisTemplate", "MetricTemplate", "Canary"} <= kinds
 
 
 def test_templates_are_off_by_default() -> None:
@@ -136,6 +145,30 @@ def test_rendered_objects_match_their_crds(values: dict[str, Any]) -> None:
     for doc in docs:
         errors = schema_errors(doc, schemas)
         assert not errors, f"{doc['kind']}/{doc['metadata']['name']}: {errors}"
+
+
+def test_lint_strict_with_both_templates() -> None:
+    if helm is None:
+        missing("helm-python-sdk")
+    report = helm.lint(CHART, BOTH_ON, strict=True, namespace=NAMESPACE, kube_version="v1.30.0")
+    assert report["errors"] == [], report
+    assert [m for m in report["messages"] if m["severity"] >= 2] == [], report
+
+
+@pytest.mark.parametrize("values", [
+    {"canaryAnalysis": {"range": "2h"}},  # no recording rule for that range
+    {"canaryAnalysis": {"minSamples": 0}},
+    {"canaryAnalysis": {"minAccuracy": 85}},
+    {"canaryAnalysis": {"prometheusAddress": "prometheus:9090"}},
+    {"canaryAnalysis": {"argo": {"enabled": "yes"}}},
+    {"canaryAnalysis": {"argo": {"interval": "5 minutes"}}},
+    {"canaryAnalysis": {"flagger": {"enabeld": True}}},
+], ids=lambda v: json.dumps(v))
+def test_schema_refuses_bad_canary_values(values: dict[str, Any]) -> None:
+    if helm is None:
+        missing("helm-python-sdk")
+    with pytest.raises(helm.HelmValuesError):
+        render(values)
 
 
 def test_strict_crd_schemas_catch_mistakes() -> None:

@@ -322,30 +322,34 @@ def browser(url: str, tmp: Path, *args: str) -> subprocess.CompletedProcess[str]
 
 
 class VersionSections(HTMLParser):
-    """Each version section of the DOM: its data-* attributes and the text of its health badges."""
+    """Each version section of the DOM: its data-* attributes, its visible title and the text
+    of its health badges."""
 
     def __init__(self) -> None:
         super().__init__()
         self.sections: list[dict[str, str]] = []
-        self._in_health = 0
+        self._field: str | None = None
+        self._depth = 0
 
     def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
         a = {k: v or "" for k, v in attrs}
         if tag == "section" and "data-version" in a:
             self.sections.append({"model": a["data-model"], "version": a["data-version"],
-                                  "health": a["data-health"], "badges": ""})
-        elif tag == "span" and a.get("class") == "health":
-            self._in_health = 1
-        elif self._in_health:
-            self._in_health += 1
+                                  "health": a["data-health"], "badges": "", "title": ""})
+        elif self._field is not None:
+            self._depth += 1
+        elif self.sections and (tag == "h2" or (tag == "span" and a.get("class") == "health")):
+            self._field, self._depth = ("title" if tag == "h2" else "badges"), 1
 
     def handle_endtag(self, tag: str) -> None:
-        if self._in_health:
-            self._in_health -= 1
+        if self._field is not None:
+            self._depth -= 1
+            if self._depth == 0:
+                self._field = None
 
     def handle_data(self, data: str) -> None:
-        if self._in_health and self.sections:
-            self.sections[-1]["badges"] += data + " "
+        if self._field is not None:
+            self.sections[-1][self._field] += data
 
 
 def dom_versions(url: str, tmp: Path) -> dict[tuple[str, str], dict[str, str]]:
@@ -378,16 +382,19 @@ def test_browser_sees_the_demo_drift(tmp_path: Path) -> None:
         run(DRIFT_AFTER_SECONDS - 5)
         before = dom_versions(url, tmp_path)
         assert set(before) == {("fraud-demo", "1"), ("fraud-demo", "2")}
+        for (model, version), section in before.items():  # what the reader sees, not only attributes
+            assert section["title"] == f"{model} / version {version}", section
         assert before[("fraud-demo", "1")]["health"] == "ok", before
         assert before[("fraud-demo", "2")]["health"] == "ok", before
+        assert [s["badges"] for s in before.values()] == ["ok", "ok"]
 
         run(100)  # the 1m window is entirely after the drift now
         after = dom_versions(url, tmp_path)
         assert set(after) == {("fraud-demo", "1"), ("fraud-demo", "2")}
         v1, v2 = after[("fraud-demo", "1")], after[("fraud-demo", "2")]
         assert v1["health"].split()[0] == "drifting", after
-        assert re.search(r"drifting \((high|critical)\)", v1["badges"]), v1
-        assert v2["health"] == "ok" and "ok" in v2["badges"], after
+        assert re.fullmatch(r"drifting \((high|critical)\)(accuracy below threshold)?", v1["badges"]), v1
+        assert v2["health"] == "ok" and v2["badges"] == "ok", after
 
         shot = Path(os.environ.get("MLMON_STATUS_SCREENSHOT") or tmp_path / "status-page.png")
         browser(url, tmp_path, "--hide-scrollbars", "--window-size=1200,620", f"--screenshot={shot}")
