@@ -25,6 +25,7 @@ from exporter.sources import build_source
 from exporter.sources.base import Source
 from exporter.sources.kserve import KSERVE_PATH, KServeSource
 from exporter.state import Checkpointer
+from exporter.status_page import StatusPage, StatusTracker
 
 log = logging.getLogger(__name__)
 FamiliesHook = Callable[[SnapshotBuilder, float], None]
@@ -50,6 +51,10 @@ class Exporter:
         self.history = HistoryWriter(config, clock, self.retraining.retraining_triggered)
         self.families_hooks += [self.retraining.families, self.history.families]
         self.on_cycle.append(self._write_history)
+        # the status page on `/`: its view is built here once per cycle, rendered on request
+        self.status = StatusTracker()
+        self.on_cycle.append(self._update_status)
+        self.server.landing = StatusPage(self.status).html
         self.reload_successful = True
         self.reload_success_time = clock()
         self._stop = threading.Event()
@@ -107,6 +112,9 @@ class Exporter:
 
     def _write_history(self) -> None:
         self.history.maybe_write(self.rendered.snapshot)
+
+    def _update_status(self) -> None:
+        self.status.update(self.rendered.snapshot, self.config, self.clock())
 
     def checkpoint(self, now: float) -> None:
         if self.checkpointer is not None:

@@ -1,4 +1,4 @@
-"""HTTP endpoints: /metrics, health, readiness, landing page, and pluggable POST receivers.
+"""HTTP endpoints: /metrics, health, readiness, the page on /, and pluggable POST receivers.
 
 Scrapes only read the latest Snapshot (pre-rendered once per cycle), so they never wait for
 ingestion. Receivers (KServe CloudEvents, the Alertmanager webhook) register a handler for a
@@ -71,6 +71,8 @@ class ExporterHTTPServer(ThreadingHTTPServer):
         self.max_body_bytes = max_body_bytes
         self.request_timeout = request_timeout
         self.authenticate: Authenticator | None = None
+        # the body of `/`: the app plugs in the status page (exporter.status_page)
+        self.landing: Callable[[], bytes] = LANDING.encode
         super().__init__(address, _Handler)
 
     def serve_in_thread(self) -> threading.Thread:
@@ -128,7 +130,8 @@ class _Handler(BaseHTTPRequestHandler):
             self._send(Response(HTTPStatus.OK if ready else HTTPStatus.SERVICE_UNAVAILABLE,
                                 b"Ready\n" if ready else b"Not ready: sources not read yet\n"))
         elif path == "/":
-            self._send(Response(HTTPStatus.OK, LANDING.encode(), "text/html; charset=utf-8"))
+            self._send(Response(HTTPStatus.OK, self.server.landing(), "text/html; charset=utf-8",
+                                (("Cache-Control", "no-store"),)))
         else:
             self._send(Response(HTTPStatus.NOT_FOUND, b"Not found\n"))
 

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Install everything the tests need (Debian's prometheus + alertmanager for promtool/amtool and
-# the end-to-end stack, the package with its test extra) and run the whole suite.
+# the end-to-end stack, chromium for the status page in a real browser, the package with its
+# test extra) and run the whole suite.
 # Usage: bash scripts/test.sh [pytest args...]   (run as root, or with sudo available)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -11,8 +12,8 @@ if [ ! -e /usr/sbin/policy-rc.d ]; then   # never let the packages' postinst sta
   trap '$SUDO rm -f /usr/sbin/policy-rc.d' EXIT
 fi
 $SUDO apt-get update -qq
-$SUDO apt-get install -y -qq --no-install-recommends prometheus prometheus-alertmanager >/dev/null
-for b in prometheus promtool prometheus-alertmanager amtool; do command -v "$b" >/dev/null; done
+$SUDO apt-get install -y -qq --no-install-recommends prometheus prometheus-alertmanager chromium >/dev/null
+for b in prometheus promtool prometheus-alertmanager amtool chromium; do command -v "$b" >/dev/null; done
 python3 -m pip install -q --disable-pip-version-check -e '.[test]'
 export CI="${CI:-true}"
 python3 -m ruff check .
