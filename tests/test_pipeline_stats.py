@@ -92,13 +92,49 @@ def check_window(p: Pipeline, now: float, preds: dict[str, tuple[float, str, flo
         assert s.accuracy_drop == pytest.approx(base - acc, rel=1e-12, abs=1e-15)
         expect = (base - acc) > model.thresholds.drift and len(in_out) >= model.thresholds.min_samples
         assert s.drift_detected == expect
-        # ECE, 10 equal-width bins, straight from the definition
         conf = np.array([preds[rid][2] for rid, _, _ in in_out])
         correct = np.array([preds[rid][1] == lab for rid, _, lab in in_out], dtype=float)
-        bins = np.minimum((conf * 10).astype(int), 9)
-        ece = sum(np.sum(bins == b) / len(conf) * abs(correct[bins == b].mean() - conf[bins == b].mean())
-                  for b in range(10) if np.any(bins == b))
-        assert s.calibration_error == pytest.approx(ece, abs=1e-9)
+        assert s.calibration_error == pytest.approx(reference_ece(conf, correct), abs=1e-9)
+
+
+#: The 11 edges of 10 equal-width bins, each the double nearest k/10 (``np.linspace(0, 1, 11)``
+#: would give 0.30000000000000004 for the fourth and move a confidence of 0.3 down a bin).
+ECE_EDGES = np.array([k / 10 for k in range(11)])
+
+
+def reference_ece(conf: np.ndarray, correct: np.ndarray) -> float:
+    """ECE from its definition: bins [k/10, (k+1)/10), the last one closed at 1.0, found by
+    ``np.digitize`` on the inner edges (independent of how the exporter bins)."""
+    bins = np.digitize(conf, ECE_EDGES[1:-1], right=False)  # how many inner edges are <= conf
+    total = 0.0
+    for b in range(10):
+        mask = bins == b
+        if mask.any():
+            total += mask.sum() / conf.size * abs(correct[mask].mean() - conf[mask].mean())
+    return total
+
+
+def test_reference_ece_hand_worked_on_bin_edges() -> None:
+    """0.3 belongs to [0.3, 0.4) and 1.0 to the last bin, through the oracle and through the pipeline.
+
+    Outcomes (confidence, right?): (0.3, yes), (0.3, no), (1.0, no), (0.95, yes), (0.25, no).
+    Bin [0.3, 0.4): accuracy 1/2, confidence 0.3 -> |0.5 - 0.3| = 0.2, weight 2/5;
+    bin [0.9, 1.0]: accuracy 1/2, confidence 0.975 -> 0.475, weight 2/5;
+    bin [0.2, 0.3): accuracy 0, confidence 0.25 -> 0.25, weight 1/5.
+    ECE = 0.08 + 0.19 + 0.05 = 0.32. (0.3 in the bin below would give 0.22; 1.0 in a bin of its
+    own 0.34.)
+    """
+    conf = np.array([0.3, 0.3, 1.0, 0.95, 0.25])
+    right = np.array([1.0, 0.0, 0.0, 1.0, 0.0])
+    assert reference_ece(conf, right) == pytest.approx(0.32, abs=1e-15)
+    model = ModelConfig(name="m", classes=("0", "1"), baseline=Baseline(accuracy=0.9))
+    p = make_pipeline(model, FakeClock(100.0))
+    ids = ["a", "b", "c", "d", "e"]
+    p.apply_predictions("s", pred_batch(ids, np.full(5, 100.0), ["1"] * 5, conf), 100.0)
+    p.apply_labels("l", label_batch(ids, ["1", "0", "0", "1", "0"], np.full(5, 100.0)), 100.0)
+    ece = next(s.value for f in p.build_snapshot(100.0).families if f.name == "mlmon_calibration_error_ratio"
+               for s in f.samples if ("window", "1m") in s.labels)
+    assert ece == pytest.approx(0.32, abs=1e-9)
 
 
 @pytest.mark.parametrize(("task", "classes"), [("binary", ["0", "1"]), ("multiclass", ["a", "b", "c", "d", "e"])])
@@ -156,7 +192,10 @@ def test_tiny_and_empty_windows_give_nan_not_errors() -> None:
     p.apply_labels("l", label_batch(["a"], ["0"], np.array([100.0])), 100.0)
     s = p.versions[("m", "1")].window_stats(0)
     assert s.metrics.accuracy == 0.0 and s.labeled == 1
-    assert math.isnan(s.metrics.precision[1]) or s.metrics.precision[1] == 0.0
+    # predicted "1", truly "0": class 1 has one false positive and no true one -> precision 0/1,
+    # recall 0/0; class 0 has one false negative -> precision 0/0, recall 0/1
+    assert s.metrics.precision[1] == 0.0 and math.isnan(s.metrics.recall[1])
+    assert math.isnan(s.metrics.precision[0]) and s.metrics.recall[0] == 0.0
     assert math.isnan(s.confidence.mean)  # no confidence given
     assert not s.drift_detected  # one sample is below min_samples
     snap = p.build_snapshot(100.0)
