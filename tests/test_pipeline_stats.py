@@ -59,9 +59,11 @@ def check_window(p: Pipeline, now: float, preds: dict[str, tuple[float, str, flo
             assert s.coverage == pytest.approx(n_cov / len(in_pred), rel=1e-12)
             conf = np.array([preds[k][2] for k in in_pred])
             cs = s.confidence
-            assert cs.mean == pytest.approx(np.mean(conf), rel=1e-12)
-            assert cs.median == pytest.approx(np.median(conf), rel=1e-12)
-            assert cs.stddev == pytest.approx(np.std(conf), rel=1e-9, abs=1e-12)
+            # DESIGN §2 "Exactness": ratios within 1e-9 (fixed-point sums), the median within
+            # 0.001 (a 0.001-wide histogram); min and max exact
+            assert cs.mean == pytest.approx(np.mean(conf), abs=1e-9)
+            assert cs.median == pytest.approx(np.median(conf), abs=1e-3)
+            assert cs.stddev == pytest.approx(np.std(conf), abs=1e-9)
             assert (cs.min, cs.max) == (conf.min(), conf.max())
             assert cs.low_share == pytest.approx(np.mean(conf < model.thresholds.confidence), rel=1e-12)
         else:
@@ -137,6 +139,16 @@ def test_reference_ece_hand_worked_on_bin_edges() -> None:
     assert ece == pytest.approx(0.32, abs=1e-9)
 
 
+#: Stamps are multiples of 10 s, so a window holds the same events under the exact rule
+#: (``ts > now - L``, used by ``check_window``) and under DESIGN §2's buckets (widths 1 s and 10 s
+#: for 1m and 10m with the default 60 buckets). Off-grid stamps: tests/test_window_oracle.py.
+GRID = 10.0
+
+
+def on_grid(ts: np.ndarray) -> np.ndarray:
+    return np.floor(ts / GRID) * GRID
+
+
 @pytest.mark.parametrize(("task", "classes"), [("binary", ["0", "1"]), ("multiclass", ["a", "b", "c", "d", "e"])])
 def test_windows_against_sklearn(task: str, classes: list[str]) -> None:
     rng = np.random.default_rng(42)
@@ -155,7 +167,7 @@ def test_windows_against_sklearn(task: str, classes: list[str]) -> None:
         n = int(rng.integers(0, 30))
         ids = [f"r{counter + i}" for i in range(n)]
         counter += n
-        ts = now - rng.exponential(3.0, n)
+        ts = on_grid(now - rng.exponential(3.0, n))
         pr = rng.choice(classes, n, p=None).tolist()
         if task == "multiclass" and step < 60:
             pr = [c if c != "e" else "d" for c in pr]  # class "e" absent early: empty-class NaNs
@@ -170,12 +182,18 @@ def test_windows_against_sklearn(task: str, classes: list[str]) -> None:
         acc = 0.9 if step < 70 else 0.6
         labs = [preds[r][1] if rng.random() < acc else str(rng.choice(classes)) for r in chosen]
         has_ts = rng.random(k) < 0.7
-        lts = np.where(has_ts, now - rng.uniform(0, 20, k), now)
+        lts = on_grid(np.where(has_ts, now - rng.uniform(0, 20, k), now))
         p.apply_labels("labels", label_batch(chosen, labs, lts), now)
         outcomes.extend(zip(chosen, lts.tolist(), labs, strict=True))
         p.advance(now)
         if step % 5 == 0 or step > 110:
             check_window(p, now, preds, outcomes, classes, model)
+        if step % 3 == 0:
+            # the clock alone, to the next grid point: now - L is then a stamp events carry, the
+            # edge where an event must just have left the window
+            clock.t = float(on_grid(np.array([now]))[0]) + GRID
+            p.advance(clock.t)
+            check_window(p, clock.t, preds, outcomes, classes, model)
     # the clock alone empties the windows
     clock.t += 700.0
     p.advance(clock.t)
