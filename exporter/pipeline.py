@@ -147,7 +147,7 @@ class Pipeline:
                 "version": batch.model_version[sel][ok],
                 "pred_idx": pred_idx[ok],
                 "confidence": batch.confidence[sel][ok],
-                "pred_ts": batch.timestamp[sel][ok],
+                "pred_ts": np.minimum(batch.timestamp[sel][ok], now),  # a future stamp counts as now
             }
             feats = {f: batch.features[f][sel][ok] for f in model.drift.features if f in batch.features}
             p_pos = (positive_probabilities(batch.probabilities[sel][ok], model.positive_class)

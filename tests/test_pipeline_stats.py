@@ -58,8 +58,10 @@ def check_window(p: Pipeline, now: float, preds: dict[str, tuple[float, str, flo
             assert s.coverage == pytest.approx(n_cov / len(in_pred), rel=1e-12)
             conf = np.array([preds[k][2] for k in in_pred])
             cs = s.confidence
+            # DESIGN §2 "Exactness": ratios within 1e-9 (fixed-point sums), the median within
+            # 0.001 (a 0.001-wide histogram); min and max exact
             assert cs.mean == pytest.approx(np.mean(conf), abs=1e-9)
-            assert abs(cs.median - np.median(conf)) <= 0.001  # a 0.001-wide histogram (DESIGN §2)
+            assert cs.median == pytest.approx(np.median(conf), abs=1e-3)
             assert cs.stddev == pytest.approx(np.std(conf), abs=1e-9)
             assert (cs.min, cs.max) == (conf.min(), conf.max())
             assert cs.low_share == pytest.approx(np.mean(conf < model.thresholds.confidence), rel=1e-12)
@@ -91,13 +93,59 @@ def check_window(p: Pipeline, now: float, preds: dict[str, tuple[float, str, flo
         assert s.accuracy_drop == pytest.approx(base - acc, rel=1e-12, abs=1e-15)
         expect = (base - acc) > model.thresholds.drift and len(in_out) >= model.thresholds.min_samples
         assert s.drift_detected == expect
-        # ECE, 10 equal-width bins, straight from the definition
         conf = np.array([preds[rid][2] for rid, _, _ in in_out])
         correct = np.array([preds[rid][1] == lab for rid, _, lab in in_out], dtype=float)
-        bins = np.minimum((conf * 10).astype(int), 9)
-        ece = sum(np.sum(bins == b) / len(conf) * abs(correct[bins == b].mean() - conf[bins == b].mean())
-                  for b in range(10) if np.any(bins == b))
-        assert s.calibration_error == pytest.approx(ece, abs=1e-9)
+        assert s.calibration_error == pytest.approx(reference_ece(conf, correct), abs=1e-9)
+
+
+#: The 11 edges of 10 equal-width bins, each the double nearest k/10 (``np.linspace(0, 1, 11)``
+#: would give 0.30000000000000004 for the fourth and move a confidence of 0.3 down a bin).
+ECE_EDGES = np.array([k / 10 for k in range(11)])
+
+
+def reference_ece(conf: np.ndarray, correct: np.ndarray) -> float:
+    """ECE from its definition: bins [k/10, (k+1)/10), the last one closed at 1.0, found by
+    ``np.digitize`` on the inner edges (independent of how the exporter bins)."""
+    bins = np.digitize(conf, ECE_EDGES[1:-1], right=False)  # how many inner edges are <= conf
+    total = 0.0
+    for b in range(10):
+        mask = bins == b
+        if mask.any():
+            total += mask.sum() / conf.size * abs(correct[mask].mean() - conf[mask].mean())
+    return total
+
+
+def test_reference_ece_hand_worked_on_bin_edges() -> None:
+    """0.3 belongs to [0.3, 0.4) and 1.0 to the last bin, through the oracle and through the pipeline.
+
+    Outcomes (confidence, right?): (0.3, yes), (0.3, no), (1.0, no), (0.95, yes), (0.25, no).
+    Bin [0.3, 0.4): accuracy 1/2, confidence 0.3 -> |0.5 - 0.3| = 0.2, weight 2/5;
+    bin [0.9, 1.0]: accuracy 1/2, confidence 0.975 -> 0.475, weight 2/5;
+    bin [0.2, 0.3): accuracy 0, confidence 0.25 -> 0.25, weight 1/5.
+    ECE = 0.08 + 0.19 + 0.05 = 0.32. (0.3 in the bin below would give 0.22; 1.0 in a bin of its
+    own 0.34.)
+    """
+    conf = np.array([0.3, 0.3, 1.0, 0.95, 0.25])
+    right = np.array([1.0, 0.0, 0.0, 1.0, 0.0])
+    assert reference_ece(conf, right) == pytest.approx(0.32, abs=1e-15)
+    model = ModelConfig(name="m", classes=("0", "1"), baseline=Baseline(accuracy=0.9))
+    p = make_pipeline(model, FakeClock(100.0))
+    ids = ["a", "b", "c", "d", "e"]
+    p.apply_predictions("s", pred_batch(ids, np.full(5, 100.0), ["1"] * 5, conf), 100.0)
+    p.apply_labels("l", label_batch(ids, ["1", "0", "0", "1", "0"], np.full(5, 100.0)), 100.0)
+    ece = next(s.value for f in p.build_snapshot(100.0).families if f.name == "mlmon_calibration_error_ratio"
+               for s in f.samples if ("window", "1m") in s.labels)
+    assert ece == pytest.approx(0.32, abs=1e-9)
+
+
+#: Stamps are multiples of 10 s, so a window holds the same events under the exact rule
+#: (``ts > now - L``, used by ``check_window``) and under DESIGN §2's buckets (widths 1 s and 10 s
+#: for 1m and 10m with the default 60 buckets). Off-grid stamps: tests/test_window_oracle.py.
+GRID = 10.0
+
+
+def on_grid(ts: np.ndarray) -> np.ndarray:
+    return np.floor(ts / GRID) * GRID
 
 
 @pytest.mark.parametrize(("task", "classes"), [("binary", ["0", "1"]), ("multiclass", ["a", "b", "c", "d", "e"])])
@@ -118,7 +166,7 @@ def test_windows_against_sklearn(task: str, classes: list[str]) -> None:
         n = int(rng.integers(0, 30))
         ids = [f"r{counter + i}" for i in range(n)]
         counter += n
-        ts = now - rng.exponential(3.0, n)
+        ts = on_grid(now - rng.exponential(3.0, n))
         pr = rng.choice(classes, n, p=None).tolist()
         if task == "multiclass" and step < 60:
             pr = [c if c != "e" else "d" for c in pr]  # class "e" absent early: empty-class NaNs
@@ -133,12 +181,18 @@ def test_windows_against_sklearn(task: str, classes: list[str]) -> None:
         acc = 0.9 if step < 70 else 0.6
         labs = [preds[r][1] if rng.random() < acc else str(rng.choice(classes)) for r in chosen]
         has_ts = rng.random(k) < 0.7
-        lts = np.where(has_ts, now - rng.uniform(0, 20, k), now)
+        lts = on_grid(np.where(has_ts, now - rng.uniform(0, 20, k), now))
         p.apply_labels("labels", label_batch(chosen, labs, lts), now)
         outcomes.extend(zip(chosen, lts.tolist(), labs, strict=True))
         p.advance(now)
         if step % 5 == 0 or step > 110:
             check_window(p, now, preds, outcomes, classes, model)
+        if step % 3 == 0:
+            # the clock alone, to the next grid point: now - L is then a stamp events carry, the
+            # edge where an event must just have left the window
+            clock.t = float(on_grid(np.array([now]))[0]) + GRID
+            p.advance(clock.t)
+            check_window(p, clock.t, preds, outcomes, classes, model)
     # the clock alone empties the windows
     clock.t += 700.0
     p.advance(clock.t)
@@ -155,7 +209,10 @@ def test_tiny_and_empty_windows_give_nan_not_errors() -> None:
     p.apply_labels("l", label_batch(["a"], ["0"], np.array([100.0])), 100.0)
     s = p.versions[("m", "1")].window_stats(0)
     assert s.metrics.accuracy == 0.0 and s.labeled == 1
-    assert math.isnan(s.metrics.precision[1]) or s.metrics.precision[1] == 0.0
+    # predicted "1", truly "0": class 1 has one false positive and no true one -> precision 0/1,
+    # recall 0/0; class 0 has one false negative -> precision 0/0, recall 0/1
+    assert s.metrics.precision[1] == 0.0 and math.isnan(s.metrics.recall[1])
+    assert math.isnan(s.metrics.precision[0]) and s.metrics.recall[0] == 0.0
     assert math.isnan(s.confidence.mean)  # no confidence given
     assert not s.drift_detected  # one sample is below min_samples
     snap = p.build_snapshot(100.0)

@@ -13,11 +13,10 @@ from exporter.stats.drift import (
     bin_counts,
     chi2_p_value,
     js_distance,
-    ks_2samp_sorted,
     psi,
     quantile_edges,
 )
-from exporter.stats.estimation import calibration_bins, cbpe_accuracy, cbpe_binary, ece_from_bins
+from exporter.stats.estimation import ece_from_bins
 from exporter.stats.significance import (
     binomial_drop_p_value,
     drift_severity,
@@ -35,9 +34,6 @@ __all__ = [
     "PageHinkley",
     "bin_counts",
     "binomial_drop_p_value",
-    "calibration_bins",
-    "cbpe_accuracy",
-    "cbpe_binary",
     "chi2_p_value",
     "classification_metrics",
     "confidence_stats",
@@ -46,7 +42,6 @@ __all__ = [
     "drift_severity",
     "ece_from_bins",
     "js_distance",
-    "ks_2samp_sorted",
     "psi",
     "quantile_edges",
     "two_proportion_drop_p_value",

@@ -137,35 +137,6 @@ def chi2_p_value(ref_counts: npt.ArrayLike, cur_counts: npt.ArrayLike) -> float:
     return chi2_sf(stat, dof)
 
 
-def ks_2samp_sorted(ref_sorted: npt.ArrayLike, cur_sorted: npt.ArrayLike) -> tuple[float, float]:
-    """Two-sample Kolmogorov-Smirnov test on ascending-sorted samples: (statistic, p-value).
-
-    The statistic is computed with exactly scipy's arithmetic (``searchsorted`` of the pooled
-    sample into each side, divided by the sizes) and is bit-for-bit ``scipy.stats.ks_2samp``'s.
-    The p-value is scipy's ``method="asymp"`` two-sided one: the exact finite-n Kolmogorov
-    distribution ``kstwo.sf(D, round(n*m/(n+m)))`` (see ``kstwo_sf``), not the limiting
-    Kolmogorov distribution. Note scipy's default ``method="auto"`` would use the exact
-    permutation distribution for samples up to 10,000; we always use the asymptotic one,
-    which stays O(n) per cycle. NaN values are dropped; (NaN, NaN) when a side is empty.
-    """
-    d1 = _finite(ref_sorted)
-    d2 = _finite(cur_sorted)
-    n1 = d1.size
-    n2 = d2.size
-    if n1 == 0 or n2 == 0:
-        return (math.nan, math.nan)
-    data_all = np.concatenate([d1, d2])
-    cdf1 = np.searchsorted(d1, data_all, side="right") / n1
-    cdf2 = np.searchsorted(d2, data_all, side="right") / n2
-    cddiffs = cdf1 - cdf2
-    min_s = min(max(-float(np.min(cddiffs)), 0.0), 1.0)
-    max_s = float(np.max(cddiffs))
-    d = min_s if min_s > max_s else max_s
-    m, n = sorted([float(n1), float(n2)], reverse=True)
-    en = m * n / (m + n)
-    return (d, kstwo_sf(d, round(en)))
-
-
 # --- The finite-n two-sided Kolmogorov distribution -------------------------------------------
 #
 # Simard & L'Ecuyer (2011) "Computing the two-sided Kolmogorov-Smirnov distribution": choose,
