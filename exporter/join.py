@@ -1,18 +1,22 @@
-"""Joining late labels to the predictions they belong to.
+"""Joining late labels to the predictions they belong to, in bounded memory.
 
-Labels arrive minutes to days after their prediction. Predictions wait in a bounded buffer
-(per model: its own TTL and ``max_pending``); a label that comes first waits as an orphan for
-its prediction. Entries are kept in columnar numpy arrays in arrival order, so expiry is a
-prefix cut, and are found by id through a vectorised open-addressing hash table: no Python
-object is kept per entry, so a million pending predictions take tens of megabytes, not hundreds.
+Labels arrive minutes to days after their prediction. Per model, three structures remember what
+the join needs, and each holds at most ``join.max_pending`` entries, the oldest going first:
 
-Ids already joined are remembered for the TTL, so a repeated prediction or a second label for
-the same id is recognised as a duplicate instead of being counted twice.
+* predictions waiting for their label (evicted ones count as expired predictions);
+* labels waiting for their prediction (evicted ones count as orphan labels);
+* ids already joined, kept for the TTL so that a second label or a repeated prediction is
+  recognised as a duplicate (evicted ones are simply forgotten, and counted).
 
-Ids are matched exactly. The table narrows an id down by its 64-bit hash (Python's own
-``hash``, per process and never persisted) and every candidate is then compared with the id
-itself, which is kept as UTF-8 bytes; a hash collision costs one more comparison, never a wrong
-join.
+Waiting entries live in columnar arrays in arrival order, so expiry is a prefix cut, and are
+found by id through a vectorised open-addressing hash table: no Python object per entry. They
+keep their ids (as UTF-8 bytes) and match them exactly; the 64-bit hash only narrows the search.
+
+Joined ids keep only that hash (``stable_id_hashes``: the same in every process, so it can be
+checkpointed), sorted for lookup, with their arrival position and run-length-encoded expiry:
+about 12 bytes each. A genuinely new id whose hash equals a remembered one (probability about
+n / 2^64) is taken for a duplicate; an id forgotten early (by the bound) is not recognised any
+more, so a late second label for it waits as an orphan and a repeated prediction is new.
 """
 
 from __future__ import annotations
@@ -37,12 +41,6 @@ _NEW_LOAD = 0.5  # share of slots a rebuilt table starts with in use
 _ROW_LIMIT = (1 << 31) - (1 << 24)  # rows are int32 in the table: renumber before they overflow
 
 
-def id_hashes(ids: ObjArray | Sequence[Any]) -> HashArray:
-    """64-bit hash of every id (Python's ``hash``: cached in str objects, fine for any id)."""
-    values = ids.tolist() if isinstance(ids, np.ndarray) else list(ids)
-    return np.fromiter(map(hash, values), dtype=np.int64, count=len(values)).view(np.uint64)
-
-
 def _encode_ids(ids: ObjArray) -> pa.Array:
     """Ids as one arrow binary array (UTF-8; lone surrogates, which JSON allows, kept as such)."""
     try:
@@ -58,6 +56,84 @@ def _decode_ids(arr: pa.Array) -> ObjArray:
         out = np.empty(len(arr), dtype=object)
         out[:] = [b.decode("utf-8", "surrogatepass") for b in arr.to_pylist()]
     return out
+
+
+# --- stable id hashes ---------------------------------------------------------------------------------
+_M1 = np.uint64(0xBF58476D1CE4E5B9)
+_M2 = np.uint64(0x94D049BB133111EB)
+_GOLDEN = np.uint64(0x9E3779B97F4A7C15)
+_ALL_ONES = np.uint64(0xFFFFFFFFFFFFFFFF)
+_HASH_CHUNK = 1 << 15  # ids hashed per vectorised pass: temporaries stay in cache
+
+
+def _mix64(z: HashArray) -> HashArray:
+    """SplitMix64's finaliser: a bijection of uint64 whose every output bit depends on every input bit."""
+    z = z ^ (z >> np.uint64(30))
+    z *= _M1
+    z ^= z >> np.uint64(27)
+    z *= _M2
+    z ^= z >> np.uint64(31)
+    return z
+
+
+def stable_id_hashes(ids: pa.Array | ObjArray | Sequence[str]) -> HashArray:
+    """A 64-bit hash of every id, identical in every process, on every machine, in every release.
+
+    Python's ``hash`` of a string is salted per process, so it cannot be checkpointed; this one
+    can, and the remembered joined ids are checkpointed as these hashes. It works on the UTF-8
+    bytes (an Arrow ``binary``/``string`` array is hashed in place, anything else is encoded first,
+    lone surrogates kept as ``surrogatepass`` does), fully vectorised, with no Python loop per id:
+    every id is cut into little-endian 8-byte words (the last one zero-padded), word ``j`` is
+    keyed by its position and mixed with SplitMix64's finaliser, and the id's hash is the mixed
+    sum of its words and its length. About 40 ns per id on one core (the encoding of a Python
+    object array costs more than the hash).
+
+    It is not cryptographic and not a standard hash: distinct ids collide with probability about
+    2^-64 per pair. Where only the hash is kept (ids already joined), a genuinely new id takes an
+    existing id's place with probability about n / 2^64 among n remembered ids, and is then taken
+    for a duplicate: for a million remembered ids, about one in 1.8e13.
+    """
+    arr = ids if isinstance(ids, pa.Array) else _encode_ids(ids if isinstance(ids, np.ndarray) else _obj(list(ids)))
+    if pa.types.is_string(arr.type):
+        arr = arr.cast(pa.binary())
+    elif pa.types.is_large_string(arr.type):
+        arr = arr.cast(pa.large_binary())
+    if not (pa.types.is_binary(arr.type) or pa.types.is_large_binary(arr.type)):
+        raise TypeError(f"ids must be strings or bytes, got an Arrow array of {arr.type}")
+    n = len(arr)
+    if n <= _HASH_CHUNK:
+        return _hash_binary(arr)
+    return np.concatenate([_hash_binary(arr.slice(i, _HASH_CHUNK)) for i in range(0, n, _HASH_CHUNK)])
+
+
+def _hash_binary(arr: pa.Array) -> HashArray:
+    n = len(arr)
+    if n == 0:
+        return np.zeros(0, dtype=np.uint64)
+    _, offsets_buf, data_buf = arr.buffers()
+    off_type = np.int64 if pa.types.is_large_binary(arr.type) else np.int32
+    off = np.frombuffer(offsets_buf, dtype=off_type, count=arr.offset + n + 1)[arr.offset:].astype(np.int64)
+    lo, hi = int(off[0]), int(off[-1])
+    # the bytes, copied into whole words with a zero word after them, so any 8 bytes can be read
+    words_buf = np.zeros((hi - lo) // 8 + 2, dtype="<u8")
+    if hi > lo:
+        words_buf.view(np.uint8)[: hi - lo] = np.frombuffer(data_buf, dtype=np.uint8, count=hi - lo, offset=lo)
+    off -= lo
+    lens = np.diff(off)
+    nw = (lens + 7) // 8  # words per id
+    wend = np.cumsum(nw)
+    wstart = wend - nw
+    j = np.arange(int(wend[-1]), dtype=np.int64) - np.repeat(wstart, nw)  # word index within its id
+    p = np.repeat(off[:-1], nw) + 8 * j  # byte position of each word (unaligned)
+    q = p >> 3
+    r = ((p & 7) * 8).astype(np.uint64)
+    upper = words_buf[q + 1] << (np.uint64(64) - r)
+    words = (words_buf[q] >> r) | np.where(r == 0, np.uint64(0), upper)
+    left = (np.repeat(lens, nw) - 8 * j).astype(np.uint64)  # bytes of the id from this word on
+    words &= np.where(left >= 8, _ALL_ONES, (np.uint64(1) << (np.minimum(left, np.uint64(7)) * np.uint64(8))) - 1)
+    mixed = _mix64(words ^ _mix64((j.astype(np.uint64) + np.uint64(1)) * _GOLDEN))
+    sums = np.concatenate((np.zeros(1, dtype=np.uint64), np.cumsum(mixed, dtype=np.uint64)))
+    return _mix64((sums[wend] - sums[wstart]) + (lens.astype(np.uint64) + np.uint64(1)) * _GOLDEN)
 
 
 class _Segment:
@@ -216,8 +292,7 @@ class ArrivalBuffer:
         for seg in self._segs:
             idx = np.flatnonzero(seg.alive)
             if idx.size:
-                ids = _decode_ids(seg.ids.take(pa.array(idx)))
-                self._insert(id_hashes(ids), idx + (seg.start - self._base))
+                self._insert(stable_id_hashes(seg.ids.take(pa.array(idx))), idx + (seg.start - self._base))
 
     # -- rows ------------------------------------------------------------------------------------------
     def _locate(self, rows: IntArray) -> tuple[IntArray, IntArray]:
@@ -227,7 +302,7 @@ class ArrivalBuffer:
         return seg, seq - self._starts[seg]
 
     def _gather(self, rows: IntArray, what: str) -> Any:
-        """Values of ``ids``, ``expires``, ``alive`` or a column for the rows (in their order)."""
+        """Values of ``ids`` (``raw``: as Arrow binary), ``expires``, ``alive`` or a column for the rows."""
         seg_idx, off = self._locate(rows)
         parts: list[Any] = []
         order = np.argsort(seg_idx, kind="stable")
@@ -239,12 +314,19 @@ class ArrivalBuffer:
             o = off[order[lo:hi]]
             if what == "ids":
                 parts.append(_decode_ids(seg.ids.take(pa.array(o))))
+            elif what == "raw":
+                parts.append(seg.ids.take(pa.array(o)))
             elif what == "expires":
                 parts.append(seg.expires.at(o))
             elif what == "alive":
                 parts.append(seg.alive[o])
             else:
                 parts.append(seg.cols[what][o])
+        if what == "raw":
+            if not parts:
+                return pa.array([], type=pa.binary())
+            merged_raw = pa.concat_arrays(parts) if len(parts) > 1 else parts[0]
+            return merged_raw.take(pa.array(np.argsort(order, kind="stable")))
         if not parts:
             dtype = object if what == "ids" else np.float64 if what == "expires" else \
                 bool if what == "alive" else self._stored_dtype(what)
@@ -283,7 +365,7 @@ class ArrivalBuffer:
     def lookup(self, ids: Sequence[str] | ObjArray, h: HashArray | None = None) -> IntArray:
         """Row of each id, or -1 when it is not buffered."""
         arr = ids if isinstance(ids, np.ndarray) else _obj(list(ids))
-        rows, _ = self._probe(id_hashes(arr) if h is None else h, arr)
+        rows, _ = self._probe(stable_id_hashes(arr) if h is None else h, arr)
         return rows
 
     def contains(self, ids: ObjArray, h: HashArray | None = None) -> npt.NDArray[np.bool_]:
@@ -291,18 +373,19 @@ class ArrivalBuffer:
         return out
 
     def add(self, ids: npt.NDArray[np.object_], expires: FloatArray, cols: Mapping[str, npt.NDArray[Any]],
-            h: HashArray | None = None) -> None:
-        """Append entries (ids must be new and distinct)."""
+            h: HashArray | None = None, encoded: pa.Array | None = None) -> None:
+        """Append entries (ids must be new and distinct; ``encoded`` their ``_encode_ids``)."""
         n = int(ids.size)
         if n == 0:
             return
         if self._next + n - self._base > _ROW_LIMIT:
             self._compact()
-        h = id_hashes(ids) if h is None else h
+        encoded = _encode_ids(ids) if encoded is None else encoded
+        h = stable_id_hashes(encoded) if h is None else h
         self._reserve(n)
         start = self._next
         self._insert(h, np.arange(start - self._base, start - self._base + n, dtype=np.int64))
-        seg = _Segment(start, _encode_ids(ids), np.asarray(expires, dtype=np.float64),
+        seg = _Segment(start, encoded, np.asarray(expires, dtype=np.float64),
                        {name: self._encode(name, cols[name]) for name in self._dtypes})
         self._next += n
         self._live += n
@@ -322,10 +405,11 @@ class ArrivalBuffer:
 
     def _take(self, rows: IntArray) -> tuple[dict[str, npt.NDArray[Any]], HashArray]:
         out = {n: self._decode(n, self._gather(rows, n)) for n in self._dtypes}
-        ids = self._ids_at(rows)
+        raw: pa.Array = self._gather(rows, "raw")
+        ids = _decode_ids(raw)
         out["id"] = ids
         out["expires"] = self._gather(rows, "expires")
-        h = id_hashes(ids)
+        h = stable_id_hashes(raw)
         if rows.size:
             _, slots = self._probe(h, ids)
             self._slots[slots[slots >= 0]] = _TOMB
@@ -441,23 +525,204 @@ def _obj(values: list[Any]) -> ObjArray:
     return out
 
 
+class _HashSegment:
+    """Joined ids with sequence numbers ``start .. start + n - 1``: hashes sorted, with arrival offsets.
+
+    Equal hashes are ordered by arrival, so the last of them is the newest (the one to check).
+    """
+
+    __slots__ = ("hashes", "n", "offsets", "start")
+
+    def __init__(self, start: int, hashes: HashArray, offsets: npt.NDArray[np.uint32]) -> None:
+        self.start = start
+        self.n = int(hashes.size)
+        self.hashes = hashes
+        self.offsets = offsets
+
+    @classmethod
+    def of(cls, start: int, h: HashArray) -> _HashSegment:
+        order = np.argsort(h, kind="stable")
+        return cls(start, h[order], order.astype(np.uint32))
+
+    def merge(self, newer: _HashSegment) -> _HashSegment:
+        """One segment of both (``newer`` follows this one), sorted in one linear pass."""
+        at = np.searchsorted(self.hashes, newer.hashes, side="right") + np.arange(newer.n)
+        hashes = np.empty(self.n + newer.n, dtype=np.uint64)
+        offsets = np.empty(self.n + newer.n, dtype=np.uint32)
+        mine = np.ones(self.n + newer.n, dtype=bool)
+        mine[at] = False
+        hashes[at], hashes[mine] = newer.hashes, self.hashes
+        offsets[at] = newer.offsets + np.uint32(newer.start - self.start)
+        offsets[mine] = self.offsets
+        return _HashSegment(self.start, hashes, offsets)
+
+    def drop_before(self, head: int) -> _HashSegment:
+        """The same segment without the entries older than sequence number ``head``."""
+        cut = head - self.start
+        keep = self.offsets >= cut
+        return _HashSegment(head, self.hashes[keep], self.offsets[keep] - np.uint32(cut))
+
+    def in_arrival_order(self) -> HashArray:
+        out = np.empty(self.n, dtype=np.uint64)
+        out[self.offsets] = self.hashes
+        return out
+
+
+class JoinedIds:
+    """Hashes of the ids already joined, oldest first, each remembered until its expiry.
+
+    Storage is a few segments (about log2(n), merged as they accumulate) of sorted 64-bit hashes
+    with their uint32 arrival offset, 12 bytes an id, plus the expiry times run-length encoded by
+    arrival (one run per batch; when runs outnumber an eighth of the ids, neighbouring runs are
+    merged keeping the later expiry, so an id may be remembered a little longer, never shorter,
+    and the runs never cost more than 2 bytes an id). Expiry and the size bound both advance one
+    cut, ``head``: every id older than it is forgotten. Expiry times are kept non-decreasing in
+    arrival order (an id is never forgotten before an older one), which only matters when the
+    TTL shrinks on reload or the clock steps back.
+    """
+
+    def __init__(self) -> None:
+        self._segs: list[_HashSegment] = []
+        self._head = 0  # sequence number of the oldest remembered id
+        self._next = 0  # sequence number of the next id
+        self._run_pos: IntArray = np.zeros(0, dtype=np.int64)  # first sequence number of each run
+        self._run_val: FloatArray = np.zeros(0, dtype=np.float64)  # its expiry
+
+    def __len__(self) -> int:
+        return self._next - self._head
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes held in arrays (what a joined id costs, without the list and object headers)."""
+        return sum(s.hashes.nbytes + s.offsets.nbytes for s in self._segs) + self._run_pos.nbytes + \
+            self._run_val.nbytes
+
+    def contains(self, h: HashArray) -> npt.NDArray[np.bool_]:
+        """Which hashes are remembered."""
+        found = np.zeros(h.size, dtype=bool)
+        if h.size == 0:
+            return found
+        for seg in self._segs:
+            if seg.n == 0:
+                continue
+            i = np.searchsorted(seg.hashes, h, side="right") - 1
+            valid = i >= 0
+            i = np.maximum(i, 0)
+            hit = valid & (seg.hashes[i] == h)
+            if seg.start < self._head:  # only the oldest segment holds forgotten entries
+                hit &= seg.offsets[i].astype(np.int64) + seg.start >= self._head
+            found |= hit
+        return found
+
+    def add(self, h: HashArray, expires: float) -> None:
+        """Remember ids (by hash) until ``expires`` (all joined at the same moment)."""
+        n = int(h.size)
+        if n == 0:
+            return
+        val = max(float(expires), float(self._run_val[-1])) if self._run_val.size else float(expires)
+        if not (self._run_val.size and self._run_val[-1] == val):
+            self._run_pos = np.append(self._run_pos, self._next)
+            self._run_val = np.append(self._run_val, val)
+            if self._run_val.size > max(64, len(self) // 8):
+                self._coarsen_runs()
+        self._segs.append(_HashSegment.of(self._next, np.asarray(h, dtype=np.uint64)))
+        self._next += n
+        while len(self._segs) >= 2 and 2 * self._segs[-1].n >= self._segs[-2].n:
+            newer = self._segs.pop()
+            self._segs[-1] = self._segs[-1].merge(newer)
+
+    def _coarsen_runs(self) -> None:
+        """Merge neighbouring runs pairwise (the newest stays alone), keeping the later expiry."""
+        k = self._run_val.size - 1
+        pairs = k // 2 * 2
+        pos = np.concatenate((self._run_pos[:pairs:2], self._run_pos[pairs:]))
+        val = np.concatenate((self._run_val[1:pairs:2], self._run_val[pairs:]))
+        self._run_pos, self._run_val = pos, val
+
+    def expire(self, now: float, max_size: int) -> tuple[int, int]:
+        """Forget ids whose expiry passed, then the oldest beyond ``max_size``.
+
+        Returns how many were forgotten at their expiry and how many early, by the bound.
+        """
+        head = self._head
+        due = int(np.searchsorted(self._run_val, now, side="right"))  # runs [0, due) expired
+        if due:
+            head = max(head, int(self._run_pos[due]) if due < self._run_pos.size else self._next)
+        expired = head - self._head
+        forgotten = max(0, self._next - head - max_size)
+        head += forgotten
+        if head != self._head:
+            self._advance_head(head)
+        return expired, forgotten
+
+    def _advance_head(self, head: int) -> None:
+        self._head = head
+        # runs: keep the one holding head and those after it
+        first = max(0, int(np.searchsorted(self._run_pos, head, side="right")) - 1)
+        if head >= self._next:
+            first = self._run_pos.size
+        self._run_pos, self._run_val = self._run_pos[first:], self._run_val[first:]
+        while self._segs and self._segs[0].start + self._segs[0].n <= head:
+            self._segs.pop(0)
+        if self._segs:
+            seg = self._segs[0]
+            dead = head - seg.start
+            if dead > 1024 and 2 * dead >= seg.n:
+                self._segs[0] = seg.drop_before(head)
+
+    def export(self) -> dict[str, Any]:
+        """Remembered hashes in arrival order, and the expiry runs (first index, expiry)."""
+        parts = [s.in_arrival_order() for s in self._segs]
+        hashes = np.concatenate(parts) if parts else np.zeros(0, dtype=np.uint64)
+        if self._segs:
+            hashes = hashes[self._head - self._segs[0].start:]
+        return {"hashes": hashes, "run_start": np.maximum(self._run_pos - self._head, 0),
+                "run_expires": self._run_val.copy()}
+
+    def restore(self, saved: Mapping[str, Any]) -> None:
+        """Append what ``export`` returned (hashes, or the ``id`` and ``expires`` of older checkpoints)."""
+        if "hashes" in saved:
+            hashes = np.asarray(saved["hashes"], dtype=np.uint64)
+            starts = np.asarray(saved["run_start"], dtype=np.int64)
+            ends = np.append(starts[1:], hashes.size)
+            for lo, hi, val in zip(starts.tolist(), ends.tolist(), np.asarray(saved["run_expires"]).tolist(),
+                                   strict=True):
+                self.add(hashes[lo:hi], val)
+            return
+        ids = np.asarray(saved["id"], dtype=object)  # format 1: the ids themselves
+        expires = np.asarray(saved["expires"], dtype=np.float64)
+        h = stable_id_hashes(ids)
+        for lo, hi in _runs(expires):
+            self.add(h[lo:hi], float(expires[lo]))
+
+
+def _runs(values: FloatArray) -> list[tuple[int, int]]:
+    """(start, end) of each run of equal neighbouring values."""
+    if values.size == 0:
+        return []
+    starts = np.concatenate(([0], np.flatnonzero(values[1:] != values[:-1]) + 1)).tolist()
+    return list(zip(starts, [*starts[1:], int(values.size)], strict=True))
+
+
 PENDING_COLUMNS: dict[str, npt.DTypeLike] = {
     "version": object, "pred_idx": np.int32, "confidence": np.float64, "pred_ts": np.float64,
 }
-ORPHAN_COLUMNS: dict[str, npt.DTypeLike] = {"label": object, "label_ts": np.float64, "model": object,
-                                             "source": object}
+# a waiting label: its model is the buffer it waits in (labels that name none share one)
+WAITING_COLUMNS: dict[str, npt.DTypeLike] = {"label": object, "label_ts": np.float64, "source": object}
 
 
 @dataclass
 class ModelJoin:
-    """One model's pending predictions and the ids it already joined."""
+    """One model's pending predictions, the labels waiting for them, and the ids it already joined."""
 
     ttl: float
     max_pending: int
 
     def __post_init__(self) -> None:
         self.pending = ArrivalBuffer(PENDING_COLUMNS)
-        self.joined = ArrivalBuffer({})
+        self.waiting = ArrivalBuffer(WAITING_COLUMNS)
+        self.joined = JoinedIds()
+        self.forgotten_total = 0  # joined ids forgotten before their TTL, to respect max_pending
 
 
 @dataclass
@@ -477,11 +742,17 @@ def first_occurrences(ids: npt.NDArray[np.object_]) -> npt.NDArray[np.bool_]:
 
 
 class Joiner:
-    """Labels meet predictions by id, whichever arrives first (ids are unique across models)."""
+    """Labels meet predictions by id, whichever arrives first (ids are unique across models).
+
+    A label naming a model waits in that model's buffer, up to its ``max_pending``; labels that
+    name none (a label source without ``model``, records without one) wait in a shared buffer, up
+    to the sum of the models' ``max_pending``, because they may belong to any model. Every
+    waiting label waits for the longest TTL of all models (as in earlier releases).
+    """
 
     def __init__(self, models: Mapping[str, tuple[float, int]]) -> None:
         self.models: dict[str, ModelJoin] = {}
-        self.orphans = ArrivalBuffer(ORPHAN_COLUMNS)
+        self.unnamed = ArrivalBuffer(WAITING_COLUMNS)
         self.configure(models)
 
     def configure(self, models: Mapping[str, tuple[float, int]]) -> None:
@@ -493,12 +764,13 @@ class Joiner:
             mj.ttl, mj.max_pending = ttl, max_pending
             self.models[name] = mj
         self.orphan_ttl = max((t for t, _ in models.values()), default=0.0)
+        self.unnamed_max = sum(m for _, m in models.values())
 
     def is_known(self, model: str, ids: npt.NDArray[np.object_]) -> npt.NDArray[np.bool_]:
         """Ids already pending or joined for this model: a repeated prediction is a duplicate."""
         mj = self.models[model]
-        h = id_hashes(ids)
-        return mj.pending.contains(ids, h) | mj.joined.contains(ids, h)
+        h = stable_id_hashes(ids)
+        return mj.pending.contains(ids, h) | mj.joined.contains(h)
 
     def add_predictions(
         self, model: str, ids: npt.NDArray[np.object_], cols: Mapping[str, npt.NDArray[Any]], now: float,
@@ -512,33 +784,40 @@ class Joiner:
         predictions that joined, the matches, and the source of each dropped label.
         """
         mj = self.models[model]
-        h = id_hashes(ids)
-        rows = self.orphans.lookup(ids, h)
-        hit = rows >= 0
-        rejected_sources = np.empty(0, dtype=object)
-        if hit.any():
-            # an orphan label restricted to another model does not join this one
-            hit_models = self.orphans.column("model", rows[hit])
-            ok = np.array([m is None or m == model for m in hit_models.tolist()], dtype=bool)
-            idx = np.flatnonzero(hit)
-            hit[idx[~ok]] = False
-        if accepts is not None and hit.any():
-            idx = np.flatnonzero(hit)
-            good = accepts(self.orphans.column("label", rows[idx]))
-            if not good.all():
-                rejected_sources = self.orphans.take(rows[idx[~good]])["source"]
-                hit[idx[~good]] = False
-        matched_rows = rows[hit]
-        orphan = self.orphans.take(matched_rows) if matched_rows.size else None
+        encoded = _encode_ids(ids)
+        h = stable_id_hashes(encoded)
+        n = int(ids.size)
+        hit = np.zeros(n, dtype=bool)
+        labels = np.empty(n, dtype=object)
+        label_ts = np.zeros(n, dtype=np.float64)
+        rejected: list[ObjArray] = []
+        for buf in (mj.waiting, self.unnamed):
+            if len(buf) == 0:
+                continue
+            rows = buf.lookup(ids, h)
+            rows[hit] = -1
+            idx = np.flatnonzero(rows >= 0)
+            if idx.size == 0:
+                continue
+            if accepts is not None:
+                good = accepts(buf.column("label", rows[idx]))
+                if not good.all():
+                    rejected.append(buf.take(rows[idx[~good]])["source"])
+                    idx = idx[good]
+            if idx.size:
+                taken = buf.take(rows[idx])
+                hit[idx] = True
+                labels[idx] = taken["label"]
+                label_ts[idx] = taken["label_ts"]
         waiting = ~hit
         mj.pending.add(ids[waiting], np.full(int(waiting.sum()), now + mj.ttl),
-                       {n: np.asarray(c)[waiting] for n, c in cols.items()}, h[waiting])
-        pred = {n: np.asarray(c)[hit] for n, c in cols.items()}
+                       {c: np.asarray(v)[waiting] for c, v in cols.items()}, h[waiting],
+                       encoded if not hit.any() else encoded.filter(pa.array(waiting)))
+        mj.joined.add(h[hit], now + mj.ttl)
+        pred = {c: np.asarray(v)[hit] for c, v in cols.items()}
         pred["id"] = ids[hit]
-        if orphan is not None:
-            mj.joined.add(ids[hit], np.full(int(hit.sum()), now + mj.ttl), {}, h[hit])
-            return hit, Matched(pred, orphan["label"], orphan["label_ts"]), rejected_sources
-        return hit, Matched(pred, np.empty(0, dtype=object), np.empty(0)), rejected_sources
+        rejected_sources = np.concatenate(rejected) if rejected else np.empty(0, dtype=object)
+        return hit, Matched(pred, labels[hit], label_ts[hit]), rejected_sources
 
     def locate_labels(
         self, ids: npt.NDArray[np.object_], models: npt.NDArray[np.object_]
@@ -546,12 +825,13 @@ class Joiner:
         """Find which model's pending prediction each label belongs to, without changing state.
 
         Returns {model: row of pending per label (-1 elsewhere)}, a mask of labels found, and a
-        mask of labels whose id was already joined (duplicates).
+        mask of labels that are duplicates: their id was already joined (and is still
+        remembered) by a model the label may belong to, or a label with that id already waits.
         """
         found = np.zeros(ids.size, dtype=bool)
         dup = np.zeros(ids.size, dtype=bool)
         rows_by_model: dict[str, npt.NDArray[np.int64]] = {}
-        h = id_hashes(ids)
+        h = stable_id_hashes(ids)
         restrict = models.tolist()
         unrestricted = all(m is None for m in restrict)
         for name, mj in self.models.items():
@@ -562,53 +842,126 @@ class Joiner:
             if (rows >= 0).any():
                 rows_by_model[name] = rows
                 found |= rows >= 0
-            dup |= allowed & mj.joined.contains(ids, h)
+            dup |= allowed & mj.joined.contains(h)
         dup &= ~found
-        dup |= ~found & self.orphans.contains(ids, h)
+        for buf in self._waiting_buffers():
+            if len(buf):
+                dup |= ~found & buf.contains(ids, h)
         return rows_by_model, found, dup
 
     def take_pending(self, model: str, rows: npt.NDArray[np.int64], now: float) -> dict[str, npt.NDArray[Any]]:
+        """Remove the pending predictions at ``rows`` (their labels came) and remember their ids."""
         mj = self.models[model]
         pred, h = mj.pending._take(np.asarray(rows, dtype=np.int64))
-        mj.joined.add(pred["id"], np.full(rows.size, now + mj.ttl), {}, h)
+        mj.joined.add(h, now + mj.ttl)
         return pred
 
     def add_orphans(self, ids: npt.NDArray[np.object_], labels: npt.NDArray[np.object_], label_ts: FloatArray,
                     models: npt.NDArray[np.object_], now: float, source: str = "") -> None:
-        """Labels with no prediction yet; ``source`` is charged if the label later proves invalid."""
-        self.orphans.add(ids, np.full(ids.size, now + self.orphan_ttl),
-                         {"label": labels, "label_ts": label_ts, "model": models,
-                          "source": np.full(ids.size, source, dtype=object)})
+        """Labels with no prediction yet, each in the buffer of the model it names (or the shared one).
+
+        ``source`` is charged if the label later proves invalid. A label naming a model that is
+        not configured is the caller's to refuse; here it is dropped.
+        """
+        for name, rows in _model_groups(models):
+            if name is None:
+                buf = self.unnamed
+            elif name in self.models:
+                buf = self.models[name].waiting
+            else:
+                continue
+            buf.add(ids[rows], np.full(rows.size, now + self.orphan_ttl),
+                    {"label": labels[rows], "label_ts": np.asarray(label_ts)[rows],
+                     "source": np.full(rows.size, source, dtype=object)})
 
     def expire(self, now: float) -> tuple[dict[str, dict[str, npt.NDArray[Any]]], npt.NDArray[np.object_]]:
-        """Expire predictions past their TTL or beyond max_pending, and orphan labels past theirs.
+        """Apply the TTLs and the ``max_pending`` bounds, oldest first.
 
-        Returns the expired predictions per model and the model named by each expired orphan.
+        Returns the predictions that expired or were pushed out, per model, and the model named
+        by each label that expired or was pushed out (None for a label naming none): both are
+        counted by the caller. Joined ids forgotten early are counted here (``forgotten_total``).
         """
         expired = {}
+        orphans: list[ObjArray] = []
         for name, mj in self.models.items():
             gone = mj.pending.expire(now, mj.max_pending)
             if gone["id"].size:
                 expired[name] = gone
-            mj.joined.expire(now, mj.max_pending)
-        orphans = self.orphans.expire(now, sum(mj.max_pending for mj in self.models.values()))
-        return expired, orphans["model"]
+            n_orphans = int(mj.waiting.expire(now, mj.max_pending)["id"].size)
+            if n_orphans:
+                orphans.append(np.full(n_orphans, name, dtype=object))
+            _, forgotten = mj.joined.expire(now, mj.max_pending)
+            mj.forgotten_total += forgotten
+        n_unnamed = int(self.unnamed.expire(now, self.unnamed_max)["id"].size)
+        if n_unnamed:
+            orphans.append(np.full(n_unnamed, None, dtype=object))
+        return expired, np.concatenate(orphans) if orphans else np.empty(0, dtype=object)
+
+    def _waiting_buffers(self) -> list[ArrivalBuffer]:
+        return [*(mj.waiting for mj in self.models.values()), self.unnamed]
 
     def state(self) -> dict[str, Any]:
+        """Everything to continue joining exactly where this joiner is (see ``restore``).
+
+        ``models`` holds what depends on the model's classes (pending predictions carry class
+        indices) and may be dropped by the caller when they changed; waiting labels are text
+        and live apart, under ``waiting`` (per model) and ``unnamed``.
+        """
         return {
-            "models": {name: {"pending": mj.pending.export(), "joined": mj.joined.export()}
+            "models": {name: {"pending": mj.pending.export(), "joined": mj.joined.export(),
+                              "forgotten_total": mj.forgotten_total}
                        for name, mj in self.models.items()},
-            "orphans": self.orphans.export(),
+            "waiting": {name: mj.waiting.export() for name, mj in self.models.items()},
+            "unnamed": self.unnamed.export(),
         }
 
     def restore(self, state: Mapping[str, Any]) -> None:
-        """Reinstate buffers of models that are still configured (others are dropped)."""
+        """Reinstate buffers of models that are still configured (others are dropped).
+
+        Also reads the state of earlier releases (one orphan buffer with a ``model`` column,
+        joined ids kept whole), so a checkpoint can be migrated.
+        """
         for name, saved in state["models"].items():
             mj = self.models.get(name)
             if mj is not None:
                 mj.pending.restore(saved["pending"])
                 mj.joined.restore(saved["joined"])
-        self.orphans.restore(state["orphans"])
+                mj.forgotten_total = int(saved.get("forgotten_total", 0))
+        if "orphans" in state:  # earlier releases: one buffer, the model in a column
+            self._restore_orphans(state["orphans"])
+            return
+        for name, saved in state["waiting"].items():
+            if name in self.models:
+                self.models[name].waiting.restore(saved)
+        self.unnamed.restore(state["unnamed"])
+
+    def _restore_orphans(self, saved: Mapping[str, Any]) -> None:
+        for name, rows in _model_groups(np.asarray(saved["model"], dtype=object)):
+            buf = self.unnamed if name is None else self.models[name].waiting if name in self.models else None
+            if buf is not None:
+                buf.restore({k: np.asarray(v)[rows] for k, v in saved.items()})
 
     def pending_count(self, model: str) -> int:
+        """Predictions of the model waiting for their label."""
         return len(self.models[model].pending)
+
+    def waiting_count(self, model: str | None) -> int:
+        """Labels waiting for their prediction: naming ``model``, or (None) naming no model."""
+        return len(self.unnamed if model is None else self.models[model].waiting)
+
+    def joined_count(self, model: str) -> int:
+        """Ids the model joined and still remembers."""
+        return len(self.models[model].joined)
+
+    def forgotten_total(self, model: str) -> int:
+        """Joined ids the model forgot before their TTL, to stay within ``max_pending``."""
+        return self.models[model].forgotten_total
+
+
+def _model_groups(models: npt.NDArray[np.object_]) -> list[tuple[str | None, npt.NDArray[np.int64]]]:
+    """Row indices per distinct model value (None included), in first-seen order."""
+    distinct = set(models.tolist())
+    if len(distinct) == 1:
+        return [(distinct.pop(), np.arange(models.size))]
+    return [(v, np.flatnonzero(np.equal(models, v) if v is not None else np.equal(models, None)))
+            for v in sorted(distinct, key=lambda v: (v is not None, str(v)))]
