@@ -21,6 +21,7 @@ more, so a late second label for it waits as an orphan and a repeated prediction
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -39,6 +40,7 @@ _TOMB = -2  # table slot whose entry was removed (probing goes on past it)
 _MAX_LOAD = 0.75  # rebuild the table when live + removed slots exceed this share
 _NEW_LOAD = 0.5  # share of slots a rebuilt table starts with in use
 _ROW_LIMIT = (1 << 31) - (1 << 24)  # rows are int32 in the table: renumber before they overflow
+_MAX_RUNS = 1024  # expiry runs of joined ids kept exact (beyond: an eighth of the ids)
 
 
 def _encode_ids(ids: ObjArray) -> pa.Array:
@@ -573,10 +575,12 @@ class JoinedIds:
 
     Storage is a few segments (about log2(n), merged as they accumulate) of sorted 64-bit hashes
     with their uint32 arrival offset, 12 bytes an id, plus the expiry times run-length encoded by
-    arrival (one run per batch; when runs outnumber an eighth of the ids, neighbouring runs are
-    merged keeping the later expiry, so an id may be remembered a little longer, never shorter,
-    and the runs never cost more than 2 bytes an id). Expiry and the size bound both advance one
-    cut, ``head``: every id older than it is forgotten. Expiry times are kept non-decreasing in
+    arrival: one run (16 bytes) per batch joined. Runs are at most 1024 or an eighth of the ids,
+    whichever is more (so never more than 16 KiB, or 2 bytes an id): beyond that, expiry times
+    are rounded up to a coarser step (doubling, at most about a 512th of the span the runs cover,
+    that is of the TTL) and equal ones merge, so at low traffic an id may be remembered a little
+    longer than the TTL, never shorter. Expiry and the size bound both advance one cut,
+    ``head``: every id older than it is forgotten. Expiry times are kept non-decreasing in
     arrival order (an id is never forgotten before an older one), which only matters when the
     TTL shrinks on reload or the clock steps back.
     """
@@ -587,6 +591,7 @@ class JoinedIds:
         self._next = 0  # sequence number of the next id
         self._run_pos: IntArray = np.zeros(0, dtype=np.int64)  # first sequence number of each run
         self._run_val: FloatArray = np.zeros(0, dtype=np.float64)  # its expiry
+        self._step = 0.0  # expiry times are rounded up to a multiple of this (0: exact)
 
     def __len__(self) -> int:
         return self._next - self._head
@@ -619,25 +624,35 @@ class JoinedIds:
         n = int(h.size)
         if n == 0:
             return
-        val = max(float(expires), float(self._run_val[-1])) if self._run_val.size else float(expires)
+        val = float(expires)
+        if self._step:
+            val = max(val, math.ceil(val / self._step) * self._step)
+        if self._run_val.size:
+            val = max(val, float(self._run_val[-1]))
         if not (self._run_val.size and self._run_val[-1] == val):
             self._run_pos = np.append(self._run_pos, self._next)
             self._run_val = np.append(self._run_val, val)
-            if self._run_val.size > max(64, len(self) // 8):
-                self._coarsen_runs()
+            limit = max(_MAX_RUNS, (len(self) + n) // 8)
+            if self._run_val.size > limit:
+                self._coarsen_runs(limit)
         self._segs.append(_HashSegment.of(self._next, np.asarray(h, dtype=np.uint64)))
         self._next += n
         while len(self._segs) >= 2 and 2 * self._segs[-1].n >= self._segs[-2].n:
             newer = self._segs.pop()
             self._segs[-1] = self._segs[-1].merge(newer)
 
-    def _coarsen_runs(self) -> None:
-        """Merge neighbouring runs pairwise (the newest stays alone), keeping the later expiry."""
-        k = self._run_val.size - 1
-        pairs = k // 2 * 2
-        pos = np.concatenate((self._run_pos[:pairs:2], self._run_pos[pairs:]))
-        val = np.concatenate((self._run_val[1:pairs:2], self._run_val[pairs:]))
-        self._run_pos, self._run_val = pos, val
+    def _coarsen_runs(self, limit: int) -> None:
+        """Round expiry times up to a coarser step until at most half of ``limit`` runs remain."""
+        span = float(self._run_val[-1] - self._run_val[0])
+        step = max(2 * self._step, span / (limit // 2))
+        while step > 0 and math.isfinite(step):
+            val = np.maximum(np.ceil(self._run_val / step) * step, self._run_val)
+            val = np.maximum.accumulate(val)
+            keep = np.concatenate(([True], val[1:] != val[:-1]))
+            if int(keep.sum()) <= limit // 2 + 1:
+                self._run_pos, self._run_val, self._step = self._run_pos[keep], val[keep], step
+                return
+            step *= 2
 
     def expire(self, now: float, max_size: int) -> tuple[int, int]:
         """Forget ids whose expiry passed, then the oldest beyond ``max_size``.
@@ -959,9 +974,10 @@ class Joiner:
 
 
 def _model_groups(models: npt.NDArray[np.object_]) -> list[tuple[str | None, npt.NDArray[np.int64]]]:
-    """Row indices per distinct model value (None included), in first-seen order."""
+    """Row indices per distinct model value (None first, then names in order)."""
     distinct = set(models.tolist())
     if len(distinct) == 1:
         return [(distinct.pop(), np.arange(models.size))]
-    return [(v, np.flatnonzero(np.equal(models, v) if v is not None else np.equal(models, None)))
-            for v in sorted(distinct, key=lambda v: (v is not None, str(v)))]
+    none = np.fromiter((m is None for m in models.tolist()), dtype=bool, count=models.size)
+    out: list[tuple[str | None, npt.NDArray[np.int64]]] = [(None, np.flatnonzero(none))] if none.any() else []
+    return out + [(v, np.flatnonzero(models == v)) for v in sorted(str(v) for v in distinct if v is not None)]
