@@ -699,6 +699,8 @@ class JoinedIds:
         if "hashes" in saved:
             hashes = np.asarray(saved["hashes"], dtype=np.uint64)
             starts = np.asarray(saved["run_start"], dtype=np.int64)
+            if hashes.size == 0:
+                return
             ends = np.append(starts[1:], hashes.size)
             for lo, hi, val in zip(starts.tolist(), ends.tolist(), np.asarray(saved["run_expires"]).tolist(),
                                    strict=True):
