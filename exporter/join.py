@@ -463,6 +463,10 @@ class ArrivalBuffer:
             self._stored -= sum(s.n for s in self._segs[:drop])
             del self._segs[:drop]
             self._starts = self._starts[drop:]
+        if self._live == 0 and self._slots.size > 16:  # emptied (labels all joined): drop the table too
+            self._slots = np.full(16, _EMPTY, dtype=np.int32)
+            self._tags = np.zeros(16, dtype=np.uint16)
+            self._used = 0
         dead = self._stored - self._live
         bloated = any(len(v) > 2 * self._live + 1024 for v in self._values.values())
         if bloated or (dead > 1024 and dead >= self._live):
