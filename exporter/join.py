@@ -581,7 +581,7 @@ class JoinedIds:
     with their uint32 arrival offset, 12 bytes an id, plus the expiry times run-length encoded by
     arrival: one run (16 bytes) per batch joined. Runs are at most 1024 or an eighth of the ids,
     whichever is more (so never more than 16 KiB, or 2 bytes an id): beyond that, expiry times
-    are rounded up to a coarser step (doubling, at most about a 512th of the span the runs cover,
+    are rounded up to a coarser step (doubling, at most about a 256th of the span the runs cover,
     that is of the TTL) and equal ones merge, so at low traffic an id may be remembered a little
     longer than the TTL, never shorter. Expiry and the size bound both advance one cut,
     ``head``: every id older than it is forgotten. Expiry times are kept non-decreasing in
