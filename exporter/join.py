@@ -78,13 +78,14 @@ def _mix64(z: HashArray) -> HashArray:
     return z
 
 
-def stable_id_hashes(ids: pa.Array | ObjArray | Sequence[str]) -> HashArray:
+def stable_id_hashes(ids: pa.Array | pa.ChunkedArray | ObjArray | Sequence[str]) -> HashArray:
     """A 64-bit hash of every id, identical in every process, on every machine, in every release.
 
     Python's ``hash`` of a string is salted per process, so it cannot be checkpointed; this one
     can, and the remembered joined ids are checkpointed as these hashes. It works on the UTF-8
-    bytes (an Arrow ``binary``/``string`` array is hashed in place, anything else is encoded first,
-    lone surrogates kept as ``surrogatepass`` does), fully vectorised, with no Python loop per id:
+    bytes (an Arrow ``binary``/``string`` array or chunked column, large or not, is hashed from its
+    buffers; anything else is encoded first, lone surrogates kept as ``surrogatepass`` does),
+    fully vectorised, with no Python loop per id:
     every id is cut into little-endian 8-byte words (the last one zero-padded), word ``j`` is
     keyed by its position and mixed with SplitMix64's finaliser, and the id's hash is the mixed
     sum of its words and its length. About 40 ns per id on one core (the encoding of a Python
@@ -95,6 +96,8 @@ def stable_id_hashes(ids: pa.Array | ObjArray | Sequence[str]) -> HashArray:
     existing id's place with probability about n / 2^64 among n remembered ids, and is then taken
     for a duplicate: for a million remembered ids, about one in 1.8e13.
     """
+    if isinstance(ids, pa.ChunkedArray):  # a column of a pyarrow Table
+        ids = ids.combine_chunks() if ids.num_chunks else pa.array([], type=ids.type)
     arr = ids if isinstance(ids, pa.Array) else _encode_ids(ids if isinstance(ids, np.ndarray) else _obj(list(ids)))
     if pa.types.is_string(arr.type):
         arr = arr.cast(pa.binary())

@@ -143,6 +143,9 @@ def test_stable_hash_is_the_same_for_every_input_form_and_process() -> None:
     assert stable_id_hashes(pa.array(texts[:5], type=pa.string())).tolist() == h[:5].tolist()
     assert stable_id_hashes(pa.array(texts[:5], type=pa.large_string())).tolist() == h[:5].tolist()
     assert stable_id_hashes(pa.array(utf8, type=pa.large_binary())).tolist() == h.tolist()
+    chunked = pa.chunked_array([pa.array(texts[:2]), pa.array(texts[2:5])])
+    assert stable_id_hashes(chunked).tolist() == h[:5].tolist()
+    assert stable_id_hashes(pa.chunked_array([], type=pa.string())).tolist() == []
     # another interpreter, with another string-hash salt, computes the same values (checkpoints)
     code = ("import json, sys; from exporter.join import stable_id_hashes; "
             "print(json.dumps(stable_id_hashes(json.loads(sys.argv[1])).tolist()))")
@@ -243,3 +246,26 @@ def test_joined_ids_export_restore_round_trip() -> None:
     assert len(back) == 250 and back.contains(h).tolist() == j.contains(h).tolist()
     assert back.export()["hashes"].tolist() == saved["hashes"].tolist()
     assert back.expire(now=20.0, max_size=1000) == j.expire(now=20.0, max_size=1000) == (150, 0)
+
+
+def test_restore_reads_the_state_of_earlier_releases() -> None:
+    """0.1.0 kept one orphan buffer (model in a column) and joined ids whole: both still restore."""
+    old = {
+        "models": {"m": {
+            "pending": {"id": obj("p"), "expires": np.array([50.0]), "version": obj("1"),
+                        "pred_idx": np.array([1], dtype=np.int32), "confidence": np.array([0.9]),
+                        "pred_ts": np.array([1.0])},
+            "joined": {"id": obj("j1", "j2"), "expires": np.array([40.0, 60.0])},
+        }},
+        "orphans": {"id": obj("o1", "o2"), "expires": np.array([50.0, 50.0]), "label": obj("1", "0"),
+                    "label_ts": np.array([2.0, 3.0]), "model": obj("m", None), "source": obj("l", "l")},
+    }
+    j = Joiner({"m": (100.0, 1000)})
+    j.restore(old)
+    assert (j.pending_count("m"), j.waiting_count("m"), j.waiting_count(None), j.joined_count("m")) == (1, 1, 1, 2)
+    _, found, dup = j.locate_labels(obj("p", "j1", "j2", "o1", "new"), obj(None, None, None, None, None))
+    assert found.tolist() == [True, False, False, False, False]
+    assert dup.tolist() == [False, True, True, True, False]
+    assert j.expire(now=45.0)[1].tolist() == [] and j.joined_count("m") == 1  # j1 expired at 40, by its TTL
+    hit, matched, _ = j.add_predictions("m", obj("o2", "o1"), pred_cols(2), now=46.0)
+    assert hit.tolist() == [True, True] and matched.label.tolist() == ["0", "1"]
