@@ -21,7 +21,6 @@ more, so a late second label for it waits as an orphan and a repeated prediction
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -30,115 +29,19 @@ import numpy as np
 import numpy.typing as npt
 import pyarrow as pa
 
+from exporter.ids import HashArray, ObjArray, decode_ids, encode_ids, object_array, stable_id_hashes
+from exporter.joined_ids import JoinedIds
+
+__all__ = ["ArrivalBuffer", "JoinedIds", "Joiner", "Matched", "ModelJoin", "first_occurrences", "stable_id_hashes"]
+
 IntArray = npt.NDArray[np.int64]
 FloatArray = npt.NDArray[np.float64]
-ObjArray = npt.NDArray[np.object_]
-HashArray = npt.NDArray[np.uint64]
 
 _EMPTY = -1  # table slot never used
 _TOMB = -2  # table slot whose entry was removed (probing goes on past it)
 _MAX_LOAD = 0.75  # rebuild the table when live + removed slots exceed this share
 _NEW_LOAD = 0.5  # share of slots a rebuilt table starts with in use
 _ROW_LIMIT = (1 << 31) - (1 << 24)  # rows are int32 in the table: renumber before they overflow
-_MAX_RUNS = 1024  # expiry runs of joined ids kept exact (beyond: an eighth of the ids)
-
-
-def _encode_ids(ids: ObjArray) -> pa.Array:
-    """Ids as one arrow binary array (UTF-8; lone surrogates, which JSON allows, kept as such)."""
-    try:
-        return pa.array(ids, type=pa.string()).cast(pa.binary())
-    except (pa.ArrowException, UnicodeEncodeError, TypeError):
-        return pa.array([str(i).encode("utf-8", "surrogatepass") for i in ids.tolist()], type=pa.binary())
-
-
-def _decode_ids(arr: pa.Array) -> ObjArray:
-    try:
-        out: ObjArray = arr.cast(pa.string()).to_numpy(zero_copy_only=False)
-    except pa.ArrowInvalid:  # not valid UTF-8: ids with lone surrogates
-        out = np.empty(len(arr), dtype=object)
-        out[:] = [b.decode("utf-8", "surrogatepass") for b in arr.to_pylist()]
-    return out
-
-
-# --- stable id hashes ---------------------------------------------------------------------------------
-_M1 = np.uint64(0xBF58476D1CE4E5B9)
-_M2 = np.uint64(0x94D049BB133111EB)
-_GOLDEN = np.uint64(0x9E3779B97F4A7C15)
-_ALL_ONES = np.uint64(0xFFFFFFFFFFFFFFFF)
-_HASH_CHUNK = 1 << 15  # ids hashed per vectorised pass: temporaries stay in cache
-
-
-def _mix64(z: HashArray) -> HashArray:
-    """SplitMix64's finaliser: a bijection of uint64 whose every output bit depends on every input bit."""
-    z = z ^ (z >> np.uint64(30))
-    z *= _M1
-    z ^= z >> np.uint64(27)
-    z *= _M2
-    z ^= z >> np.uint64(31)
-    return z
-
-
-def stable_id_hashes(ids: pa.Array | pa.ChunkedArray | ObjArray | Sequence[str]) -> HashArray:
-    """A 64-bit hash of every id, identical in every process, on every machine, in every release.
-
-    Python's ``hash`` of a string is salted per process, so it cannot be checkpointed; this one
-    can, and the remembered joined ids are checkpointed as these hashes. It works on the UTF-8
-    bytes (an Arrow ``binary``/``string`` array or chunked column, large or not, is hashed from its
-    buffers; anything else is encoded first, lone surrogates kept as ``surrogatepass`` does),
-    fully vectorised, with no Python loop per id:
-    every id is cut into little-endian 8-byte words (the last one zero-padded), word ``j`` is
-    keyed by its position and mixed with SplitMix64's finaliser, and the id's hash is the mixed
-    sum of its words and its length. About 40 ns per id on one core (the encoding of a Python
-    object array costs more than the hash).
-
-    It is not cryptographic and not a standard hash: distinct ids collide with probability about
-    2^-64 per pair. Where only the hash is kept (ids already joined), a genuinely new id takes an
-    existing id's place with probability about n / 2^64 among n remembered ids, and is then taken
-    for a duplicate: for a million remembered ids, about one in 1.8e13.
-    """
-    if isinstance(ids, pa.ChunkedArray):  # a column of a pyarrow Table
-        ids = ids.combine_chunks() if ids.num_chunks else pa.array([], type=ids.type)
-    arr = ids if isinstance(ids, pa.Array) else _encode_ids(ids if isinstance(ids, np.ndarray) else _obj(list(ids)))
-    if pa.types.is_string(arr.type):
-        arr = arr.cast(pa.binary())
-    elif pa.types.is_large_string(arr.type):
-        arr = arr.cast(pa.large_binary())
-    if not (pa.types.is_binary(arr.type) or pa.types.is_large_binary(arr.type)):
-        raise TypeError(f"ids must be strings or bytes, got an Arrow array of {arr.type}")
-    n = len(arr)
-    if n <= _HASH_CHUNK:
-        return _hash_binary(arr)
-    return np.concatenate([_hash_binary(arr.slice(i, _HASH_CHUNK)) for i in range(0, n, _HASH_CHUNK)])
-
-
-def _hash_binary(arr: pa.Array) -> HashArray:
-    n = len(arr)
-    if n == 0:
-        return np.zeros(0, dtype=np.uint64)
-    _, offsets_buf, data_buf = arr.buffers()
-    off_type = np.int64 if pa.types.is_large_binary(arr.type) else np.int32
-    off = np.frombuffer(offsets_buf, dtype=off_type, count=arr.offset + n + 1)[arr.offset:].astype(np.int64)
-    lo, hi = int(off[0]), int(off[-1])
-    # the bytes, copied into whole words with a zero word after them, so any 8 bytes can be read
-    words_buf = np.zeros((hi - lo) // 8 + 2, dtype="<u8")
-    if hi > lo:
-        words_buf.view(np.uint8)[: hi - lo] = np.frombuffer(data_buf, dtype=np.uint8, count=hi - lo, offset=lo)
-    off -= lo
-    lens = np.diff(off)
-    nw = (lens + 7) // 8  # words per id
-    wend = np.cumsum(nw)
-    wstart = wend - nw
-    j = np.arange(int(wend[-1]), dtype=np.int64) - np.repeat(wstart, nw)  # word index within its id
-    p = np.repeat(off[:-1], nw) + 8 * j  # byte position of each word (unaligned)
-    q = p >> 3
-    r = ((p & 7) * 8).astype(np.uint64)
-    upper = words_buf[q + 1] << (np.uint64(64) - r)
-    words = (words_buf[q] >> r) | np.where(r == 0, np.uint64(0), upper)
-    left = (np.repeat(lens, nw) - 8 * j).astype(np.uint64)  # bytes of the id from this word on
-    words &= np.where(left >= 8, _ALL_ONES, (np.uint64(1) << (np.minimum(left, np.uint64(7)) * np.uint64(8))) - 1)
-    mixed = _mix64(words ^ _mix64((j.astype(np.uint64) + np.uint64(1)) * _GOLDEN))
-    sums = np.concatenate((np.zeros(1, dtype=np.uint64), np.cumsum(mixed, dtype=np.uint64)))
-    return _mix64((sums[wend] - sums[wstart]) + (lens.astype(np.uint64) + np.uint64(1)) * _GOLDEN)
 
 
 class _Segment:
@@ -318,7 +221,7 @@ class ArrivalBuffer:
                 continue
             o = off[order[lo:hi]]
             if what == "ids":
-                parts.append(_decode_ids(seg.ids.take(pa.array(o))))
+                parts.append(decode_ids(seg.ids.take(pa.array(o))))
             elif what == "raw":
                 parts.append(seg.ids.take(pa.array(o)))
             elif what == "expires":
@@ -369,7 +272,7 @@ class ArrivalBuffer:
     # -- the interface -----------------------------------------------------------------------------------
     def lookup(self, ids: Sequence[str] | ObjArray, h: HashArray | None = None) -> IntArray:
         """Row of each id, or -1 when it is not buffered."""
-        arr = ids if isinstance(ids, np.ndarray) else _obj(list(ids))
+        arr = ids if isinstance(ids, np.ndarray) else object_array(list(ids))
         rows, _ = self._probe(stable_id_hashes(arr) if h is None else h, arr)
         return rows
 
@@ -385,7 +288,7 @@ class ArrivalBuffer:
             return
         if self._next + n - self._base > _ROW_LIMIT:
             self._compact()
-        encoded = _encode_ids(ids) if encoded is None else encoded
+        encoded = encode_ids(ids) if encoded is None else encoded
         h = stable_id_hashes(encoded) if h is None else h
         self._reserve(n)
         start = self._next
@@ -411,7 +314,7 @@ class ArrivalBuffer:
     def _take(self, rows: IntArray) -> tuple[dict[str, npt.NDArray[Any]], HashArray]:
         out = {n: self._decode(n, self._gather(rows, n)) for n in self._dtypes}
         raw: pa.Array = self._gather(rows, "raw")
-        ids = _decode_ids(raw)
+        ids = decode_ids(raw)
         out["id"] = ids
         out["expires"] = self._gather(rows, "expires")
         h = stable_id_hashes(raw)
@@ -517,7 +420,7 @@ class ArrivalBuffer:
             idx = np.flatnonzero(seg.alive)
             for n in self._dtypes:
                 out[n].append(self._decode(n, seg.cols[n][idx]))
-            out["id"].append(_decode_ids(seg.ids.take(pa.array(idx))))
+            out["id"].append(decode_ids(seg.ids.take(pa.array(idx))))
             out["expires"].append(seg.expires.at(idx))
         empty = {n: np.empty(0, dtype=d) for n, d in self._dtypes.items()}
         empty["id"], empty["expires"] = np.empty(0, dtype=object), np.empty(0, dtype=np.float64)
@@ -526,206 +429,6 @@ class ArrivalBuffer:
     def column(self, name: str, rows: IntArray) -> npt.NDArray[Any]:
         """One column's values at the rows (e.g. the model an orphan label names)."""
         return self._decode(name, self._gather(np.asarray(rows, dtype=np.int64), name))
-
-
-def _obj(values: list[Any]) -> ObjArray:
-    out = np.empty(len(values), dtype=object)
-    out[:] = values
-    return out
-
-
-class _HashSegment:
-    """Joined ids with sequence numbers ``start .. start + n - 1``: hashes sorted, with arrival offsets.
-
-    Equal hashes are ordered by arrival, so the last of them is the newest (the one to check).
-    """
-
-    __slots__ = ("hashes", "n", "offsets", "start")
-
-    def __init__(self, start: int, hashes: HashArray, offsets: npt.NDArray[np.uint32]) -> None:
-        self.start = start
-        self.n = int(hashes.size)
-        self.hashes = hashes
-        self.offsets = offsets
-
-    @classmethod
-    def of(cls, start: int, h: HashArray) -> _HashSegment:
-        order = np.argsort(h, kind="stable")
-        return cls(start, h[order], order.astype(np.uint32))
-
-    def merge(self, newer: _HashSegment) -> _HashSegment:
-        """One segment of both (``newer`` follows this one), sorted in one linear pass."""
-        at = np.searchsorted(self.hashes, newer.hashes, side="right") + np.arange(newer.n)
-        hashes = np.empty(self.n + newer.n, dtype=np.uint64)
-        offsets = np.empty(self.n + newer.n, dtype=np.uint32)
-        mine = np.ones(self.n + newer.n, dtype=bool)
-        mine[at] = False
-        hashes[at], hashes[mine] = newer.hashes, self.hashes
-        offsets[at] = newer.offsets + np.uint32(newer.start - self.start)
-        offsets[mine] = self.offsets
-        return _HashSegment(self.start, hashes, offsets)
-
-    def drop_before(self, head: int) -> _HashSegment:
-        """The same segment without the entries older than sequence number ``head``."""
-        cut = head - self.start
-        keep = self.offsets >= cut
-        return _HashSegment(head, self.hashes[keep], self.offsets[keep] - np.uint32(cut))
-
-    def in_arrival_order(self) -> HashArray:
-        out = np.empty(self.n, dtype=np.uint64)
-        out[self.offsets] = self.hashes
-        return out
-
-
-class JoinedIds:
-    """Hashes of the ids already joined, oldest first, each remembered until its expiry.
-
-    Storage is a few segments (about log2(n), merged as they accumulate) of sorted 64-bit hashes
-    with their uint32 arrival offset, 12 bytes an id, plus the expiry times run-length encoded by
-    arrival: one run (16 bytes) per batch joined. Runs are at most 1024 or an eighth of the ids,
-    whichever is more (so never more than 16 KiB, or 2 bytes an id): beyond that, expiry times
-    are rounded up to a coarser step (doubling, at most about a 256th of the span the runs cover,
-    that is of the TTL) and equal ones merge, so at low traffic an id may be remembered a little
-    longer than the TTL, never shorter. Expiry and the size bound both advance one cut,
-    ``head``: every id older than it is forgotten. Expiry times are kept non-decreasing in
-    arrival order (an id is never forgotten before an older one), which only matters when the
-    TTL shrinks on reload or the clock steps back.
-    """
-
-    def __init__(self) -> None:
-        self._segs: list[_HashSegment] = []
-        self._head = 0  # sequence number of the oldest remembered id
-        self._next = 0  # sequence number of the next id
-        self._run_pos: IntArray = np.zeros(0, dtype=np.int64)  # first sequence number of each run
-        self._run_val: FloatArray = np.zeros(0, dtype=np.float64)  # its expiry
-        self._step = 0.0  # expiry times are rounded up to a multiple of this (0: exact)
-
-    def __len__(self) -> int:
-        return self._next - self._head
-
-    @property
-    def nbytes(self) -> int:
-        """Bytes held in arrays (what a joined id costs, without the list and object headers)."""
-        return sum(s.hashes.nbytes + s.offsets.nbytes for s in self._segs) + self._run_pos.nbytes + \
-            self._run_val.nbytes
-
-    def contains(self, h: HashArray) -> npt.NDArray[np.bool_]:
-        """Which hashes are remembered."""
-        found = np.zeros(h.size, dtype=bool)
-        if h.size == 0:
-            return found
-        for seg in self._segs:
-            if seg.n == 0:
-                continue
-            i = np.searchsorted(seg.hashes, h, side="right") - 1
-            valid = i >= 0
-            i = np.maximum(i, 0)
-            hit = valid & (seg.hashes[i] == h)
-            if seg.start < self._head:  # only the oldest segment holds forgotten entries
-                hit &= seg.offsets[i].astype(np.int64) + seg.start >= self._head
-            found |= hit
-        return found
-
-    def add(self, h: HashArray, expires: float) -> None:
-        """Remember ids (by hash) until ``expires`` (all joined at the same moment)."""
-        n = int(h.size)
-        if n == 0:
-            return
-        val = float(expires)
-        if self._step:
-            val = max(val, math.ceil(val / self._step) * self._step)
-        if self._run_val.size:
-            val = max(val, float(self._run_val[-1]))
-        if not (self._run_val.size and self._run_val[-1] == val):
-            self._run_pos = np.append(self._run_pos, self._next)
-            self._run_val = np.append(self._run_val, val)
-            limit = max(_MAX_RUNS, (len(self) + n) // 8)
-            if self._run_val.size > limit:
-                self._coarsen_runs(limit)
-        self._segs.append(_HashSegment.of(self._next, np.asarray(h, dtype=np.uint64)))
-        self._next += n
-        while len(self._segs) >= 2 and 2 * self._segs[-1].n >= self._segs[-2].n:
-            newer = self._segs.pop()
-            self._segs[-1] = self._segs[-1].merge(newer)
-
-    def _coarsen_runs(self, limit: int) -> None:
-        """Round expiry times up to a coarser step until at most half of ``limit`` runs remain."""
-        span = float(self._run_val[-1] - self._run_val[0])
-        step = max(2 * self._step, span / (limit // 2))
-        while step > 0 and math.isfinite(step):
-            val = np.maximum(np.ceil(self._run_val / step) * step, self._run_val)
-            val = np.maximum.accumulate(val)
-            keep = np.concatenate(([True], val[1:] != val[:-1]))
-            if int(keep.sum()) <= limit // 2 + 1:
-                self._run_pos, self._run_val, self._step = self._run_pos[keep], val[keep], step
-                return
-            step *= 2
-
-    def expire(self, now: float, max_size: int) -> tuple[int, int]:
-        """Forget ids whose expiry passed, then the oldest beyond ``max_size``.
-
-        Returns how many were forgotten at their expiry and how many early, by the bound.
-        """
-        head = self._head
-        due = int(np.searchsorted(self._run_val, now, side="right"))  # runs [0, due) expired
-        if due:
-            head = max(head, int(self._run_pos[due]) if due < self._run_pos.size else self._next)
-        expired = head - self._head
-        forgotten = max(0, self._next - head - max_size)
-        head += forgotten
-        if head != self._head:
-            self._advance_head(head)
-        return expired, forgotten
-
-    def _advance_head(self, head: int) -> None:
-        self._head = head
-        # runs: keep the one holding head and those after it
-        first = max(0, int(np.searchsorted(self._run_pos, head, side="right")) - 1)
-        if head >= self._next:
-            first = self._run_pos.size
-        self._run_pos, self._run_val = self._run_pos[first:], self._run_val[first:]
-        while self._segs and self._segs[0].start + self._segs[0].n <= head:
-            self._segs.pop(0)
-        if self._segs:
-            seg = self._segs[0]
-            dead = head - seg.start
-            if dead > 1024 and 2 * dead >= seg.n:
-                self._segs[0] = seg.drop_before(head)
-
-    def export(self) -> dict[str, Any]:
-        """Remembered hashes in arrival order, and the expiry runs (first index, expiry)."""
-        parts = [s.in_arrival_order() for s in self._segs]
-        hashes = np.concatenate(parts) if parts else np.zeros(0, dtype=np.uint64)
-        if self._segs:
-            hashes = hashes[self._head - self._segs[0].start:]
-        return {"hashes": hashes, "run_start": np.maximum(self._run_pos - self._head, 0),
-                "run_expires": self._run_val.copy()}
-
-    def restore(self, saved: Mapping[str, Any]) -> None:
-        """Append what ``export`` returned (hashes, or the ``id`` and ``expires`` of older checkpoints)."""
-        if "hashes" in saved:
-            hashes = np.asarray(saved["hashes"], dtype=np.uint64)
-            starts = np.asarray(saved["run_start"], dtype=np.int64)
-            if hashes.size == 0:
-                return
-            ends = np.append(starts[1:], hashes.size)
-            for lo, hi, val in zip(starts.tolist(), ends.tolist(), np.asarray(saved["run_expires"]).tolist(),
-                                   strict=True):
-                self.add(hashes[lo:hi], val)
-            return
-        ids = np.asarray(saved["id"], dtype=object)  # format 1: the ids themselves
-        expires = np.asarray(saved["expires"], dtype=np.float64)
-        h = stable_id_hashes(ids)
-        for lo, hi in _runs(expires):
-            self.add(h[lo:hi], float(expires[lo]))
-
-
-def _runs(values: FloatArray) -> list[tuple[int, int]]:
-    """(start, end) of each run of equal neighbouring values."""
-    if values.size == 0:
-        return []
-    starts = np.concatenate(([0], np.flatnonzero(values[1:] != values[:-1]) + 1)).tolist()
-    return list(zip(starts, [*starts[1:], int(values.size)], strict=True))
 
 
 PENDING_COLUMNS: dict[str, npt.DTypeLike] = {
@@ -808,7 +511,7 @@ class Joiner:
         predictions that joined, the matches, and the source of each dropped label.
         """
         mj = self.models[model]
-        encoded = _encode_ids(ids)
+        encoded = encode_ids(ids)
         h = stable_id_hashes(encoded)
         n = int(ids.size)
         hit = np.zeros(n, dtype=bool)
