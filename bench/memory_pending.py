@@ -1,22 +1,28 @@
-"""Memory per pending prediction in the join buffer (``exporter.join.Joiner``).
+"""Memory per entry of the join's three bounded structures (``exporter.join.Joiner``).
 
-Buffers N predictions (default 1,000,000) that wait for their labels, the way the pipeline
-does: batches of realistic request ids (``req-0000123456``) with the ``PENDING_COLUMNS`` (model
-version text, predicted class index, confidence, prediction timestamp), the caller dropping its
-own references after each batch, so only what the buffer keeps is counted. Prints:
+Fills one model's Joiner with N entries (default 1,000,000) of one kind, the way the pipeline
+does, in batches of realistic request ids (``req-0000123456``), the caller dropping its own
+references after each batch, so only what the Joiner keeps is counted:
 
-* bytes per pending prediction from three angles: Python-heap bytes that stay allocated
-  (tracemalloc, which sees numpy buffers) plus pyarrow's memory pool, the peak while adding,
-  and the process RSS delta (measured in a separate child process, since tracemalloc's own
-  bookkeeping would inflate RSS);
-* where the bytes go: every array, dict, string and arrow buffer reachable from the buffer,
-  grouped by the attribute that holds it (the id -> row index, the id strings, each column).
+* ``pending``: predictions waiting for their label (``add_predictions``, with the
+  ``PENDING_COLUMNS``: model version text, predicted class index, confidence, timestamp);
+* ``waiting``: labels waiting for their prediction (``add_orphans`` naming the model: label
+  text, label timestamp, source name);
+* ``joined``: ids already joined, remembered to recognise duplicates (each batch of labels
+  waits, then its predictions arrive and join at once, so only the joined ids remain).
+
+For each it prints bytes per entry from three angles: Python-heap bytes that stay allocated
+(tracemalloc, which sees numpy buffers) plus pyarrow's memory pool, the peak while adding, and
+the process RSS delta (measured in a separate child process, since tracemalloc's own
+bookkeeping would inflate RSS); and where the bytes go: every array, dict, string and arrow
+buffer reachable from the Joiner, grouped by the attribute that holds it.
 
 Usage::
 
-    python bench/memory_pending.py                    # the exporter as installed
+    python bench/memory_pending.py                    # all three, the exporter as installed
+    python bench/memory_pending.py --what joined      # one of them
     python bench/memory_pending.py --n 200000         # smaller
-    python bench/memory_pending.py --git-rev HEAD     # exporter/join.py as of a git revision
+    python bench/memory_pending.py --what pending --git-rev HEAD   # exporter/join.py at a revision
 
 ``--git-rev`` loads ``exporter/join.py`` from that revision (with ``git show``), so two
 implementations can be compared on the same machine.
@@ -105,13 +111,32 @@ def make_batch(join: ModuleType, start: int, size: int, version: str) -> tuple[n
     return ids, cols
 
 
-def fill(join: ModuleType, n: int, batch: int, version: str) -> Any:
+def make_labels(start: int, size: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """One poll's worth of labels naming model ``m``: ids, label text, timestamps, model."""
+    ids = np.empty(size, dtype=object)
+    ids[:] = [f"req-{i:010d}" for i in range(start, start + size)]
+    labels = np.empty(size, dtype=object)
+    labels[:] = [str(i % 2) for i in range(start, start + size)]
+    models = np.empty(size, dtype=object)
+    models[:] = ["".join("m") for _ in range(size)]
+    return ids, labels, np.full(size, NOW), models
+
+
+def fill(join: ModuleType, what: str, n: int, batch: int, version: str) -> Any:
     joiner = join.Joiner({"m": (TTL, n + 1)})
     for start in range(0, n, batch):
-        ids, cols = make_batch(join, start, min(batch, n - start), version)
-        joiner.add_predictions("m", ids, cols, NOW)
-        del ids, cols
-    assert joiner.pending_count("m") == n
+        size = min(batch, n - start)
+        if what in ("waiting", "joined"):
+            ids, labels, ts, models = make_labels(start, size)
+            joiner.add_orphans(ids, labels, ts, models, NOW, "labels")
+            del ids, labels, ts, models
+        if what in ("pending", "joined"):
+            ids, cols = make_batch(join, start, size, version)
+            joiner.add_predictions("m", ids, cols, NOW)
+            del ids, cols
+    counts = {"pending": joiner.pending_count("m"), "waiting": joiner.waiting_count("m"),
+              "joined": joiner.joined_count("m")}
+    assert counts == {k: n if k == what else 0 for k in counts}, counts
     return joiner
 
 
@@ -169,19 +194,19 @@ class Sizer:
 
 def phase_heap(args: argparse.Namespace) -> dict[str, Any]:
     join = load_join(args.git_rev)
-    fill(join, 10_000, args.batch, args.version)  # warm-up: code paths, caches, pools
+    fill(join, args.what, 10_000, args.batch, args.version)  # warm-up: code paths, caches, pools
     gc.collect()
     arrow0 = arrow_bytes()
     tracemalloc.start()
     started = time.perf_counter()
-    joiner = fill(join, args.n, args.batch, args.version)
+    joiner = fill(join, args.what, args.n, args.batch, args.version)
     seconds = time.perf_counter() - started
     gc.collect()
     current, peak = tracemalloc.get_traced_memory()
     tracemalloc.stop()
     arrow = arrow_bytes() - arrow0
     sizer = Sizer()
-    sizer.add(joiner.models["m"].pending, "pending")
+    sizer.add(joiner, "joiner")
     groups: dict[str, int] = defaultdict(int)
     for label, b in sizer.groups.items():  # segments of one buffer are one component
         groups[re.sub(r"\[\d+\]", "[*]", label)] += b
@@ -190,10 +215,10 @@ def phase_heap(args: argparse.Namespace) -> dict[str, Any]:
 
 def phase_rss(args: argparse.Namespace) -> dict[str, Any]:
     join = load_join(args.git_rev)
-    fill(join, 10_000, args.batch, args.version)
+    fill(join, args.what, 10_000, args.batch, args.version)
     gc.collect()
     rss0, _ = rss_bytes()
-    joiner = fill(join, args.n, args.batch, args.version)
+    joiner = fill(join, args.what, args.n, args.batch, args.version)
     gc.collect()
     rss1, hwm = rss_bytes()
     del joiner
@@ -202,7 +227,7 @@ def phase_rss(args: argparse.Namespace) -> dict[str, Any]:
 
 def run_phase(name: str, args: argparse.Namespace) -> dict[str, Any]:
     cmd = [sys.executable, __file__, f"--phase={name}", f"--n={args.n}", f"--batch={args.batch}",
-           f"--version={args.version}"]
+           f"--version={args.version}", f"--what={args.what}"]
     if args.git_rev:
         cmd.append(f"--git-rev={args.git_rev}")
     out = subprocess.run(cmd, check=True, capture_output=True, text=True, env={**os.environ, "PYTHONHASHSEED": "0"})
@@ -210,11 +235,16 @@ def run_phase(name: str, args: argparse.Namespace) -> dict[str, Any]:
     return result
 
 
+ENTRY = {"pending": "pending prediction", "waiting": "waiting label", "joined": "joined id"}
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--n", type=int, default=1_000_000, help="pending predictions (default 1,000,000)")
-    ap.add_argument("--batch", type=int, default=10_000, help="predictions per add (one poll's worth)")
+    ap.add_argument("--n", type=int, default=1_000_000, help="entries (default 1,000,000)")
+    ap.add_argument("--batch", type=int, default=10_000, help="entries per add (one poll's worth)")
     ap.add_argument("--version", default="3", help="model version text of every prediction")
+    ap.add_argument("--what", choices=["pending", "waiting", "joined", "all"], default="all",
+                    help="which structure to fill (default: each in turn)")
     ap.add_argument("--git-rev", help="measure exporter/join.py as of this git revision")
     ap.add_argument("--phase", choices=["heap", "rss"], help=argparse.SUPPRESS)
     args = ap.parse_args()
@@ -222,12 +252,23 @@ def main() -> int:
         result = phase_heap(args) if args.phase == "heap" else phase_rss(args)
         print(json.dumps(result))
         return 0
+    summary = []
+    for what in (["pending", "waiting", "joined"] if args.what == "all" else [args.what]):
+        summary.append((what, report(argparse.Namespace(**{**vars(args), "what": what}))))
+    if len(summary) > 1:
+        print(f"{'summary: bytes per entry':<28} {'kept (traced)':>14} {'RSS delta':>10} {'peak RSS':>10}")
+        for what, (kept, rss, hwm) in summary:
+            print(f"{ENTRY[what]:<28} {kept:>14.1f} {rss:>10.1f} {hwm:>10.1f}")
+    return 0
 
+
+def report(args: argparse.Namespace) -> tuple[float, float, float]:
     n = args.n
     heap = run_phase("heap", args)
     rss = run_phase("rss", args)
     source = f"exporter/join.py at {args.git_rev}" if args.git_rev else "exporter.join (installed tree)"
-    print(f"{source}: {n:,} pending predictions, ids like 'req-0000123456', added {args.batch:,} at a time "
+    entry = ENTRY[args.what]
+    print(f"{source}: {n:,} {entry}s, ids like 'req-0000123456', added {args.batch:,} at a time "
           f"({heap['seconds']:.1f} s under tracemalloc)")
     print()
     kept = heap["heap"] + heap["arrow"]
@@ -239,20 +280,21 @@ def main() -> int:
         ("RSS delta after adding", rss["rss"]),
         ("peak RSS delta (VmHWM)", rss["hwm"]),
     ]
-    print(f"{'measure':<42} {'MiB':>9} {'bytes/pending':>14}")
+    print(f"{'measure':<42} {'MiB':>9} {'bytes/entry':>12}")
     for label, b in rows:
-        print(f"{label:<42} {b / 2**20:>9.1f} {b / n:>14.1f}")
+        print(f"{label:<42} {b / 2**20:>9.1f} {b / n:>12.1f}")
     print()
-    print("where it goes (reachable from the pending buffer):")
+    print(f"where it goes (reachable from the Joiner, components of at least 0.05 B per {entry}):")
     groups = sorted(heap["groups"].items(), key=lambda kv: -kv[1])
     total = sum(v for _, v in groups)
-    print(f"{'component':<64} {'MiB':>8} {'bytes/pending':>14} {'share':>6}")
+    print(f"{'component':<72} {'MiB':>8} {'bytes/entry':>12} {'share':>6}")
     for label, b in groups:
         if b / n < 0.05:
             continue
-        print(f"{label:<64} {b / 2**20:>8.1f} {b / n:>14.1f} {b / total:>6.1%}")
-    print(f"{'total reachable':<64} {total / 2**20:>8.1f} {total / n:>14.1f}")
-    return 0
+        print(f"{label:<72} {b / 2**20:>8.1f} {b / n:>12.1f} {b / total:>6.1%}")
+    print(f"{'total reachable':<72} {total / 2**20:>8.1f} {total / n:>12.1f}")
+    print()
+    return kept / n, rss["rss"] / n, rss["hwm"] / n
 
 
 if __name__ == "__main__":

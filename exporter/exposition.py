@@ -158,6 +158,11 @@ def _self_families(p: Pipeline, b: SnapshotBuilder, now: float) -> None:
     lag = g("mlmon_exporter_source_lag_seconds", "gauge", "Now minus the newest record timestamp of the source.")
     poll = g("mlmon_exporter_poll_duration_seconds", "histogram", "Time to poll, parse and apply one source batch.")
     pending = g("mlmon_exporter_join_pending", "gauge", "Predictions waiting for their label.")
+    waiting = g("mlmon_exporter_join_waiting_labels", "gauge",
+                "Labels waiting for their prediction (model empty: labels that name no model).")
+    forgotten = g("mlmon_exporter_join_forgotten_ids", "counter",
+                  "Joined ids forgotten before the join TTL to stay within max_pending; "
+                  "a later label or prediction with such an id is no longer recognised as a duplicate.")
     for src in p.sources:
         sl: LabelPairs = (("source", src.name),)
         st = p.source_stats[src.name]
@@ -174,3 +179,7 @@ def _self_families(p: Pipeline, b: SnapshotBuilder, now: float) -> None:
         poll.histogram(sl, h.bounds.tolist(), h.cumulative().tolist(), h.total, h.count)
     for model in p.config.models:
         pending.add((("model", model.name),), p.joiner.pending_count(model.name))
+        waiting.add((("model", model.name),), p.joiner.waiting_count(model.name))
+        forgotten.add((("model", model.name),), p.joiner.forgotten_total(model.name))
+    if p.joiner.waiting_count(None) or any(s.config.kind == "labels" and s.config.model is None for s in p.sources):
+        waiting.add((("model", ""),), p.joiner.waiting_count(None))

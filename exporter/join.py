@@ -1,18 +1,22 @@
-"""Joining late labels to the predictions they belong to.
+"""Joining late labels to the predictions they belong to, in bounded memory.
 
-Labels arrive minutes to days after their prediction. Predictions wait in a bounded buffer
-(per model: its own TTL and ``max_pending``); a label that comes first waits as an orphan for
-its prediction. Entries are kept in columnar numpy arrays in arrival order, so expiry is a
-prefix cut, and are found by id through a vectorised open-addressing hash table: no Python
-object is kept per entry, so a million pending predictions take tens of megabytes, not hundreds.
+Labels arrive minutes to days after their prediction. Per model, three structures remember what
+the join needs, and each holds at most ``join.max_pending`` entries, the oldest going first:
 
-Ids already joined are remembered for the TTL, so a repeated prediction or a second label for
-the same id is recognised as a duplicate instead of being counted twice.
+* predictions waiting for their label (evicted ones count as expired predictions);
+* labels waiting for their prediction (evicted ones count as orphan labels);
+* ids already joined, kept for the TTL so that a second label or a repeated prediction is
+  recognised as a duplicate (evicted ones are simply forgotten, and counted).
 
-Ids are matched exactly. The table narrows an id down by its 64-bit hash (Python's own
-``hash``, per process and never persisted) and every candidate is then compared with the id
-itself, which is kept as UTF-8 bytes; a hash collision costs one more comparison, never a wrong
-join.
+Waiting entries live in columnar arrays in arrival order, so expiry is a prefix cut, and are
+found by id through a vectorised open-addressing hash table: no Python object per entry. They
+keep their ids (as UTF-8 bytes) and match them exactly; the 64-bit hash only narrows the search.
+
+Joined ids keep only that hash (``stable_id_hashes``: the same in every process, so it can be
+checkpointed), sorted for lookup, with their arrival position and run-length-encoded expiry:
+about 12 bytes each. A genuinely new id whose hash equals a remembered one (probability about
+n / 2^64) is taken for a duplicate; an id forgotten early (by the bound) is not recognised any
+more, so a late second label for it waits as an orphan and a repeated prediction is new.
 """
 
 from __future__ import annotations
@@ -25,39 +29,19 @@ import numpy as np
 import numpy.typing as npt
 import pyarrow as pa
 
+from exporter.ids import HashArray, ObjArray, decode_ids, encode_ids, object_array, stable_id_hashes
+from exporter.joined_ids import JoinedIds
+
+__all__ = ["ArrivalBuffer", "JoinedIds", "Joiner", "Matched", "ModelJoin", "first_occurrences", "stable_id_hashes"]
+
 IntArray = npt.NDArray[np.int64]
 FloatArray = npt.NDArray[np.float64]
-ObjArray = npt.NDArray[np.object_]
-HashArray = npt.NDArray[np.uint64]
 
 _EMPTY = -1  # table slot never used
 _TOMB = -2  # table slot whose entry was removed (probing goes on past it)
 _MAX_LOAD = 0.75  # rebuild the table when live + removed slots exceed this share
 _NEW_LOAD = 0.5  # share of slots a rebuilt table starts with in use
 _ROW_LIMIT = (1 << 31) - (1 << 24)  # rows are int32 in the table: renumber before they overflow
-
-
-def id_hashes(ids: ObjArray | Sequence[Any]) -> HashArray:
-    """64-bit hash of every id (Python's ``hash``: cached in str objects, fine for any id)."""
-    values = ids.tolist() if isinstance(ids, np.ndarray) else list(ids)
-    return np.fromiter(map(hash, values), dtype=np.int64, count=len(values)).view(np.uint64)
-
-
-def _encode_ids(ids: ObjArray) -> pa.Array:
-    """Ids as one arrow binary array (UTF-8; lone surrogates, which JSON allows, kept as such)."""
-    try:
-        return pa.array(ids, type=pa.string()).cast(pa.binary())
-    except (pa.ArrowException, UnicodeEncodeError, TypeError):
-        return pa.array([str(i).encode("utf-8", "surrogatepass") for i in ids.tolist()], type=pa.binary())
-
-
-def _decode_ids(arr: pa.Array) -> ObjArray:
-    try:
-        out: ObjArray = arr.cast(pa.string()).to_numpy(zero_copy_only=False)
-    except pa.ArrowInvalid:  # not valid UTF-8: ids with lone surrogates
-        out = np.empty(len(arr), dtype=object)
-        out[:] = [b.decode("utf-8", "surrogatepass") for b in arr.to_pylist()]
-    return out
 
 
 class _Segment:
@@ -216,8 +200,7 @@ class ArrivalBuffer:
         for seg in self._segs:
             idx = np.flatnonzero(seg.alive)
             if idx.size:
-                ids = _decode_ids(seg.ids.take(pa.array(idx)))
-                self._insert(id_hashes(ids), idx + (seg.start - self._base))
+                self._insert(stable_id_hashes(seg.ids.take(pa.array(idx))), idx + (seg.start - self._base))
 
     # -- rows ------------------------------------------------------------------------------------------
     def _locate(self, rows: IntArray) -> tuple[IntArray, IntArray]:
@@ -227,7 +210,7 @@ class ArrivalBuffer:
         return seg, seq - self._starts[seg]
 
     def _gather(self, rows: IntArray, what: str) -> Any:
-        """Values of ``ids``, ``expires``, ``alive`` or a column for the rows (in their order)."""
+        """Values of ``ids`` (``raw``: as Arrow binary), ``expires``, ``alive`` or a column for the rows."""
         seg_idx, off = self._locate(rows)
         parts: list[Any] = []
         order = np.argsort(seg_idx, kind="stable")
@@ -238,13 +221,20 @@ class ArrivalBuffer:
                 continue
             o = off[order[lo:hi]]
             if what == "ids":
-                parts.append(_decode_ids(seg.ids.take(pa.array(o))))
+                parts.append(decode_ids(seg.ids.take(pa.array(o))))
+            elif what == "raw":
+                parts.append(seg.ids.take(pa.array(o)))
             elif what == "expires":
                 parts.append(seg.expires.at(o))
             elif what == "alive":
                 parts.append(seg.alive[o])
             else:
                 parts.append(seg.cols[what][o])
+        if what == "raw":
+            if not parts:
+                return pa.array([], type=pa.binary())
+            merged_raw = pa.concat_arrays(parts) if len(parts) > 1 else parts[0]
+            return merged_raw.take(pa.array(np.argsort(order, kind="stable")))
         if not parts:
             dtype = object if what == "ids" else np.float64 if what == "expires" else \
                 bool if what == "alive" else self._stored_dtype(what)
@@ -282,8 +272,8 @@ class ArrivalBuffer:
     # -- the interface -----------------------------------------------------------------------------------
     def lookup(self, ids: Sequence[str] | ObjArray, h: HashArray | None = None) -> IntArray:
         """Row of each id, or -1 when it is not buffered."""
-        arr = ids if isinstance(ids, np.ndarray) else _obj(list(ids))
-        rows, _ = self._probe(id_hashes(arr) if h is None else h, arr)
+        arr = ids if isinstance(ids, np.ndarray) else object_array(list(ids))
+        rows, _ = self._probe(stable_id_hashes(arr) if h is None else h, arr)
         return rows
 
     def contains(self, ids: ObjArray, h: HashArray | None = None) -> npt.NDArray[np.bool_]:
@@ -291,18 +281,19 @@ class ArrivalBuffer:
         return out
 
     def add(self, ids: npt.NDArray[np.object_], expires: FloatArray, cols: Mapping[str, npt.NDArray[Any]],
-            h: HashArray | None = None) -> None:
-        """Append entries (ids must be new and distinct)."""
+            h: HashArray | None = None, encoded: pa.Array | None = None) -> None:
+        """Append entries (ids must be new and distinct; ``encoded`` their ``_encode_ids``)."""
         n = int(ids.size)
         if n == 0:
             return
         if self._next + n - self._base > _ROW_LIMIT:
             self._compact()
-        h = id_hashes(ids) if h is None else h
+        encoded = encode_ids(ids) if encoded is None else encoded
+        h = stable_id_hashes(encoded) if h is None else h
         self._reserve(n)
         start = self._next
         self._insert(h, np.arange(start - self._base, start - self._base + n, dtype=np.int64))
-        seg = _Segment(start, _encode_ids(ids), np.asarray(expires, dtype=np.float64),
+        seg = _Segment(start, encoded, np.asarray(expires, dtype=np.float64),
                        {name: self._encode(name, cols[name]) for name in self._dtypes})
         self._next += n
         self._live += n
@@ -322,10 +313,11 @@ class ArrivalBuffer:
 
     def _take(self, rows: IntArray) -> tuple[dict[str, npt.NDArray[Any]], HashArray]:
         out = {n: self._decode(n, self._gather(rows, n)) for n in self._dtypes}
-        ids = self._ids_at(rows)
+        raw: pa.Array = self._gather(rows, "raw")
+        ids = decode_ids(raw)
         out["id"] = ids
         out["expires"] = self._gather(rows, "expires")
-        h = id_hashes(ids)
+        h = stable_id_hashes(raw)
         if rows.size:
             _, slots = self._probe(h, ids)
             self._slots[slots[slots >= 0]] = _TOMB
@@ -377,6 +369,10 @@ class ArrivalBuffer:
             self._stored -= sum(s.n for s in self._segs[:drop])
             del self._segs[:drop]
             self._starts = self._starts[drop:]
+        if self._live == 0 and self._slots.size > 16:  # emptied (labels all joined): drop the table too
+            self._slots = np.full(16, _EMPTY, dtype=np.int32)
+            self._tags = np.zeros(16, dtype=np.uint16)
+            self._used = 0
         dead = self._stored - self._live
         bloated = any(len(v) > 2 * self._live + 1024 for v in self._values.values())
         if bloated or (dead > 1024 and dead >= self._live):
@@ -424,7 +420,7 @@ class ArrivalBuffer:
             idx = np.flatnonzero(seg.alive)
             for n in self._dtypes:
                 out[n].append(self._decode(n, seg.cols[n][idx]))
-            out["id"].append(_decode_ids(seg.ids.take(pa.array(idx))))
+            out["id"].append(decode_ids(seg.ids.take(pa.array(idx))))
             out["expires"].append(seg.expires.at(idx))
         empty = {n: np.empty(0, dtype=d) for n, d in self._dtypes.items()}
         empty["id"], empty["expires"] = np.empty(0, dtype=object), np.empty(0, dtype=np.float64)
@@ -435,29 +431,25 @@ class ArrivalBuffer:
         return self._decode(name, self._gather(np.asarray(rows, dtype=np.int64), name))
 
 
-def _obj(values: list[Any]) -> ObjArray:
-    out = np.empty(len(values), dtype=object)
-    out[:] = values
-    return out
-
-
 PENDING_COLUMNS: dict[str, npt.DTypeLike] = {
     "version": object, "pred_idx": np.int32, "confidence": np.float64, "pred_ts": np.float64,
 }
-ORPHAN_COLUMNS: dict[str, npt.DTypeLike] = {"label": object, "label_ts": np.float64, "model": object,
-                                             "source": object}
+# a waiting label: its model is the buffer it waits in (labels that name none share one)
+WAITING_COLUMNS: dict[str, npt.DTypeLike] = {"label": object, "label_ts": np.float64, "source": object}
 
 
 @dataclass
 class ModelJoin:
-    """One model's pending predictions and the ids it already joined."""
+    """One model's pending predictions, the labels waiting for them, and the ids it already joined."""
 
     ttl: float
     max_pending: int
 
     def __post_init__(self) -> None:
         self.pending = ArrivalBuffer(PENDING_COLUMNS)
-        self.joined = ArrivalBuffer({})
+        self.waiting = ArrivalBuffer(WAITING_COLUMNS)
+        self.joined = JoinedIds()
+        self.forgotten_total = 0  # joined ids forgotten before their TTL, to respect max_pending
 
 
 @dataclass
@@ -477,11 +469,17 @@ def first_occurrences(ids: npt.NDArray[np.object_]) -> npt.NDArray[np.bool_]:
 
 
 class Joiner:
-    """Labels meet predictions by id, whichever arrives first (ids are unique across models)."""
+    """Labels meet predictions by id, whichever arrives first (ids are unique across models).
+
+    A label naming a model waits in that model's buffer, up to its ``max_pending``; labels that
+    name none (a label source without ``model``, records without one) wait in a shared buffer, up
+    to the sum of the models' ``max_pending``, because they may belong to any model. Every
+    waiting label waits for the longest TTL of all models (as in earlier releases).
+    """
 
     def __init__(self, models: Mapping[str, tuple[float, int]]) -> None:
         self.models: dict[str, ModelJoin] = {}
-        self.orphans = ArrivalBuffer(ORPHAN_COLUMNS)
+        self.unnamed = ArrivalBuffer(WAITING_COLUMNS)
         self.configure(models)
 
     def configure(self, models: Mapping[str, tuple[float, int]]) -> None:
@@ -493,12 +491,13 @@ class Joiner:
             mj.ttl, mj.max_pending = ttl, max_pending
             self.models[name] = mj
         self.orphan_ttl = max((t for t, _ in models.values()), default=0.0)
+        self.unnamed_max = sum(m for _, m in models.values())
 
     def is_known(self, model: str, ids: npt.NDArray[np.object_]) -> npt.NDArray[np.bool_]:
         """Ids already pending or joined for this model: a repeated prediction is a duplicate."""
         mj = self.models[model]
-        h = id_hashes(ids)
-        return mj.pending.contains(ids, h) | mj.joined.contains(ids, h)
+        h = stable_id_hashes(ids)
+        return mj.pending.contains(ids, h) | mj.joined.contains(h)
 
     def add_predictions(
         self, model: str, ids: npt.NDArray[np.object_], cols: Mapping[str, npt.NDArray[Any]], now: float,
@@ -512,33 +511,40 @@ class Joiner:
         predictions that joined, the matches, and the source of each dropped label.
         """
         mj = self.models[model]
-        h = id_hashes(ids)
-        rows = self.orphans.lookup(ids, h)
-        hit = rows >= 0
-        rejected_sources = np.empty(0, dtype=object)
-        if hit.any():
-            # an orphan label restricted to another model does not join this one
-            hit_models = self.orphans.column("model", rows[hit])
-            ok = np.array([m is None or m == model for m in hit_models.tolist()], dtype=bool)
-            idx = np.flatnonzero(hit)
-            hit[idx[~ok]] = False
-        if accepts is not None and hit.any():
-            idx = np.flatnonzero(hit)
-            good = accepts(self.orphans.column("label", rows[idx]))
-            if not good.all():
-                rejected_sources = self.orphans.take(rows[idx[~good]])["source"]
-                hit[idx[~good]] = False
-        matched_rows = rows[hit]
-        orphan = self.orphans.take(matched_rows) if matched_rows.size else None
+        encoded = encode_ids(ids)
+        h = stable_id_hashes(encoded)
+        n = int(ids.size)
+        hit = np.zeros(n, dtype=bool)
+        labels = np.empty(n, dtype=object)
+        label_ts = np.zeros(n, dtype=np.float64)
+        rejected: list[ObjArray] = []
+        for buf in (mj.waiting, self.unnamed):
+            if len(buf) == 0:
+                continue
+            rows = buf.lookup(ids, h)
+            rows[hit] = -1
+            idx = np.flatnonzero(rows >= 0)
+            if idx.size == 0:
+                continue
+            if accepts is not None:
+                good = accepts(buf.column("label", rows[idx]))
+                if not good.all():
+                    rejected.append(buf.take(rows[idx[~good]])["source"])
+                    idx = idx[good]
+            if idx.size:
+                taken = buf.take(rows[idx])
+                hit[idx] = True
+                labels[idx] = taken["label"]
+                label_ts[idx] = taken["label_ts"]
         waiting = ~hit
         mj.pending.add(ids[waiting], np.full(int(waiting.sum()), now + mj.ttl),
-                       {n: np.asarray(c)[waiting] for n, c in cols.items()}, h[waiting])
-        pred = {n: np.asarray(c)[hit] for n, c in cols.items()}
+                       {c: np.asarray(v)[waiting] for c, v in cols.items()}, h[waiting],
+                       encoded if not hit.any() else encoded.filter(pa.array(waiting)))
+        mj.joined.add(h[hit], now + mj.ttl)
+        pred = {c: np.asarray(v)[hit] for c, v in cols.items()}
         pred["id"] = ids[hit]
-        if orphan is not None:
-            mj.joined.add(ids[hit], np.full(int(hit.sum()), now + mj.ttl), {}, h[hit])
-            return hit, Matched(pred, orphan["label"], orphan["label_ts"]), rejected_sources
-        return hit, Matched(pred, np.empty(0, dtype=object), np.empty(0)), rejected_sources
+        rejected_sources = np.concatenate(rejected) if rejected else np.empty(0, dtype=object)
+        return hit, Matched(pred, labels[hit], label_ts[hit]), rejected_sources
 
     def locate_labels(
         self, ids: npt.NDArray[np.object_], models: npt.NDArray[np.object_]
@@ -546,12 +552,13 @@ class Joiner:
         """Find which model's pending prediction each label belongs to, without changing state.
 
         Returns {model: row of pending per label (-1 elsewhere)}, a mask of labels found, and a
-        mask of labels whose id was already joined (duplicates).
+        mask of labels that are duplicates: their id was already joined (and is still
+        remembered) by a model the label may belong to, or a label with that id already waits.
         """
         found = np.zeros(ids.size, dtype=bool)
         dup = np.zeros(ids.size, dtype=bool)
         rows_by_model: dict[str, npt.NDArray[np.int64]] = {}
-        h = id_hashes(ids)
+        h = stable_id_hashes(ids)
         restrict = models.tolist()
         unrestricted = all(m is None for m in restrict)
         for name, mj in self.models.items():
@@ -562,53 +569,127 @@ class Joiner:
             if (rows >= 0).any():
                 rows_by_model[name] = rows
                 found |= rows >= 0
-            dup |= allowed & mj.joined.contains(ids, h)
+            dup |= allowed & mj.joined.contains(h)
         dup &= ~found
-        dup |= ~found & self.orphans.contains(ids, h)
+        for buf in self._waiting_buffers():
+            if len(buf):
+                dup |= ~found & buf.contains(ids, h)
         return rows_by_model, found, dup
 
     def take_pending(self, model: str, rows: npt.NDArray[np.int64], now: float) -> dict[str, npt.NDArray[Any]]:
+        """Remove the pending predictions at ``rows`` (their labels came) and remember their ids."""
         mj = self.models[model]
         pred, h = mj.pending._take(np.asarray(rows, dtype=np.int64))
-        mj.joined.add(pred["id"], np.full(rows.size, now + mj.ttl), {}, h)
+        mj.joined.add(h, now + mj.ttl)
         return pred
 
     def add_orphans(self, ids: npt.NDArray[np.object_], labels: npt.NDArray[np.object_], label_ts: FloatArray,
                     models: npt.NDArray[np.object_], now: float, source: str = "") -> None:
-        """Labels with no prediction yet; ``source`` is charged if the label later proves invalid."""
-        self.orphans.add(ids, np.full(ids.size, now + self.orphan_ttl),
-                         {"label": labels, "label_ts": label_ts, "model": models,
-                          "source": np.full(ids.size, source, dtype=object)})
+        """Labels with no prediction yet, each in the buffer of the model it names (or the shared one).
+
+        ``source`` is charged if the label later proves invalid. A label naming a model that is
+        not configured is the caller's to refuse; here it is dropped.
+        """
+        for name, rows in _model_groups(models):
+            if name is None:
+                buf = self.unnamed
+            elif name in self.models:
+                buf = self.models[name].waiting
+            else:
+                continue
+            buf.add(ids[rows], np.full(rows.size, now + self.orphan_ttl),
+                    {"label": labels[rows], "label_ts": np.asarray(label_ts)[rows],
+                     "source": np.full(rows.size, source, dtype=object)})
 
     def expire(self, now: float) -> tuple[dict[str, dict[str, npt.NDArray[Any]]], npt.NDArray[np.object_]]:
-        """Expire predictions past their TTL or beyond max_pending, and orphan labels past theirs.
+        """Apply the TTLs and the ``max_pending`` bounds, oldest first.
 
-        Returns the expired predictions per model and the model named by each expired orphan.
+        Returns the predictions that expired or were pushed out, per model, and the model named
+        by each label that expired or was pushed out (None for a label naming none): both are
+        counted by the caller. Joined ids forgotten early are counted here (``forgotten_total``).
         """
         expired = {}
+        orphans: list[ObjArray] = []
         for name, mj in self.models.items():
             gone = mj.pending.expire(now, mj.max_pending)
             if gone["id"].size:
                 expired[name] = gone
-            mj.joined.expire(now, mj.max_pending)
-        orphans = self.orphans.expire(now, sum(mj.max_pending for mj in self.models.values()))
-        return expired, orphans["model"]
+            n_orphans = int(mj.waiting.expire(now, mj.max_pending)["id"].size)
+            if n_orphans:
+                orphans.append(np.full(n_orphans, name, dtype=object))
+            _, forgotten = mj.joined.expire(now, mj.max_pending)
+            mj.forgotten_total += forgotten
+        n_unnamed = int(self.unnamed.expire(now, self.unnamed_max)["id"].size)
+        if n_unnamed:
+            orphans.append(np.full(n_unnamed, None, dtype=object))
+        return expired, np.concatenate(orphans) if orphans else np.empty(0, dtype=object)
+
+    def _waiting_buffers(self) -> list[ArrivalBuffer]:
+        return [*(mj.waiting for mj in self.models.values()), self.unnamed]
 
     def state(self) -> dict[str, Any]:
+        """Everything to continue joining exactly where this joiner is (see ``restore``).
+
+        ``models`` holds what depends on the model's classes (pending predictions carry class
+        indices) and may be dropped by the caller when they changed; waiting labels are text
+        and live apart, under ``waiting`` (per model) and ``unnamed``.
+        """
         return {
-            "models": {name: {"pending": mj.pending.export(), "joined": mj.joined.export()}
+            "models": {name: {"pending": mj.pending.export(), "joined": mj.joined.export(),
+                              "forgotten_total": mj.forgotten_total}
                        for name, mj in self.models.items()},
-            "orphans": self.orphans.export(),
+            "waiting": {name: mj.waiting.export() for name, mj in self.models.items()},
+            "unnamed": self.unnamed.export(),
         }
 
     def restore(self, state: Mapping[str, Any]) -> None:
-        """Reinstate buffers of models that are still configured (others are dropped)."""
+        """Reinstate buffers of models that are still configured (others are dropped).
+
+        Also reads the state of earlier releases (one orphan buffer with a ``model`` column,
+        joined ids kept whole), so a checkpoint can be migrated.
+        """
         for name, saved in state["models"].items():
             mj = self.models.get(name)
             if mj is not None:
                 mj.pending.restore(saved["pending"])
                 mj.joined.restore(saved["joined"])
-        self.orphans.restore(state["orphans"])
+                mj.forgotten_total = int(saved.get("forgotten_total", 0))
+        if "orphans" in state:  # earlier releases: one buffer, the model in a column
+            self._restore_orphans(state["orphans"])
+            return
+        for name, saved in state["waiting"].items():
+            if name in self.models:
+                self.models[name].waiting.restore(saved)
+        self.unnamed.restore(state["unnamed"])
+
+    def _restore_orphans(self, saved: Mapping[str, Any]) -> None:
+        for name, rows in _model_groups(np.asarray(saved["model"], dtype=object)):
+            buf = self.unnamed if name is None else self.models[name].waiting if name in self.models else None
+            if buf is not None:
+                buf.restore({k: np.asarray(v)[rows] for k, v in saved.items()})
 
     def pending_count(self, model: str) -> int:
+        """Predictions of the model waiting for their label."""
         return len(self.models[model].pending)
+
+    def waiting_count(self, model: str | None) -> int:
+        """Labels waiting for their prediction: naming ``model``, or (None) naming no model."""
+        return len(self.unnamed if model is None else self.models[model].waiting)
+
+    def joined_count(self, model: str) -> int:
+        """Ids the model joined and still remembers."""
+        return len(self.models[model].joined)
+
+    def forgotten_total(self, model: str) -> int:
+        """Joined ids the model forgot before their TTL, to stay within ``max_pending``."""
+        return self.models[model].forgotten_total
+
+
+def _model_groups(models: npt.NDArray[np.object_]) -> list[tuple[str | None, npt.NDArray[np.int64]]]:
+    """Row indices per distinct model value (None first, then names in order)."""
+    distinct = set(models.tolist())
+    if len(distinct) == 1:
+        return [(distinct.pop(), np.arange(models.size))]
+    none = np.fromiter((m is None for m in models.tolist()), dtype=bool, count=models.size)
+    out: list[tuple[str | None, npt.NDArray[np.int64]]] = [(None, np.flatnonzero(none))] if none.any() else []
+    return out + [(v, np.flatnonzero(models == v)) for v in sorted(str(v) for v in distinct if v is not None)]

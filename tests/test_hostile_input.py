@@ -410,7 +410,7 @@ def check(p: Pipeline, truth: Truth, windows: dict[str, float], now: float, *, s
     assert val(m, "mlmon_exporter_join_pending", model=truth.model) == len(truth.preds) - len(joined)
     # every valid label either joined or still waits as an orphan
     orphans = len(truth.labels) - len(joined)
-    assert len(p.joiner.orphans) == orphans
+    assert sum(p.joiner.waiting_count(m) for m in [*p.joiner.models, None]) == orphans
     for src, kind in sources.items():
         if kind == "labels":
             n_bad = sum(truth.invalid.get(src, Counter()).values())

@@ -2,9 +2,18 @@
 
 from __future__ import annotations
 
-import numpy as np
+import itertools
+import json
+import os
+import random
+import subprocess
+import sys
 
-from exporter.join import ArrivalBuffer, Joiner, first_occurrences
+import numpy as np
+import pyarrow as pa
+import pytest
+
+from exporter.join import ArrivalBuffer, JoinedIds, Joiner, first_occurrences, stable_id_hashes
 
 
 def obj(*xs: object) -> np.ndarray:
@@ -93,3 +102,170 @@ def test_waiting_label_the_model_cannot_score_is_rejected_and_the_prediction_wai
     assert not hit.any() and matched.label.size == 0 and rejected.tolist() == ["labels"]
     _, found, dup = j.locate_labels(obj("a"), obj(None))  # a valid label later still joins
     assert found.tolist() == [True] and not dup.any()
+
+
+# --- stable id hashes -------------------------------------------------------------------------------
+
+_MASK = (1 << 64) - 1
+
+
+def _mix_ref(z: int) -> int:
+    z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & _MASK
+    z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & _MASK
+    return z ^ (z >> 31)
+
+
+def _hash_ref(b: bytes) -> int:
+    """The documented algorithm, one id at a time with Python integers (no numpy, no Arrow)."""
+    total = 0
+    for j in range(0, len(b), 8):
+        word = int.from_bytes(b[j:j + 8].ljust(8, b"\0"), "little")
+        total = (total + _mix_ref(word ^ _mix_ref(((j // 8 + 1) * 0x9E3779B97F4A7C15) & _MASK))) & _MASK
+    return _mix_ref((total + (len(b) + 1) * 0x9E3779B97F4A7C15) & _MASK)
+
+
+def test_stable_hash_matches_a_per_id_reference_at_every_length_and_alignment() -> None:
+    rng = random.Random(11)
+    # lengths around word boundaries, ids starting at every byte alignment of the data buffer
+    ids = [bytes(rng.randrange(256) for _ in range(n)) for n in [*range(0, 34), *rng.choices(range(200), k=300)]]
+    arr = pa.array(ids, type=pa.binary())
+    assert stable_id_hashes(arr).tolist() == [_hash_ref(b) for b in ids]
+    for start in (1, 3, 7, 100):  # a sliced array: its offsets do not start at 0
+        assert stable_id_hashes(arr.slice(start)).tolist() == [_hash_ref(b) for b in ids[start:]]
+
+
+def test_stable_hash_is_the_same_for_every_input_form_and_process() -> None:
+    texts = ["req-0000000001", "", "a", "a\0", "é", "\ud800lone", "x" * 70]
+    h = stable_id_hashes(obj(*texts))
+    utf8 = [t.encode("utf-8", "surrogatepass") for t in texts]
+    assert h.dtype == np.uint64 and h.tolist() == [_hash_ref(b) for b in utf8]
+    assert stable_id_hashes(texts).tolist() == h.tolist()
+    assert stable_id_hashes(pa.array(texts[:5], type=pa.string())).tolist() == h[:5].tolist()
+    assert stable_id_hashes(pa.array(texts[:5], type=pa.large_string())).tolist() == h[:5].tolist()
+    assert stable_id_hashes(pa.array(utf8, type=pa.large_binary())).tolist() == h.tolist()
+    chunked = pa.chunked_array([pa.array(texts[:2]), pa.array(texts[2:5])])
+    assert stable_id_hashes(chunked).tolist() == h[:5].tolist()
+    assert stable_id_hashes(pa.chunked_array([], type=pa.string())).tolist() == []
+    # another interpreter, with another string-hash salt, computes the same values (checkpoints)
+    code = ("import json, sys; from exporter.join import stable_id_hashes; "
+            "print(json.dumps(stable_id_hashes(json.loads(sys.argv[1])).tolist()))")
+    for seed in ("1", "2"):
+        out = subprocess.run([sys.executable, "-c", code, json.dumps(texts[:5])], check=True, capture_output=True,
+                             text=True, env={**os.environ, "PYTHONHASHSEED": seed}).stdout
+        assert json.loads(out) == h[:5].tolist()
+    # pinned: a change of the algorithm would silently break the joined ids of every checkpoint
+    assert h[0] == 0xF923DC59A967408F and h[1] == _hash_ref(b"")
+
+
+def test_stable_hash_has_no_collisions_on_a_million_similar_ids() -> None:
+    ids = obj(*[f"req-{i:010d}" for i in range(1_000_000)])
+    h = stable_id_hashes(ids)
+    assert np.unique(h).size == ids.size
+    # nor on ids differing only in one bit anywhere, or only in trailing zero bytes
+    base = b"0123456789abcdefXYZ"
+    flips = [base[:i] + bytes([base[i] ^ (1 << k)]) + base[i + 1:] for i in range(len(base)) for k in range(8)]
+    pads = [base + b"\0" * k for k in range(1, 10)]
+    allh = stable_id_hashes(pa.array([base, *flips, *pads], type=pa.binary()))
+    assert np.unique(allh).size == 1 + len(flips) + len(pads)
+
+
+def test_stable_hash_refuses_non_text_arrow_arrays() -> None:
+    with pytest.raises(TypeError, match="strings or bytes"):
+        stable_id_hashes(pa.array([1, 2]))
+
+
+# --- joined ids -------------------------------------------------------------------------------------------
+
+
+def test_joined_ids_expire_by_ttl_and_forget_oldest_beyond_the_bound() -> None:
+    j = JoinedIds()
+    h = np.arange(1, 101, dtype=np.uint64) * np.uint64(0x9E3779B97F4A7C15)  # arbitrary distinct values
+    for t in range(10):  # 10 batches of 10, joined at t, expiring at t + 100
+        j.add(h[10 * t:10 * t + 10], t + 100.0)
+    assert len(j) == 100 and j.contains(h).all()
+    assert j.expire(now=102.5, max_size=1000) == (30, 0)  # batches 0, 1, 2 expired (<= now)
+    assert j.contains(h).tolist() == [False] * 30 + [True] * 70
+    assert j.expire(now=102.5, max_size=25) == (0, 45)  # the oldest 45 forgotten, exactly
+    assert j.contains(h).tolist() == [False] * 75 + [True] * 25
+    assert len(j) == 25
+    # an id forgotten and joined again is remembered (the old copy must not hide it)
+    j.add(h[:1], 200.0)
+    assert j.contains(h[:1]).tolist() == [True]
+    assert j.expire(now=109.0, max_size=1000) == (25, 0)
+    assert j.contains(h).tolist() == [True] + [False] * 99
+
+
+def test_joined_ids_forget_exactly_in_arrival_order_across_segments() -> None:
+    rng = np.random.default_rng(5)
+    h = rng.integers(0, 2**63, 60_000, dtype=np.int64).astype(np.uint64)
+    j = JoinedIds()
+    sizes = rng.integers(1, 900, 60)
+    bounds = np.concatenate(([0], np.cumsum(sizes)))
+    for lo, hi in itertools.pairwise(bounds.tolist()):
+        j.add(h[lo:hi], 1e9)
+    n = int(bounds[-1])
+    for keep in (n - 1, n // 2, 3000, 1500, 7, 0):
+        j.expire(now=0.0, max_size=keep)
+        assert j.contains(h[:n]).tolist() == [False] * (n - keep) + [True] * keep
+        assert len(j) == keep
+    assert j.nbytes <= 16 * 8 + 32  # what is left: nothing but the small arrays' overhead
+
+
+def test_joined_ids_runs_merge_to_a_later_expiry_never_an_earlier_one() -> None:
+    j = JoinedIds()
+    h = np.arange(1, 5001, dtype=np.uint64)
+    for i in range(5000):  # one id per batch, each with its own expiry: 5000 runs would cost 80 kB
+        j.add(h[i:i + 1], float(i))
+    assert j._run_val.size <= 1025
+    expired, _ = j.expire(now=2499.0, max_size=10_000)
+    # ids 0..2499 are due; rounding may keep some a little longer (the step stays near
+    # 5000 / 512), but never forgets a later one
+    assert 2500 - 40 <= expired <= 2500
+    assert j.contains(h[2500:]).all()
+    assert j.expire(now=5000.0, max_size=10_000) == (5000 - expired, 0)
+
+
+def test_joined_ids_runs_are_exact_below_the_run_limit() -> None:
+    j = JoinedIds()
+    h = np.arange(1, 1001, dtype=np.uint64)
+    for i in range(1000):
+        j.add(h[i:i + 1], float(i) + 0.5)
+    assert j.expire(now=499.4, max_size=10_000) == (499, 0)
+    assert j.contains(h).tolist() == [False] * 499 + [True] * 501
+
+
+def test_joined_ids_export_restore_round_trip() -> None:
+    j = JoinedIds()
+    h = np.arange(1, 301, dtype=np.uint64) * np.uint64(7919)
+    for t in range(3):
+        j.add(h[100 * t:100 * t + 100], 10.0 * (t + 1))
+    j.expire(now=0.0, max_size=250)
+    saved = j.export()
+    back = JoinedIds()
+    back.restore(saved)
+    assert len(back) == 250 and back.contains(h).tolist() == j.contains(h).tolist()
+    assert back.export()["hashes"].tolist() == saved["hashes"].tolist()
+    assert back.expire(now=20.0, max_size=1000) == j.expire(now=20.0, max_size=1000) == (150, 0)
+
+
+def test_restore_reads_the_state_of_earlier_releases() -> None:
+    """0.1.0 kept one orphan buffer (model in a column) and joined ids whole: both still restore."""
+    old = {
+        "models": {"m": {
+            "pending": {"id": obj("p"), "expires": np.array([50.0]), "version": obj("1"),
+                        "pred_idx": np.array([1], dtype=np.int32), "confidence": np.array([0.9]),
+                        "pred_ts": np.array([1.0])},
+            "joined": {"id": obj("j1", "j2"), "expires": np.array([40.0, 60.0])},
+        }},
+        "orphans": {"id": obj("o1", "o2"), "expires": np.array([50.0, 50.0]), "label": obj("1", "0"),
+                    "label_ts": np.array([2.0, 3.0]), "model": obj("m", None), "source": obj("l", "l")},
+    }
+    j = Joiner({"m": (100.0, 1000)})
+    j.restore(old)
+    assert (j.pending_count("m"), j.waiting_count("m"), j.waiting_count(None), j.joined_count("m")) == (1, 1, 1, 2)
+    _, found, dup = j.locate_labels(obj("p", "j1", "j2", "o1", "new"), obj(None, None, None, None, None))
+    assert found.tolist() == [True, False, False, False, False]
+    assert dup.tolist() == [False, True, True, True, False]
+    assert j.expire(now=45.0)[1].tolist() == [] and j.joined_count("m") == 1  # j1 expired at 40, by its TTL
+    hit, matched, _ = j.add_predictions("m", obj("o2", "o1"), pred_cols(2), now=46.0)
+    assert hit.tolist() == [True, True] and matched.label.tolist() == ["0", "1"]
