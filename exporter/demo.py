@@ -110,7 +110,7 @@ class Simulator:
             last = now
 
 
-def run_demo(listen_address: str, state_directory: str | None = None) -> int:
+def run_demo(listen_address: str, state_directory: str | None = None, *, telemetry_path: str = "/metrics") -> int:
     from exporter.app import Exporter
     from exporter.cli import install_signal_handlers
 
@@ -119,6 +119,7 @@ def run_demo(listen_address: str, state_directory: str | None = None) -> int:
     writer = threading.Thread(target=sim.run, name="demo-writer", daemon=True)
     writer.start()
     exporter = Exporter(demo_config(directory), listen_address, state_directory=state_directory)
+    exporter.server.telemetry_path = telemetry_path
     install_signal_handlers(exporter)
     exporter.start()
     log.info("demo running: a simulated model drifts after %.0f s; open /metrics", DRIFT_AFTER_SECONDS,

@@ -44,19 +44,30 @@ def _escape(value: str) -> str:
 
 
 #: ``repr`` of a float is the exposition's number text except for these (prometheus-client's
-#: spelling of infinities and NaN; ``-0.0`` written as ``0.0`` as before).
-_SPECIAL_VALUES = {"nan": "NaN", "inf": "+Inf", "-inf": "-Inf", "-0.0": "0.0"}
+#: spelling of infinities and NaN) and for numbers of 7 or more integer digits (see ``_go_exponent``).
+_SPECIAL_VALUES = {"nan": "NaN", "inf": "+Inf", "-inf": "-Inf"}
+
+
+def _go_exponent(text: str) -> str:
+    """``repr`` text -> Go's: ``'1764892655.5'`` -> ``'1.7648926555e+09'`` (prometheus-client's
+    ``floatToGoString``: positive numbers whose ``repr`` has more than 6 digits before the point)."""
+    dot = text.find(".")
+    if dot > 6 and text[0] != "-":
+        mantissa = f"{text[0]}.{text[1:dot]}{text[dot + 1:]}".rstrip("0.")
+        return f"{mantissa}e+{dot - 1:02d}"
+    return text
 
 
 def _format_value(value: float) -> str:
     text = repr(float(value))
-    return _SPECIAL_VALUES.get(text, text)
+    return _SPECIAL_VALUES.get(text) or _go_exponent(text)
 
 
 def render_labels(labels: LabelPairs) -> str:
+    """``{a="1",b="2"}``, label names sorted (as prometheus-client and client_golang write them)."""
     if not labels:
         return ""
-    return "{" + ",".join(f'{k}="{_escape(v)}"' for k, v in labels) + "}"
+    return "{" + ",".join(f'{k}="{_escape(v)}"' for k, v in sorted(labels)) + "}"
 
 
 class _PrefixCache:
@@ -76,7 +87,8 @@ _cache = _PrefixCache()
 
 
 def render(families: Iterable[Family]) -> bytes:
-    """Prometheus text format 0.0.4, as prometheus-client's generate_latest would write it."""
+    """Prometheus text format 0.0.4, byte for byte as prometheus-client's ``generate_latest`` writes
+    the same families (``SnapshotCollector``), about ten times faster (tests/test_exposition.py)."""
     old = _cache.families
     new: dict[str, tuple[list[str], list[LabelPairs], list[str]]] = {}
     out: list[str] = []
@@ -100,7 +112,9 @@ def render(families: Iterable[Family]) -> bytes:
             prefixes = [f"{n}{render_labels(lab)} " for n, lab in zip(names, labels, strict=True)]
         new[fam.name] = (names, labels, prefixes)
         values = [repr(float(s.value)) for s in samples]
-        append("".join([p + specials.get(v, v) + "\n" for p, v in zip(prefixes, values, strict=True)]))
+        # `find` < 7 is nearly every value: only 7+ integer digits (timestamps, big counters) need Go's exponent
+        append("".join([p + (specials.get(v) or (v if v.find(".") < 7 else _go_exponent(v))) + "\n"
+                        for p, v in zip(prefixes, values, strict=True)]))
     _cache.families = new
     return "".join(out).encode("utf-8")
 
