@@ -619,9 +619,11 @@ class KServeSource(Source):
 
     def _version(self, event: CloudEvent, headers: Mapping[str, str]) -> str | None:
         """The configured version (see the module doc); None lets the pipeline say ``unknown``."""
-        value: str | None = None
+        value: str | None = self.config.model_version  # fixed: the pipeline would set it anyway
         wanted = self.config.version_from
-        if wanted is not None:
+        if value is not None:
+            pass
+        elif wanted is not None:
             kind, key = wanted
             if kind == "metadata":
                 value = _metadata_value(event.attributes.get("metadata"), key)
@@ -635,7 +637,7 @@ class KServeSource(Source):
         if value and value.strip():
             return value.strip()
         revision = revision_from_source(event.attributes.get("source", ""))
-        if revision is None and self.config.model_version is None:
+        if revision is None:
             self.counters["version_unknown"] += 1
             self._warn_limited("version_unknown", "source %s: %s; the version is 'unknown'",
                                self.name, self._version_hint(event))
