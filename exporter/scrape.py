@@ -5,9 +5,12 @@ The pipeline publishes a Snapshot once per cycle and its text exposition is rend
 only picks a format and appends the runtime metrics:
 
 * **Format.** prometheus-client's ``choose_encoder`` reads ``Accept``: OpenMetrics 1.0 when the
-  scraper asks for it (Prometheus does, first), else the text format. The OpenMetrics text is
-  written by prometheus-client itself (``collector.SnapshotCollector``), once per snapshot, on
-  the first scrape that wants it.
+  scraper asks for it (Prometheus does, first), else the text format. The snapshot's families
+  are written by ``snapshot.render`` in either format (byte-identical to prometheus-client's
+  writers, which the tests hold it to): prometheus-client's OpenMetrics writer took 300 ms for
+  10k series and 2.7 s for 100k, on the path of every Prometheus scrape after each cycle; the
+  cached renderer takes a few ms. OpenMetrics is rendered once per snapshot, on the first
+  scrape that wants it.
 * **Runtime metrics.** ``process_*`` (CPU, resident memory, open fds, start time; Linux only),
   ``python_info`` and ``python_gc_*`` come from prometheus-client's own collectors, collected at
   every scrape (they are about now, not about the last cycle) and written by the same encoder.
@@ -22,7 +25,6 @@ from __future__ import annotations
 
 import threading
 import zlib
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -30,13 +32,11 @@ from prometheus_client import GCCollector, PlatformCollector, ProcessCollector
 from prometheus_client.exposition import choose_encoder, gzip_accepted
 from prometheus_client.registry import Collector, CollectorRegistry
 
-from exporter.collector import SnapshotCollector
 from exporter.snapshot import Snapshot, render
 
 OPENMETRICS = "application/openmetrics-text"
 GZIP_LEVEL = 1
 _EOF = b"# EOF\n"
-Encoder = Callable[[Collector], bytes]
 
 
 def runtime_registry() -> CollectorRegistry:
@@ -62,24 +62,21 @@ class _Published:
     snapshot: Snapshot
     text: bytes
     lock: threading.Lock = field(default_factory=threading.Lock)
-    openmetrics: dict[str, bytes] = field(default_factory=dict)  # content type -> body without "# EOF"
-    gzip: dict[str, tuple[bytes, Any]] = field(default_factory=dict)  # content type -> (bytes, compressor)
+    openmetrics: bytes | None = None  # without its "# EOF": the runtime metrics follow
+    gzip: dict[bool, tuple[bytes, Any]] = field(default_factory=dict)  # openmetrics? -> (bytes, compressor)
 
-    def openmetrics_head(self, content_type: str, encoder: Encoder) -> bytes:
+    def openmetrics_head(self) -> bytes:
         with self.lock:
-            head = self.openmetrics.get(content_type)
-            if head is None:
-                snapshot = self.snapshot
-                head = encoder(SnapshotCollector(lambda: snapshot)).removesuffix(_EOF)
-                self.openmetrics[content_type] = head
-            return head
+            if self.openmetrics is None:
+                self.openmetrics = render(self.snapshot.families, openmetrics=True).removesuffix(_EOF)
+            return self.openmetrics
 
-    def gzip_state(self, content_type: str, head: bytes) -> tuple[bytes, Any]:
+    def gzip_state(self, openmetrics: bool, head: bytes) -> tuple[bytes, Any]:
         with self.lock:
-            state = self.gzip.get(content_type)
+            state = self.gzip.get(openmetrics)
             if state is None:
                 compressor = zlib.compressobj(GZIP_LEVEL, zlib.DEFLATED, 31)  # 31: a gzip header
-                state = self.gzip[content_type] = (compressor.compress(head), compressor)
+                state = self.gzip[openmetrics] = (compressor.compress(head), compressor)
             return state
 
 
@@ -110,13 +107,13 @@ class RenderedSnapshot:
         """The ``/metrics`` answer for these request headers."""
         current = self._current
         encoder, content_type = choose_encoder(accept or "")
-        # the text renderer writes what generate_latest writes (legacy metric names: the same
-        # bytes under text/plain version=1.0.0 as under 0.0.4)
-        head = (current.openmetrics_head(content_type, encoder) if content_type.startswith(OPENMETRICS)
-                else current.text)
+        # the exporter's names are all legacy names, so every escaping scheme and text/plain
+        # version=1.0.0 give the same bytes as the defaults the renderer writes
+        openmetrics = content_type.startswith(OPENMETRICS)
+        head = current.openmetrics_head() if openmetrics else current.text
         tail = encoder(self.runtime)
         if not gzip_accepted(accept_encoding or ""):
             return Exposition(head + tail, content_type)
-        prefix, compressor = current.gzip_state(content_type, head)
+        prefix, compressor = current.gzip_state(openmetrics, head)
         c = compressor.copy()
         return Exposition(prefix + c.compress(tail) + c.flush(), content_type, "gzip")

@@ -86,9 +86,15 @@ class _PrefixCache:
 _cache = _PrefixCache()
 
 
-def render(families: Iterable[Family]) -> bytes:
-    """Prometheus text format 0.0.4, byte for byte as prometheus-client's ``generate_latest`` writes
-    the same families (``SnapshotCollector``), about ten times faster (tests/test_exposition.py)."""
+def render(families: Iterable[Family], *, openmetrics: bool = False) -> bytes:
+    """Prometheus text format 0.0.4, or OpenMetrics 1.0 (with its ``# EOF``), byte for byte as
+    prometheus-client's ``generate_latest`` / ``openmetrics.exposition.generate_latest`` write the
+    same families (tests/test_exposition_formats.py holds it to that), 10 to 50 times faster
+    than they do. The two formats differ only in the HELP and TYPE lines and the final ``# EOF``.
+
+    Safe to call from several threads: the prefix cache is swapped whole, never mutated, so a race
+    costs cache hits, never correctness (an entry is used only when its names and labels match).
+    """
     old = _cache.families
     new: dict[str, tuple[list[str], list[LabelPairs], list[str]]] = {}
     out: list[str] = []
@@ -98,11 +104,12 @@ def render(families: Iterable[Family]) -> bytes:
         samples = fam.samples
         if not samples:
             continue
-        ftype = "gauge" if fam.type == "info" else fam.type
-        # text format 0.0.4 names counters and info metrics by their sample name
-        name = fam.name + {"info": "_info", "counter": "_total"}.get(fam.type, "")
-        append(f"# HELP {name} {fam.help.replace(chr(92), chr(92) * 2).replace(chr(10), chr(92) + 'n')}\n")
-        append(f"# TYPE {name} {ftype}\n")
+        help_text = fam.help.replace("\\", "\\\\").replace("\n", "\\n")
+        if openmetrics:  # the family name and type as they are; quotes escaped in HELP too
+            append(f"# HELP {fam.name} {help_text.replace(chr(34), chr(92) + chr(34))}\n# TYPE {fam.name} {fam.type}\n")
+        else:  # text format 0.0.4 names counters and info metrics by their sample name
+            name = fam.name + {"info": "_info", "counter": "_total"}.get(fam.type, "")
+            append(f"# HELP {name} {help_text}\n# TYPE {name} {'gauge' if fam.type == 'info' else fam.type}\n")
         names = [s.name for s in samples]
         labels = [s.labels for s in samples]
         cached = old.get(fam.name)
@@ -116,6 +123,8 @@ def render(families: Iterable[Family]) -> bytes:
         append("".join([p + (specials.get(v) or (v if v.find(".") < 7 else _go_exponent(v))) + "\n"
                         for p, v in zip(prefixes, values, strict=True)]))
     _cache.families = new
+    if openmetrics:
+        append("# EOF\n")
     return "".join(out).encode("utf-8")
 
 
