@@ -21,6 +21,7 @@ from urllib.parse import urlsplit
 import yaml
 
 from exporter.durations import DURATION_HINT, parse_duration
+from exporter.listen import ListenAddressError, split_listen_address
 
 TaskKind = Literal["binary", "multiclass"]
 SourceKind = Literal["predictions", "labels"]
@@ -255,7 +256,6 @@ _HEADER_NAME_RE = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")
 _ANNOTATION_KEY_RE = re.compile(
     r"^(?:[a-z0-9](?:[-a-z0-9.]{0,251}[a-z0-9])?/)?[A-Za-z0-9](?:[-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$"
 )
-_LISTEN_RE = re.compile(r"^(?P<host>\[[0-9A-Fa-f:.]+\]|[^:\[\]\s]*):(?P<port>[0-9]+)$")
 # `$${` first so an escaped reference is never read as a reference; a lone `${` is malformed.
 _ENV_REF_RE = re.compile(r"\$\$\{|\$\{([^}]*)\}|\$\{")
 _ENV_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
@@ -1022,8 +1022,11 @@ def _listen_address(c: _Checker, path: str, raw: object) -> str | None:
     text = c.text(path, raw)
     if text is None:
         return None
-    match = _LISTEN_RE.match(text)
-    if match is None or not 1 <= int(match.group("port")) <= 65535:
+    try:  # the same syntax as --web.listen-address; port 0 would be a port nobody can point a logger at
+        valid = split_listen_address(text)[1] > 0
+    except ListenAddressError:
+        valid = False
+    if not valid:
         c.error(path, f"must be host:port such as 127.0.0.1:9742 or :9742, got {_describe(text)}")
         return None
     return text
