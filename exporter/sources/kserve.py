@@ -253,7 +253,7 @@ def decode_body(body: bytes, event_type: str, header_length: int | None = None) 
         try:
             return _json(body, "the body")
         except Rejected:
-            header_length = oip_binary.json_prefix_length(body)
+            header_length = oip_binary.json_prefix_length(body, key)
             if header_length is None:
                 raise
     try:
@@ -621,9 +621,7 @@ class KServeSource(Source):
         """The configured version (see the module doc); None lets the pipeline say ``unknown``."""
         value: str | None = self.config.model_version  # fixed: the pipeline would set it anyway
         wanted = self.config.version_from
-        if value is not None:
-            pass
-        elif wanted is not None:
+        if value is None and wanted is not None:
             kind, key = wanted
             if kind == "metadata":
                 value = _metadata_value(event.attributes.get("metadata"), key)
@@ -631,7 +629,7 @@ class KServeSource(Source):
                 value = _annotation_value(event.attributes.get("annotations"), key)
             elif kind == "header":
                 value = headers.get(key.lower())
-        elif self.config.version_header:
+        elif value is None and self.config.version_header:
             key = self.config.version_header.lower()
             value = headers.get(key) or _metadata_value(event.attributes.get("metadata"), key)
         if value and value.strip():

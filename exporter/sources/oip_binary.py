@@ -39,8 +39,10 @@ class BinaryTensorError(ValueError):
     """The body is not a consistent binary-extension message; the text says why."""
 
 
-def json_prefix_length(body: bytes) -> int | None:
-    """Bytes taken by the JSON object at the start of ``body`` when binary data follows it, else None.
+def json_prefix_length(body: bytes, tensors_key: str) -> int | None:
+    """Bytes taken by the JSON object at the start of ``body`` when it is an extension header
+    (binary data follows it, and one of its ``tensors_key`` tensors has ``binary_data_size``),
+    else None: the body is then just not JSON.
 
     Decoded as Latin-1 so that character offsets are byte offsets whatever the trailing bytes are.
     """
@@ -49,10 +51,15 @@ def json_prefix_length(body: bytes) -> int | None:
     if not text.startswith("{", start):
         return None
     try:
-        _, end = json.JSONDecoder().raw_decode(text, start)
+        header, end = json.JSONDecoder().raw_decode(text, start)
     except (ValueError, RecursionError):
         return None
-    return end if end < len(body) else None
+    tensors = header.get(tensors_key) if isinstance(header, dict) else None
+    if end == len(body) or not isinstance(tensors, list):
+        return None
+    binary = any(isinstance(t, dict) and isinstance(t.get("parameters"), dict)
+                 and "binary_data_size" in t["parameters"] for t in tensors)
+    return end if binary else None
 
 
 def decode(body: bytes, header_length: int, tensors_key: str) -> dict[str, Any]:
