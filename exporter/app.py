@@ -54,7 +54,7 @@ class Exporter:
         # the status page on `/`: its view is built here once per cycle, rendered on request
         self.status = StatusTracker()
         self.on_cycle.append(self._update_status)
-        self.server.landing = StatusPage(self.status).html
+        self.server.landing = StatusPage(self.status, lambda: self.server.telemetry_path).html
         self.reload_successful = True
         self.reload_success_time = clock()
         self._stop = threading.Event()
@@ -88,6 +88,8 @@ class Exporter:
         return int(self.server.server_address[1])
 
     def start(self) -> None:
+        # the first scrape gets the restored state and self-metrics, not an empty page
+        self.rendered.publish(self.pipeline.build_snapshot(self.clock()))
         self._threads.append(self.server.serve_in_thread())
         t = threading.Thread(target=self._loop, name="pipeline", daemon=True)
         t.start()

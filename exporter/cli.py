@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 
 from exporter import __version__
 from exporter.config import ConfigError, load_config
+from exporter.listen import EXAMPLES, ListenAddressError, split_listen_address
 
 if TYPE_CHECKING:
     from exporter.app import Exporter
@@ -31,7 +32,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--config.check", dest="config_check", action="store_true",
                    help="validate the configuration and exit 0 (valid) or 1 (invalid)")
     p.add_argument("--web.listen-address", dest="listen_address", default=":9741",
-                   help="address to serve /metrics on (default :9741)")
+                   help=f"address to serve /metrics on: {EXAMPLES} (default :9741)")
+    p.add_argument("--web.telemetry-path", dest="telemetry_path", default="/metrics",
+                   help="path under which to expose metrics (default /metrics)")
     p.add_argument("--web.config.file", dest="web_config_file",
                    help="exporter-toolkit web config: TLS and basic auth")
     p.add_argument("--state.directory", dest="state_directory", help="where checkpoints and cooldowns are kept")
@@ -48,10 +51,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     from exporter.logs import setup_logging
 
     setup_logging("warning" if args.log_level == "warn" else args.log_level, args.log_format)
+    problem = web_flags_problem(args.listen_address, args.telemetry_path)
+    if problem:
+        print(f"mlmon-exporter: {problem}", file=sys.stderr)
+        return 1
     if args.mode == "demo":
         from exporter.demo import run_demo
 
-        return run_demo(args.listen_address, args.state_directory)
+        try:
+            return run_demo(args.listen_address, args.state_directory, telemetry_path=args.telemetry_path)
+        except (OSError, ListenAddressError) as e:
+            print(f"mlmon-exporter: cannot start: {e}", file=sys.stderr)
+            return 1
     if not args.config_file:
         print("mlmon-exporter: --config.file is required (or run `mlmon-exporter demo`)", file=sys.stderr)
         return 2
@@ -82,9 +93,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         exporter = Exporter(config, args.listen_address, config_path=args.config_file,
                             state_directory=args.state_directory)
-    except OSError as e:
+    except (OSError, ListenAddressError) as e:
         print(f"mlmon-exporter: cannot start: {e}", file=sys.stderr)
         return 1
+    exporter.server.telemetry_path = args.telemetry_path
     if web_config is not None:
         from exporter.webconfig import WebConfigError, apply_web_config
 
@@ -99,6 +111,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     exporter.wait()
     exporter.stop()
     return 0
+
+
+RESERVED_PATHS = ("/", "/-/healthy", "/-/ready", "/-/reload")
+
+
+def web_flags_problem(listen_address: str, telemetry_path: str) -> str | None:
+    """One line saying what is wrong with ``--web.listen-address`` / ``--web.telemetry-path``,
+    checked before anything starts (hostnames are resolved later, when binding)."""
+    try:
+        split_listen_address(listen_address)
+    except ListenAddressError as e:
+        return f"--web.listen-address: {e}"
+    if not telemetry_path.startswith("/") or telemetry_path in RESERVED_PATHS or "?" in telemetry_path:
+        return (f"--web.telemetry-path: must be a path such as /metrics, not {telemetry_path!r} "
+                f"(nor one of {', '.join(RESERVED_PATHS)})")
+    return None
 
 
 def install_signal_handlers(exporter: Exporter) -> None:

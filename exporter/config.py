@@ -21,10 +21,12 @@ from urllib.parse import urlsplit
 import yaml
 
 from exporter.durations import DURATION_HINT, parse_duration
+from exporter.listen import ListenAddressError, split_listen_address
 
 TaskKind = Literal["binary", "multiclass"]
 SourceKind = Literal["predictions", "labels"]
 SourceType = Literal["file", "http", "kserve"]
+VersionFrom = Literal["metadata", "annotation", "header", "source_revision"]
 
 
 class ConfigError(ValueError):
@@ -161,7 +163,9 @@ class SourceConfig:
     max_pages_per_poll: int = 100
     # type: kserve
     model_from: Literal["inferenceservicename"] | None = None
-    version_header: str | None = None
+    # (kind, key): ("metadata", header) | ("annotation", key) | ("header", name) | ("source_revision", "")
+    version_from: tuple[VersionFrom, str] | None = None
+    version_header: str | None = None  # older spelling: a POST header, then a ce-metadata key
     listen_address: str | None = None
     max_body_bytes: int = 10 << 20
     queue_size: int = 1000
@@ -234,7 +238,8 @@ SOURCE_TYPE_KEYS: dict[str, tuple[str, ...]] = {
         "url", "interval", "cursor_param", "headers", "basic_auth", "timeout", "tls", "max_pages_per_poll",
     ),
     "kserve": (
-        "model_from", "version_header", "listen_address", "max_body_bytes", "queue_size", "forward_to",
+        "model_from", "version_from", "version_header", "listen_address", "max_body_bytes", "queue_size",
+        "forward_to",
     ),
 }
 PREDICTION_FIELDS = (
@@ -249,7 +254,9 @@ HISTORY_KEYS = ("directory", "interval")
 _NAME_RE = re.compile(r"^[a-zA-Z0-9_.:-]+$")
 _DOTTED_PATH_RE = re.compile(r"^[^.]+(?:\.[^.]+)*$")
 _HEADER_NAME_RE = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")
-_LISTEN_RE = re.compile(r"^(?P<host>\[[0-9A-Fa-f:.]+\]|[^:\[\]\s]*):(?P<port>[0-9]+)$")
+_ANNOTATION_KEY_RE = re.compile(
+    r"^(?:[a-z0-9](?:[-a-z0-9.]{0,251}[a-z0-9])?/)?[A-Za-z0-9](?:[-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$"
+)
 # `$${` first so an escaped reference is never read as a reference; a lone `${` is malformed.
 _ENV_REF_RE = re.compile(r"\$\$\{|\$\{([^}]*)\}|\$\{")
 _ENV_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
@@ -840,11 +847,13 @@ def _parse_source(
     if kind == "labels" and model_version is not None:
         c.error(_key(path, "model_version"), "not valid for kind labels (a label joins its prediction by id)")
     version_header = _header_name(c, _key(path, "version_header"), m.get("version_header"))
+    version_from = _version_from(c, _key(path, "version_from"), m.get("version_from"))
     version_via = [
         k
         for k, v in (
             ("model_version", model_version),
             ("fields.model_version", fields.get("model_version")),
+            ("version_from", version_from),
             ("version_header", version_header),
         )
         if v is not None
@@ -891,6 +900,7 @@ def _parse_source(
             _key(path, "max_pages_per_poll"), m.get("max_pages_per_poll"), d.max_pages_per_poll, 1
         ),
         model_from=cast(Literal["inferenceservicename"] | None, model_from),
+        version_from=version_from,
         version_header=version_header,
         listen_address=_listen_address(c, _key(path, "listen_address"), m.get("listen_address")),
         max_body_bytes=c.integer(_key(path, "max_body_bytes"), m.get("max_body_bytes"), d.max_body_bytes, 1),
@@ -928,6 +938,43 @@ def _parse_fields(c: _Checker, path: str, raw: object, kind: str | None) -> dict
             continue
         fields[canonical] = dotted
     return fields
+
+
+VERSION_FROM_KEYS: tuple[str, ...] = ("metadata", "annotation", "header")
+
+
+def _version_from(c: _Checker, path: str, raw: object) -> tuple[VersionFrom, str] | None:
+    """``{metadata: X-Model-Version}``, ``{annotation: <key>}``, ``{header: <name>}`` or
+    ``source_revision``: where a KServe event's version comes from."""
+    if raw is None:
+        return None
+    allowed = "source_revision, or a mapping with one of metadata, annotation, header"
+    if raw == "source_revision":
+        return ("source_revision", "")
+    if not isinstance(raw, dict):
+        c.error(path, f"must be {allowed}, got {_describe(raw)}")
+        return None
+    m = c.mapping(path, raw, VERSION_FROM_KEYS)
+    present = [k for k in VERSION_FROM_KEYS if m.get(k) is not None]
+    if len(present) != 1:
+        if present or len(m) == len(raw):  # else an unknown key was reported already
+            c.error(path, f"must set exactly one of {', '.join(VERSION_FROM_KEYS)}, got "
+                          f"{', '.join(present) or 'none'}")
+        return None
+    kind = present[0]
+    key_path = _key(path, kind)
+    key = _header_name(c, key_path, m[kind]) if kind != "annotation" else _annotation_key(c, key_path, m[kind])
+    return (cast(VersionFrom, kind), key) if key is not None else None
+
+
+def _annotation_key(c: _Checker, path: str, raw: object) -> str | None:
+    """A Kubernetes annotation key: an optional DNS prefix and '/', then a name of 1-63 characters."""
+    key = c.text(path, raw)
+    if key is not None and not _ANNOTATION_KEY_RE.match(key):
+        c.error(path, f"must be a Kubernetes annotation key such as serving.kserve.io/model-version, "
+                      f"got {_describe(key)}")
+        return None
+    return key
 
 
 def _header_name(c: _Checker, path: str, raw: object) -> str | None:
@@ -992,8 +1039,11 @@ def _listen_address(c: _Checker, path: str, raw: object) -> str | None:
     text = c.text(path, raw)
     if text is None:
         return None
-    match = _LISTEN_RE.match(text)
-    if match is None or not 1 <= int(match.group("port")) <= 65535:
+    try:  # the same syntax as --web.listen-address; port 0 would be a port nobody can point a logger at
+        valid = split_listen_address(text)[1] > 0
+    except ListenAddressError:
+        valid = False
+    if not valid:
         c.error(path, f"must be host:port such as 127.0.0.1:9742 or :9742, got {_describe(text)}")
         return None
     return text

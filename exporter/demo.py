@@ -110,7 +110,7 @@ class Simulator:
             last = now
 
 
-def run_demo(listen_address: str, state_directory: str | None = None) -> int:
+def run_demo(listen_address: str, state_directory: str | None = None, *, telemetry_path: str = "/metrics") -> int:
     from exporter.app import Exporter
     from exporter.cli import install_signal_handlers
 
@@ -118,7 +118,13 @@ def run_demo(listen_address: str, state_directory: str | None = None) -> int:
     sim = Simulator(directory)
     writer = threading.Thread(target=sim.run, name="demo-writer", daemon=True)
     writer.start()
-    exporter = Exporter(demo_config(directory), listen_address, state_directory=state_directory)
+    try:
+        exporter = Exporter(demo_config(directory), listen_address, state_directory=state_directory)
+    except BaseException:  # e.g. the address is taken: the caller says so; leave no temp dir behind
+        sim.stop.set()
+        shutil.rmtree(directory, ignore_errors=True)
+        raise
+    exporter.server.telemetry_path = telemetry_path
     install_signal_handlers(exporter)
     exporter.start()
     log.info("demo running: a simulated model drifts after %.0f s; open /metrics", DRIFT_AFTER_SECONDS,

@@ -24,7 +24,7 @@ import logging
 import math
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from exporter import __version__
@@ -237,21 +237,23 @@ def _int(v: float | None) -> int:
 class StatusPage:
     """HTTP side: the page of the latest view, rendered once per view on first request."""
 
-    def __init__(self, tracker: StatusTracker) -> None:
+    def __init__(self, tracker: StatusTracker, telemetry_path: Callable[[], str] = lambda: "/metrics") -> None:
         self.tracker = tracker
+        self.telemetry_path = telemetry_path  # --web.telemetry-path, read at render time
         self._lock = threading.Lock()
-        self._cached: tuple[StatusView, bytes] | None = None
+        self._cached: tuple[StatusView, bytes, tuple[tuple[str, str], ...]] | None = None
 
     def html(self) -> bytes:
         view = self.tracker.view
+        links = _links(self.telemetry_path())
         cached = self._cached
-        if cached is not None and cached[0] is view:
+        if cached is not None and cached[0] is view and cached[2] == links:
             return cached[1]
         with self._lock:  # concurrent first requests render once
             cached = self._cached
-            if cached is None or cached[0] is not view:
+            if cached is None or cached[0] is not view or cached[2] != links:
                 try:
-                    cached = self._cached = (view, render_page(view))
+                    cached = self._cached = (view, render_page(view, links), links)
                 except Exception:  # a rendering bug must not cost the links: answer a minimal page
                     log.exception("status page rendering failed")
                     return FALLBACK
@@ -292,10 +294,14 @@ svg.spark{display:block}.empty{color:#57606a;padding:20px}
 """.strip()
 
 
-def render_page(view: StatusView) -> bytes:
+def _links(telemetry_path: str) -> tuple[tuple[str, str], ...]:
+    return ((telemetry_path, telemetry_path), *LINKS[1:])
+
+
+def render_page(view: StatusView, link_targets: tuple[tuple[str, str], ...] = LINKS) -> bytes:
     """The whole page: self-contained HTML5, no script, no external resource."""
     updated = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(view.created)) if view.created else "not yet"
-    links = " ".join(f'<a href="{href}">{html.escape(text)}</a>' for href, text in LINKS)
+    links = " ".join(f'<a href="{html.escape(href)}">{html.escape(text)}</a>' for href, text in link_targets)
     body = "".join(_version_html(v, view.created) for v in view.versions) or (
         '<p class="empty">No model version seen yet: waiting for the first predictions.</p>')
     counts = {k: sum(1 for v in view.versions if v.health[0].kind == k)

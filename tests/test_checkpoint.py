@@ -119,7 +119,7 @@ def _numbers(url: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
     out = {}
     for fam in text_string_to_metric_families(text):
         for s in fam.samples:
-            if not any(v in s.name for v in VOLATILE):
+            if s.name.startswith("mlmon_") and not any(v in s.name for v in VOLATILE):  # not process_*
                 out[(s.name, tuple(sorted(s.labels.items())))] = s.value
     return out
 

@@ -133,7 +133,7 @@ def test_full_example_sets_every_key() -> None:
     assert http_src.tls.cert_file == "/etc/mlmon/client.pem"
     assert (http_src.timeout, http_src.max_pages_per_poll) == (5.0, 20)
     assert kserve_src.listen_address == "127.0.0.1:9742"
-    assert kserve_src.version_header == "X-Model-Version"
+    assert kserve_src.version_from == ("metadata", "X-Model-Version")
     assert kserve_src.forward_to == ("http://event-archive.example.internal/kserve",)
     assert (kserve_src.max_body_bytes, kserve_src.queue_size) == (4194304, 500)
     assert (config.retraining.cooldown, config.retraining.max_attempts) == (12 * 3600.0, 3)

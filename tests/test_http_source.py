@@ -25,6 +25,7 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
+from prometheus_client.utils import floatToGoString
 
 from exporter.config import (
     BasicAuth,
@@ -550,8 +551,9 @@ def test_pipeline_accuracy_exact_with_failures_and_inclusive_cursor(
     text = render(p.build_snapshot(clock.t).families).decode()
     assert 'mlmon_exporter_source_errors_total{source="labels"} 2.0' in text
     assert 'mlmon_exporter_source_up{source="labels"} 1.0' in text
-    assert f'mlmon_exporter_source_last_success_timestamp_seconds{{source="labels"}} {http_src.health.last_success}' \
-        in text
+    assert http_src.health.last_success is not None  # written as Go and prometheus-client write floats
+    assert f'mlmon_exporter_source_last_success_timestamp_seconds{{source="labels"}} ' \
+           f'{floatToGoString(http_src.health.last_success)}' in text
 
 
 def test_pipeline_shows_a_down_source(served: tuple[Store, str, _StoreServer]) -> None:

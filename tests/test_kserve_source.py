@@ -79,6 +79,7 @@ class Receiver:
             "Ce-Specversion": "1.0",
             "Ce-Id": ce_id,
             "Ce-Type": ce_type,
+            # a sender that names the pod (real KServe sends http://localhost:9081/: tests/test_kserve_real.py)
             "Ce-Source": f"http://localhost:9081/{isvc}-predictor-{revision}-deployment-6c9f7d8b5d-x7k2p",
             "Ce-Inferenceservicename": isvc,
             "Ce-Namespace": "models",
@@ -623,7 +624,7 @@ def test_pipeline_accuracy_exact_with_labels_from_a_file(make_receiver: Any, tmp
     assert stats.records == 13  # 12 predictions (invalid ones included) + 1 refused event
     assert p.source_stats["labels"].invalid == {}
     text = render(p.build_snapshot(clock.t).families).decode()
-    assert 'mlmon_exporter_invalid_records_total{source="kserve",reason="invalid_json"} 1.0' in text
+    assert 'mlmon_exporter_invalid_records_total{reason="invalid_json",source="kserve"} 1.0' in text
     assert 'mlmon_exporter_source_up{source="kserve"} 1.0' in text
     assert 'mlmon_correct_predictions_total{model="iris",model_version="00001"} 3.0' in text
 

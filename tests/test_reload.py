@@ -68,7 +68,7 @@ def test_reload_keeps_state_and_refuses_bad_config(tmp_path: Path) -> None:
         assert _value(url, 'mlmon_exporter_records_total{source="preds"}') == 10.0
         with (tmp_path / "labels.jsonl").open("a") as f:
             f.write(json.dumps({"id": "r0", "label": 1}) + "\n")  # a second label for r0: duplicate
-        dup = 'mlmon_exporter_invalid_records_total{source="labels",reason="duplicate"}'
+        dup = 'mlmon_exporter_invalid_records_total{reason="duplicate",source="labels"}'
         wait_for(lambda: _value(url, dup) == 1.0, 10, "join state survived the reload")
     finally:
         p.terminate()

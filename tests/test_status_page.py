@@ -269,10 +269,10 @@ def test_a_slow_page_never_blocks_ingestion(handmade: tuple[Exporter, FakeClock]
     release, rendering = threading.Event(), threading.Event()
     real = status_page.render_page
 
-    def slow(view: status_page.StatusView) -> bytes:
+    def slow(view: status_page.StatusView, links: tuple[tuple[str, str], ...] = status_page.LINKS) -> bytes:
         rendering.set()
         assert release.wait(20)
-        return real(view)
+        return real(view, links)
 
     monkeypatch.setattr(status_page, "render_page", slow)
     ex.server.serve_in_thread()
@@ -428,3 +428,8 @@ def test_browser_during_the_real_demo(tmp_path: Path) -> None:
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+
+
+def test_the_page_links_to_the_configured_telemetry_path() -> None:
+    page = status_page.StatusPage(StatusTracker(), lambda: "/internal/metrics").html().decode()
+    assert 'href="/internal/metrics"' in page and 'href="/metrics"' not in page

@@ -5,8 +5,14 @@ per response, in binary mode: the body is the raw request/response and the attri
 ``ce-*`` headers (``ce-id`` shared by the pair, ``ce-type``
 ``org.kubeflow.serving.inference.request|response``, ``ce-source`` the pod,
 ``ce-inferenceservicename``, ``ce-namespace``, ``ce-component``, ``ce-endpoint``, ``ce-time``,
-``ce-metadata``). Structured mode (``Content-Type: application/cloudevents+json``, attributes and
-``data`` / ``data_base64`` in one JSON object) is accepted too.
+``ce-metadata``, ``ce-annotations``). Header names are case-insensitive (KServe writes Go's
+``Ce-Id``) and values are percent-decoded, as the CloudEvents HTTP binding requires (Go's SDK
+sends them raw, Python's core SDK encodes them). The ``Content-Type`` is the inference request's
+own (``application/json``, missing, or a ``curl -d`` default ``application/x-www-form-urlencoded``)
+and is not trusted: the body is read as JSON whatever it says. Structured mode (``Content-Type:
+application/cloudevents+json``, attributes and ``data`` / ``data_base64`` in one JSON object) is
+accepted too. A body using the Open Inference Protocol's binary tensor extension (a JSON header
+followed by raw tensor bytes; ``oip_binary``) is decoded into ordinary tensors.
 
 **Receiving.** ``handle(headers, body)`` is the POST handler (the app registers it at
 ``/api/v1/kserve``; ``start_listener()`` serves it on ``listen_address`` too, without auth). It
@@ -38,11 +44,17 @@ only probabilities, the argmax as above.
 
 **Ids, model, version, time.** A batch of one gives one record with id ``ce-id``; a batch of n
 gives ``<ce-id>#0`` ... ``<ce-id>#<n-1>``. The model is the source's ``model`` if set, else
-``ce-inferenceservicename``. The version is, in order: the header named by ``version_header``
-(an HTTP header of the POST, or an entry of ``ce-metadata``, where KServe puts the request
-headers listed in ``logger.metadataHeaders``); the predictor revision in ``ce-source`` (``00001``
-in ``sentiment-predictor-00001-deployment-6c9f...``); else ``unknown`` (a fixed
-``model_version`` in the config overrides all). The timestamp is ``ce-time`` (the occurrence
+``ce-inferenceservicename``. The version comes from ``version_from``: a key of ``ce-metadata``
+(the request headers listed in the InferenceService's ``logger.metadataHeaders``, a JSON object
+of header -> list of values), a key of ``ce-annotations`` (the annotations listed in
+``logger.metadataAnnotations``, a JSON object), or a header of the POST itself; a fixed
+``model_version`` in the config overrides all. When that is missing from an event, or nothing is
+configured, it is the predictor revision in ``ce-source`` (``00001`` in
+``sentiment-predictor-00001-deployment-6c9f...``) where there is one, else ``unknown``. Real
+KServe sends ``ce-source: http://localhost:9081/`` (the agent is injected before the pod has a
+name), so without ``version_from`` every version is ``unknown``: a warning says so, once a
+minute, and ``counters["version_unknown"]`` counts the events. (``version_header: X`` is the
+older spelling of a POST header, then a ``ce-metadata`` key.) The timestamp is ``ce-time`` (the occurrence
 time since KServe 0.18, the send time before), else ``ce-recordedtime``, else the arrival time.
 
 **Requests** give the features, mapped to the model's ``drift.features``:
@@ -93,6 +105,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from http import HTTPStatus
 from typing import Any
+from urllib.parse import unquote
 
 import requests
 
@@ -106,6 +119,7 @@ from exporter.records import (
     class_text,
 )
 from exporter.server import ExporterHTTPServer, RenderedSnapshot, Response, parse_listen_address
+from exporter.sources import oip_binary
 from exporter.sources.base import Poll, Source
 from exporter.sources.forwarder import Forwarder
 from exporter.timestamps import parse_timestamp
@@ -211,7 +225,10 @@ def parse_cloudevent(headers: Mapping[str, str], body: bytes) -> CloudEvent:
     elif mime.startswith("application/cloudevents"):
         raise Rejected(UNSUPPORTED_CONTENT_TYPE, f"{mime} (batch mode) is not supported")
     else:
-        attrs = {k[3:]: v for k, v in headers.items() if k.startswith("ce-")}
+        # the binding percent-encodes values; Go's SDK does not, and a raw value holds no '%'
+        # escapes in practice (KServe's own values are URLs, names, JSON of header values)
+        attrs = {k[3:].lower(): unquote(v) if "%" in v else v for k, v in headers.items()
+                 if k[:3].lower() == "ce-"}
         data = None
     event_id = attrs.get("id", "").strip()
     if not event_id:
@@ -221,8 +238,39 @@ def parse_cloudevent(headers: Mapping[str, str], body: bytes) -> CloudEvent:
         raise Rejected(UNSUPPORTED_EVENT_TYPE,
                        f"type {event_type!r} is not {REQUEST_TYPE} or {RESPONSE_TYPE}")
     if mime != STRUCTURED_CONTENT_TYPE:
-        data = _json(body, "the body")
+        data = decode_body(body, event_type, _binary_header_length(headers, attrs))
     return CloudEvent(id=event_id, type=event_type, attributes=attrs, data=data)
+
+
+def decode_body(body: bytes, event_type: str, header_length: int | None = None) -> Any:
+    """The event's data: JSON, or an OIP binary-extension message decoded into JSON tensors.
+
+    ``header_length`` is ``Inference-Header-Content-Length`` when the sender passed it on; without
+    it a body that is not JSON is tried as a JSON header followed by tensor bytes.
+    """
+    reason, key = (INVALID_REQUEST, "inputs") if event_type == REQUEST_TYPE else (INVALID_RESPONSE, "outputs")
+    if header_length is None:
+        try:
+            return _json(body, "the body")
+        except Rejected:
+            header_length = oip_binary.json_prefix_length(body, key)
+            if header_length is None:
+                raise
+    try:
+        return oip_binary.decode(body, header_length, key)
+    except oip_binary.BinaryTensorError as e:
+        raise Rejected(reason, f"binary tensor data: {e}") from None
+
+
+def _binary_header_length(headers: Mapping[str, str], attrs: Mapping[str, str]) -> int | None:
+    """``Inference-Header-Content-Length`` of the POST, or forwarded in ``ce-metadata``."""
+    raw = headers.get(oip_binary.HEADER) or _metadata_value(attrs.get("metadata"), oip_binary.HEADER)
+    if raw is None:
+        return None
+    raw = raw.strip()
+    if not raw.isascii() or not raw.isdigit():
+        raise Rejected(INVALID_EVENT, f"Inference-Header-Content-Length {raw[:32]!r} is not a number")
+    return int(raw)
 
 
 def _attr_text(value: Any) -> str:
@@ -570,15 +618,39 @@ class KServeSource(Source):
         return self.models(model) if self.models is not None else None
 
     def _version(self, event: CloudEvent, headers: Mapping[str, str]) -> str | None:
-        wanted = self.config.version_header
-        if wanted:
-            key = wanted.lower()
-            value = headers.get(key) or event.attributes.get(key)
-            if not value:
-                value = _metadata_header(event.attributes.get("metadata"), key)
-            if value:
-                return value.strip()
-        return revision_from_source(event.attributes.get("source", ""))
+        """The configured version (see the module doc); None lets the pipeline say ``unknown``."""
+        value: str | None = self.config.model_version  # fixed: the pipeline would set it anyway
+        wanted = self.config.version_from
+        if value is None and wanted is not None:
+            kind, key = wanted
+            if kind == "metadata":
+                value = _metadata_value(event.attributes.get("metadata"), key)
+            elif kind == "annotation":
+                value = _annotation_value(event.attributes.get("annotations"), key)
+            elif kind == "header":
+                value = headers.get(key.lower())
+        elif value is None and self.config.version_header:
+            key = self.config.version_header.lower()
+            value = headers.get(key) or _metadata_value(event.attributes.get("metadata"), key)
+        if value and value.strip():
+            return value.strip()
+        revision = revision_from_source(event.attributes.get("source", ""))
+        if revision is None:
+            self.counters["version_unknown"] += 1
+            self._warn_limited("version_unknown", "source %s: %s; the version is 'unknown'",
+                               self.name, self._version_hint(event))
+        return revision
+
+    def _version_hint(self, event: CloudEvent) -> str:
+        wanted = self.config.version_from
+        source = event.attributes.get("source", "")
+        if wanted is None or wanted[0] == "source_revision":
+            return (f"no version_from configured and ce-source {source[:80]!r} names no predictor revision "
+                    "(KServe sends http://localhost:9081/): see 'Using with KServe' in the README")
+        where = {"metadata": "ce-metadata (list it in the InferenceService's logger.metadataHeaders)",
+                 "annotation": "ce-annotations (list it in the InferenceService's logger.metadataAnnotations)",
+                 "header": "the POST's headers"}[wanted[0]]
+        return f"event {event.id[:64]!r} has no {wanted[1]!r} in {where}"
 
     def _timestamp(self, event: CloudEvent, now: float) -> float:
         raw = event.attributes.get("time") or event.attributes.get("recordedtime")
@@ -759,19 +831,33 @@ class KServeSource(Source):
             self.forwarder.close()
 
 
-def _metadata_header(raw: str | None, key: str) -> str | None:
-    """A header from KServe's ``ce-metadata`` (JSON: header name -> list of values)."""
+def _json_object(raw: str | None) -> dict[str, Any] | None:
     if not raw:
         return None
     try:
-        meta = json.loads(raw)
+        obj = json.loads(raw)
     except (ValueError, RecursionError):
         return None
-    if not isinstance(meta, dict):
+    return obj if isinstance(obj, dict) else None
+
+
+def _metadata_value(raw: str | None, key: str) -> str | None:
+    """A header from KServe's ``ce-metadata`` (JSON: header name -> list of values; the first
+    value; names case-insensitive, as HTTP header names are)."""
+    meta = _json_object(raw)
+    if meta is None:
         return None
+    key = key.lower()
     for k, v in meta.items():
-        if isinstance(k, str) and k.lower() == key:
+        if k.lower() == key:
             if isinstance(v, list):
                 v = v[0] if v else None
             return v if isinstance(v, str) else None
     return None
+
+
+def _annotation_value(raw: str | None, key: str) -> str | None:
+    """An annotation from KServe's ``ce-annotations`` (JSON: annotation key -> value; exact key)."""
+    annotations = _json_object(raw)
+    value = annotations.get(key) if annotations is not None else None
+    return value if isinstance(value, str) else None
