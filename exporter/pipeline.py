@@ -33,6 +33,10 @@ from exporter.versions import Histogram, VersionState
 log = logging.getLogger(__name__)
 Clock = Callable[[], float]
 VersionKey = tuple[str, str]
+#: Pacing a label source behind catching-up predictions (``Pipeline._pace_labels``): the record
+#: size assumed before it has read any, and the smallest budget it gets.
+DEFAULT_LABEL_BYTES = 64
+MIN_LABEL_BUDGET = 4 << 10
 POLL_BUCKETS = (0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 10.0, 30.0)
 
 
@@ -41,6 +45,7 @@ class SourceStats:
     """Cumulative self-metrics of one source (persisted with the checkpoint)."""
 
     records: int = 0
+    bytes_read: int = 0  # of lines, for pacing labels (not checkpointed: relearnt after a restart)
     invalid: Counter[str] = field(default_factory=Counter)
     newest_timestamp: float | None = None
     poll_duration: Histogram = field(default_factory=lambda: Histogram(POLL_BUCKETS, 1e6))
@@ -75,6 +80,7 @@ class Pipeline:
         self._specs = {s.name: RecordSpec.from_source(s.config, self._feature_names(s.config.model))
                        for s in self.sources}
         self._invalid_log = RateLimitedLog()
+        self._backlog: dict[str, bool] = {}  # source -> its last poll stopped at its byte budget
         self.cycles = 0
         self.snapshot = Snapshot((), clock(), False)
         self.extra_families: list[Callable[[SnapshotBuilder, float], None]] = []
@@ -87,17 +93,21 @@ class Pipeline:
     def run_cycle(self) -> Snapshot:
         now = self.clock()
         ordered = sorted(self.sources, key=lambda s: s.config.kind != "predictions")
+        read: dict[str | None, int] = {}  # records each prediction source read this cycle
         for src in ordered:
             if src.due(now):
-                self._poll(src, now)
+                self._pace_labels(src, read)
+                read[src.name] = self._poll(src, now)
         self.advance(now)
         self.cycles += 1
         self.snapshot = self.build_snapshot(now)
         return self.snapshot
 
-    def _poll(self, src: Source, now: float) -> None:
+    def _poll(self, src: Source, now: float) -> int:
+        """Read, parse and apply one source; the number of records it read."""
         started = time.perf_counter()
         poll = src.poll(now)
+        src.poll_budget = None
         spec = self._specs[src.name]
         parse = parse_predictions if src.config.kind == "predictions" else parse_labels
         result = parse(poll.lines, spec, now, poll.objects)
@@ -108,7 +118,32 @@ class Pipeline:
         elif isinstance(result.batch, LabelBatch):
             self.apply_labels(src.name, result.batch, now)
         src.commit(poll.token)
+        self._backlog[src.name] = poll.backlog
+        stats.bytes_read += sum(map(len, poll.lines)) + len(poll.lines)
         stats.poll_duration.observe(np.array([time.perf_counter() - started]))
+        return result.records + sum(poll.rejected.values())
+
+    def _pace_labels(self, src: Source, read: dict[str | None, int]) -> None:
+        """Give a label source a byte budget that keeps it in step with catching-up predictions.
+
+        Catching up on a backlog (a first start on existing files, a long outage), a labels file
+        of short lines is read many times faster than the predictions file it belongs to; labels
+        whose predictions are still unread would wait in the bounded join and be pushed out as
+        orphans, and their predictions expire later for want of them. So while a prediction
+        source of the label source's model stopped at its byte budget this cycle, the label
+        source may read about as many records as those prediction sources did (its average record
+        size times their count); the rest waits on disk, costing no memory, for the next cycle.
+        """
+        if src.config.kind != "labels":
+            return
+        relevant = [p for p in self.sources if p.config.kind == "predictions" and self._backlog.get(p.name)
+                    and (src.config.model is None or p.config.model in (None, src.config.model))]
+        if not relevant:
+            return
+        records = sum(read.get(p.name, 0) for p in relevant)
+        st = self.source_stats[src.name]
+        per_record = st.bytes_read / st.records if st.records else DEFAULT_LABEL_BYTES
+        src.poll_budget = max(MIN_LABEL_BUDGET, int(records * per_record))
 
     def _count(self, source: str, result: ParseResult, rejected: Counter[str], now: float) -> None:
         stats = self.source_stats[source]

@@ -23,13 +23,15 @@ class Poll:
     ``lines`` are complete raw lines (bytes, without the newline) for sources that read text;
     ``objects`` are already-decoded JSON values for sources that receive them decoded.
     ``rejected`` counts records refused before parsing (e.g. ``line_too_long``), by reason;
-    they count as records read too.
+    they count as records read too. ``backlog`` says the poll stopped at its byte budget with
+    more to read, so the next cycle continues (the pipeline paces label sources meanwhile).
     """
 
     lines: list[bytes] = field(default_factory=list)
     objects: list[Any] = field(default_factory=list)
     rejected: Counter[str] = field(default_factory=Counter)
     token: Any = None
+    backlog: bool = False
 
 
 @dataclass
@@ -49,6 +51,9 @@ class Source(ABC):
         self.config = config
         self.name = config.name
         self.health = SourceHealth()
+        #: A byte budget for the next poll only, set by the pipeline to pace labels behind
+        #: catching-up predictions; sources that read bytes (files) honour it, others ignore it.
+        self.poll_budget: int | None = None
 
     @abstractmethod
     def poll(self, now: float) -> Poll:

@@ -152,9 +152,13 @@ class FileTailSource(Source):
         rejected: Counter[str] = Counter()
         positions: list[_Position] = []
         budget = self.max_bytes_per_poll
+        if self.poll_budget is not None:  # paced by the pipeline; a longest line must still fit
+            budget = min(budget, max(self.poll_budget, self.max_line_bytes + 1))
+        more = False  # stopped with complete lines left to read (the budget ran out)
         # Oldest first: a rotated-away file's lines were written before its successor's.
         for f in sorted(self._files.values(), key=lambda f: f.seq):
             if budget <= 0:
+                more = True
                 break
             try:
                 size = os.fstat(f.fd).st_size
@@ -166,6 +170,7 @@ class FileTailSource(Source):
                 continue
             self._recovered(f.path)
             budget -= r.used
+            more = more or (not r.eof and r.used > 0)
             drop = f.orphaned_at is not None and r.eof and now - f.orphaned_at >= self.rotate_wait
             if drop or r.offset != f.offset or r.skip != f.skip:
                 positions.append(_Position(f.key, r.offset, r.skip, drop))
@@ -176,7 +181,7 @@ class FileTailSource(Source):
         else:
             self.health.up = True
             self.health.last_success = now
-        return Poll(lines=lines, rejected=rejected, token=FileToken(tuple(positions)))
+        return Poll(lines=lines, rejected=rejected, token=FileToken(tuple(positions)), backlog=more)
 
     def commit(self, token: Any) -> None:
         if not isinstance(token, FileToken):
