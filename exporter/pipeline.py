@@ -19,11 +19,12 @@ import numpy as np
 import numpy.typing as npt
 
 from exporter import __version__
+from exporter.block_parser import BlockParser
 from exporter.classes import ClassIndex
 from exporter.config import Config, ModelConfig
 from exporter.drift_monitor import positive_probabilities
 from exporter.join import Joiner, first_occurrences
-from exporter.records import LabelBatch, ParseResult, PredictionBatch, RecordSpec, parse_labels, parse_predictions
+from exporter.records import LabelBatch, ParseResult, PredictionBatch, RecordSpec
 from exporter.reference import ReferenceStore
 from exporter.snapshot import Snapshot, SnapshotBuilder
 from exporter.sources import build_source
@@ -47,17 +48,28 @@ class SourceStats:
 
 
 class RateLimitedLog:
-    """Log each (source, reason) at most once per interval, so a flood of bad lines stays readable."""
+    """Log each (source, reason) at most once per interval, so a flood of bad lines stays readable.
+
+    A line's ``count`` is the number of records skipped for that source and reason since the
+    previous line for them (so the log adds up to the counter), and ``where`` locates the first
+    record skipped in the poll that wrote the line (``path:byte offset``, an HTTP page and record,
+    a CloudEvent id).
+    """
 
     def __init__(self, interval: float = 60.0) -> None:
         self.interval = interval
         self._last: dict[tuple[str, str], float] = {}
+        self._unlogged: Counter[tuple[str, str]] = Counter()
 
-    def warn(self, source: str, reason: str, count: int, now: float) -> None:
+    def warn(self, source: str, reason: str, count: int, now: float, where: str | None = None) -> None:
         key = (source, reason)
+        self._unlogged[key] += count
         if now - self._last.get(key, -np.inf) >= self.interval:
             self._last[key] = now
-            log.warning("invalid records skipped", extra={"source": source, "reason": reason, "count": count})
+            extra: dict[str, Any] = {"source": source, "reason": reason, "count": self._unlogged.pop(key)}
+            if where:
+                extra["where"] = where
+            log.warning("invalid records skipped", extra=extra)
 
 
 class Pipeline:
@@ -74,6 +86,7 @@ class Pipeline:
         self.references = ReferenceStore(config)
         self._specs = {s.name: RecordSpec.from_source(s.config, self._feature_names(s.config.model))
                        for s in self.sources}
+        self._parsers = {s.name: BlockParser(s.config.kind, self._specs[s.name]) for s in self.sources}
         self._invalid_log = RateLimitedLog()
         self.cycles = 0
         self.snapshot = Snapshot((), clock(), False)
@@ -98,11 +111,9 @@ class Pipeline:
     def _poll(self, src: Source, now: float) -> None:
         started = time.perf_counter()
         poll = src.poll(now)
-        spec = self._specs[src.name]
-        parse = parse_predictions if src.config.kind == "predictions" else parse_labels
-        result = parse(poll.lines, spec, now, poll.objects)
+        result, where = self._parsers[src.name].parse(poll.blocks, now, poll.lines, poll.objects, poll.origins)
         stats = self.source_stats[src.name]
-        self._count(src.name, result, poll.rejected, now)
+        self._count(src.name, result, poll.rejected, {**where, **poll.rejected_where}, now)
         if isinstance(result.batch, PredictionBatch):
             self.apply_predictions(src.name, result.batch, now)
         elif isinstance(result.batch, LabelBatch):
@@ -110,18 +121,19 @@ class Pipeline:
         src.commit(poll.token)
         stats.poll_duration.observe(np.array([time.perf_counter() - started]))
 
-    def _count(self, source: str, result: ParseResult, rejected: Counter[str], now: float) -> None:
+    def _count(self, source: str, result: ParseResult, rejected: Counter[str], where: dict[str, str],
+               now: float) -> None:
         stats = self.source_stats[source]
         stats.records += result.records + sum(rejected.values())
         for reason, n in (result.invalid + rejected).items():
-            self.invalid(source, reason, n, now)
+            self.invalid(source, reason, n, now, where.get(reason))
         if result.newest_timestamp is not None:
             stats.newest_timestamp = max(stats.newest_timestamp or -np.inf, result.newest_timestamp)
 
-    def invalid(self, source: str, reason: str, n: int, now: float) -> None:
+    def invalid(self, source: str, reason: str, n: int, now: float, where: str | None = None) -> None:
         if n:
             self.source_stats[source].invalid[reason] += n
-            self._invalid_log.warn(source, reason, n, now)
+            self._invalid_log.warn(source, reason, n, now, where)
 
     # -- predictions --------------------------------------------------------------------------------
     def apply_predictions(self, source: str, batch: PredictionBatch, now: float) -> None:
