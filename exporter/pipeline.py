@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import time
 from collections import Counter, defaultdict
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -19,11 +19,11 @@ import numpy as np
 import numpy.typing as npt
 
 from exporter import __version__
+from exporter.batch_ops import encode_by_value, factorize, first_occurrences, groups, positive_probabilities
 from exporter.block_parser import BlockParser
 from exporter.classes import ClassIndex
 from exporter.config import Config, ModelConfig
-from exporter.drift_monitor import positive_probabilities
-from exporter.join import Joiner, first_occurrences
+from exporter.join import Joiner
 from exporter.records import LabelBatch, ParseResult, PredictionBatch, RecordSpec
 from exporter.reference import ReferenceStore
 from exporter.snapshot import Snapshot, SnapshotBuilder
@@ -147,7 +147,7 @@ class Pipeline:
                 continue
             ids = batch.id[sel]
             dup = ~first_occurrences(ids) | self.joiner.is_known(model_name, ids)
-            pred_idx = self.classes[model_name].encode(batch.prediction[sel])
+            pred_idx = encode_by_value(self.classes[model_name].encode, batch.prediction[sel])
             unknown = (pred_idx < 0) & ~dup
             self.invalid(source, "duplicate", int(dup.sum()), now)
             self.invalid(source, "unknown_class", int(unknown.sum()), now)
@@ -164,7 +164,7 @@ class Pipeline:
             feats = {f: batch.features[f][sel][ok] for f in model.drift.features if f in batch.features}
             p_pos = (positive_probabilities(batch.probabilities[sel][ok], model.positive_class)
                      if model.task == "binary" else np.full(int(ok.sum()), np.nan))
-            for version, rows in _groups(cols["version"]):
+            for version, rows in groups(cols["version"]):
                 self._version(model, version, now).add_predictions(
                     cols["pred_ts"][rows], cols["pred_idx"][rows], cols["confidence"][rows], now,
                     features={f: v[rows] for f, v in feats.items()}, p_positive=p_pos[rows])
@@ -175,7 +175,8 @@ class Pipeline:
             for label_source, n in Counter(rejected.tolist()).items():
                 self.invalid(label_source, "unknown_class", n, now)
             if matched.label.size:
-                self._apply_outcomes(model, matched.pred, classes.encode(matched.label), matched.label_ts, now)
+                self._apply_outcomes(model, matched.pred, encode_by_value(classes.encode, matched.label),
+                                     matched.label_ts, now)
 
     # -- labels ----------------------------------------------------------------------------------------
     def apply_labels(self, source: str, batch: LabelBatch, now: float) -> None:
@@ -194,7 +195,7 @@ class Pipeline:
             model = self.config.model(model_name)
             assert model is not None
             sel = rows >= 0
-            true_idx = self.classes[model_name].encode(labels[sel])
+            true_idx = encode_by_value(self.classes[model_name].encode, labels[sel])
             good = true_idx >= 0
             self.invalid(source, "unknown_class", int((~good).sum()), now)
             pred = self.joiner.take_pending(model_name, rows[sel][good], now)
@@ -203,7 +204,9 @@ class Pipeline:
         if waiting.any():
             # labels naming an unknown model can never join
             named = models[waiting]
-            unknown = np.array([m is not None and self.config.model(m) is None for m in named.tolist()], dtype=bool)
+            codes, names = factorize(named)
+            unknown = np.array([m is not None and self.config.model(m) is None for m in names.tolist()],
+                               dtype=bool)[codes]
             self.invalid(source, "unknown_model", int(unknown.sum()), now)
             idx = np.flatnonzero(waiting)[~unknown]
             self.joiner.add_orphans(ids[idx], labels[idx], ts[idx], models[idx], now, source)
@@ -226,7 +229,7 @@ class Pipeline:
 
     def _apply_outcomes(self, model: ModelConfig, pred: dict[str, npt.NDArray[Any]],
                         true_idx: npt.NDArray[np.int32], label_ts: npt.NDArray[np.float64], now: float) -> None:
-        for version, rows in _groups(pred["version"]):
+        for version, rows in groups(pred["version"]):
             vs = self._version(model, version, now)
             vs.add_outcomes(label_ts[rows], pred["pred_ts"][rows], pred["pred_idx"][rows].astype(np.int32),
                             true_idx[rows], pred["confidence"][rows], now)
@@ -245,7 +248,7 @@ class Pipeline:
     def advance(self, now: float) -> None:
         expired, orphan_models = self.joiner.expire(now)
         for model_name, gone in expired.items():
-            for version, rows in _groups(gone["version"]):
+            for version, rows in groups(gone["version"]):
                 vs = self.versions.get((model_name, version))
                 if vs is not None:
                     vs.expired_total += int(rows.size)
@@ -320,16 +323,6 @@ class Pipeline:
         for extra in self.extra_families:
             extra(b, now)
         return b.build(now, self.ready)
-
-
-def _groups(values: npt.NDArray[np.object_]) -> Iterable[tuple[str, npt.NDArray[np.int64]]]:
-    """Row indices per distinct value, in sorted value order."""
-    if values.size == 0:
-        return []
-    uniq, inverse = np.unique(values.astype(str), return_inverse=True)
-    order = np.argsort(inverse, kind="stable")
-    bounds = np.searchsorted(inverse[order], np.arange(uniq.size + 1))
-    return [(str(u), order[bounds[i]:bounds[i + 1]]) for i, u in enumerate(uniq)]
 
 
 BUILD_VERSION = __version__
