@@ -108,8 +108,8 @@ class _Part:
 
 
 def _obj(values: Sequence[Any]) -> ObjArray:
-    out = np.empty(len(values), dtype=object)
-    out[:] = values
+    """An object array of the values as they are (no search for nested sequences)."""
+    out: ObjArray = np.fromiter(values, dtype=object, count=len(values))
     return out
 
 
@@ -121,16 +121,20 @@ def _id_text(value: Any) -> str | None:
     return None if type(value) is bool else class_text(value)
 
 
-def _texts(values: list[Any], *, bools: bool) -> ObjArray:
-    """``class_text`` of every value (``_id_text`` when booleans are refused), None where refused."""
+def _texts(values: list[Any], *, bools: bool) -> tuple[ObjArray, BoolArray, bool]:
+    """``class_text`` of every value (``_id_text`` when booleans are refused), None where
+    refused; where it is not None; and whether any value is UNSET (absent)."""
     types = set(map(type, values))
     if types <= {str}:
         out = _obj(values)
-        out[out == ""] = None
-        return out
+        ok: BoolArray = out != ""
+        if not ok.all():
+            out[~ok] = None
+        return out, ok, False
     if types <= {int}:
-        return _obj(list(map(str, values)))
-    return _obj(list(map(class_text if bools else _id_text, values)))
+        return _obj(list(map(str, values))), np.ones(len(values), dtype=np.bool_), False
+    out = _obj(list(map(class_text if bools else _id_text, values)))
+    return out, ~_is(out.tolist(), None), msgspec.UnsetType in types
 
 
 class BlockParser:
@@ -202,7 +206,7 @@ class BlockParser:
         col = recs
         for depth in range(len(path)):
             attr = self._attrs[path[:depth + 1]]
-            if depth and None in col:
+            if depth and _is(col, None).any():
                 col = [missing if v is None else getattr(v, attr) for v in col]
             else:
                 col = list(map(operator.attrgetter(attr), col))
@@ -355,32 +359,39 @@ class BlockParser:
     def _prediction_columns(self, recs: list[Any], now: float) -> ParseResult:
         spec, n = self.spec, len(recs)
         col = self._column
-        ids = _texts(col(recs, self._paths["id"]), bools=False)
+        ids, id_ok, _ = _texts(col(recs, self._paths["id"]), bools=False)
         if spec.model is not None:
-            models = np.full(n, spec.model, dtype=object)
+            models, model_ok = np.full(n, spec.model, dtype=object), np.ones(n, dtype=np.bool_)
         else:
-            models = _texts(col(recs, self._paths["model"]), bools=True)
+            models, model_ok, _ = _texts(col(recs, self._paths["model"]), bools=True)
         raw_pred = col(recs, self._paths["prediction"])
-        pred_missing = _is(raw_pred, UNSET) if UNSET in raw_pred else np.zeros(n, dtype=np.bool_)
-        preds = _texts(raw_pred, bools=True)
+        preds, pred_ok, some_missing = _texts(raw_pred, bools=True)
+        pred_missing = _is(raw_pred, UNSET) if some_missing else np.zeros(n, dtype=np.bool_)
         conf, conf_present, conf_bad = _confidences(col(recs, self._paths["confidence"]))
         probs, probs_max, probs_bad = _probability_column(col(recs, self._paths["probabilities"]))
         if spec.model_version is not None:
             versions = np.full(n, spec.model_version, dtype=object)
         else:
-            versions = _texts(col(recs, self._paths["model_version"]), bools=True)
-            versions[_is(versions.tolist(), None)] = UNKNOWN_VERSION
+            versions, version_ok, _ = _texts(col(recs, self._paths["model_version"]), bools=True)
+            if not version_ok.all():
+                versions[~version_ok] = UNKNOWN_VERSION
         ts = parse_timestamp_column(col(recs, self._paths["timestamp"]), now)
         feats: dict[str, ObjArray] = {}
         if spec.feature_names:
             fobjs = col(recs, self._paths["features"])
+            some_absent = bool(_is(fobjs, None).any())
             for name in spec.feature_names:
-                feats[name] = _features(self._column_from(fobjs, (*self._paths["features"], name)))
+                attr = self._attrs[(*self._paths["features"], name)]
+                if some_absent:
+                    values = [None if v is None else getattr(v, attr) for v in fobjs]
+                else:
+                    values = list(map(operator.attrgetter(attr), fobjs))
+                feats[name] = _features(values)
         invalid: Counter[str] = Counter()
         first: dict[str, int] = {}
         keep = _apply_reasons(n, [
-            (MISSING_ID, _is(ids.tolist(), None)), (MISSING_MODEL, _is(models.tolist(), None)),
-            (MISSING_PREDICTION, pred_missing), (INVALID_CLASS, _is(preds.tolist(), None) & ~pred_missing),
+            (MISSING_ID, ~id_ok), (MISSING_MODEL, ~model_ok),
+            (MISSING_PREDICTION, pred_missing), (INVALID_CLASS, ~pred_ok & ~pred_missing),
             (INVALID_CONFIDENCE, conf_bad), (INVALID_PROBABILITIES, probs_bad), (INVALID_TIMESTAMP, np.isnan(ts)),
         ], invalid, first)
         confidence = np.where(conf_present, conf, probs_max)
@@ -395,31 +406,28 @@ class BlockParser:
         return ParseResult(batch=batch, invalid=invalid, records=n, newest_timestamp=_newest(batch.timestamp),
                            first_bad=first)
 
-    def _column_from(self, parents: list[Any], path: tuple[str, ...]) -> list[Any]:
-        attr = self._attrs[path]
-        if None in parents:
-            return [None if v is None else getattr(v, attr) for v in parents]
-        return list(map(operator.attrgetter(attr), parents))
-
     def _label_columns(self, recs: list[Any], now: float) -> ParseResult:
         spec, n = self.spec, len(recs)
         col = self._column
-        ids = _texts(col(recs, self._paths["id"]), bools=False)
+        ids, id_ok, _ = _texts(col(recs, self._paths["id"]), bools=False)
         raw = col(recs, self._paths["label"])
-        missing = _is(raw, UNSET) if UNSET in raw else np.zeros(n, dtype=np.bool_)
-        labels = _texts(raw, bools=True)
+        labels, label_ok, some_missing = _texts(raw, bools=True)
+        missing = _is(raw, UNSET) if some_missing else np.zeros(n, dtype=np.bool_)
         if spec.model is not None:
             models = np.full(n, spec.model, dtype=object)
         else:
-            models = _texts(col(recs, self._paths["model"]), bools=True)
+            models, _, _ = _texts(col(recs, self._paths["model"]), bools=True)
         ts = parse_timestamp_column(col(recs, self._paths["timestamp"]), now)
         invalid: Counter[str] = Counter()
         first: dict[str, int] = {}
         keep = _apply_reasons(n, [
-            (MISSING_ID, _is(ids.tolist(), None)), (MISSING_LABEL, missing),
-            (INVALID_CLASS, _is(labels.tolist(), None) & ~missing), (INVALID_TIMESTAMP, np.isnan(ts)),
+            (MISSING_ID, ~id_ok), (MISSING_LABEL, missing),
+            (INVALID_CLASS, ~label_ok & ~missing), (INVALID_TIMESTAMP, np.isnan(ts)),
         ], invalid, first)
-        batch = LabelBatch(id=ids[keep], label=labels[keep], timestamp=ts[keep], model=models[keep])
+        if keep.all():
+            batch = LabelBatch(id=ids, label=labels, timestamp=ts, model=models)
+        else:
+            batch = LabelBatch(id=ids[keep], label=labels[keep], timestamp=ts[keep], model=models[keep])
         return ParseResult(batch=batch, invalid=invalid, records=n, newest_timestamp=_newest(batch.timestamp),
                            first_bad=first)
 
@@ -473,9 +481,14 @@ def _probability_column(values: list[Any]) -> tuple[ObjArray, FloatArray, BoolAr
         if set(map(type, flat)) <= {float}:
             rows = np.flatnonzero(present)
             lens = np.fromiter(map(len, dicts), dtype=np.int64, count=len(dicts))
-            v = np.array(flat, dtype=np.float64)
+            v = np.fromiter(flat, dtype=np.float64, count=len(flat))
             with np.errstate(invalid="ignore"):
                 bad_value = ~((v >= 0.0) & (v <= 1.0))
+            k = int(lens[0])
+            if k and (lens == k).all():  # the usual case: every record names the same number of classes
+                bad[rows] = bad_value.reshape(-1, k).any(axis=1)
+                best[rows] = v.reshape(-1, k).max(axis=1)
+                return out, best, bad
             owner = np.repeat(np.arange(len(dicts)), lens)
             row_bad = np.zeros(len(dicts), dtype=np.bool_)
             row_bad[owner[bad_value]] = True
