@@ -73,6 +73,9 @@ IntArray = npt.NDArray[np.int64]
 UNSET = msgspec.UNSET
 _NoneType = type(None)
 
+RUN = 4096
+"""Lines decoded per call: small enough that the decoded objects are still in the CPU cache when
+their columns are pulled out (measured ~10% faster than whole 16 MiB blocks)."""
 PIECE = 256
 """A run of lines the decoder refused is retried in pieces of this many lines, ..."""
 SMALL_RUN = 4
@@ -125,12 +128,16 @@ def _texts(values: list[Any], *, bools: bool) -> tuple[ObjArray, BoolArray, bool
     """``class_text`` of every value (``_id_text`` when booleans are refused), None where
     refused; where it is not None; and whether any value is UNSET (absent)."""
     types = set(map(type, values))
-    if types <= {str}:
+    if types <= {str, _NoneType, msgspec.UnsetType}:
         out = _obj(values)
         ok: BoolArray = out != ""
+        if len(types) > 1 or _NoneType in types:
+            ok &= ~_is(values, None)
+            if msgspec.UnsetType in types:
+                ok &= ~_is(values, UNSET)
         if not ok.all():
             out[~ok] = None
-        return out, ok, False
+        return out, ok, msgspec.UnsetType in types
     if types <= {int}:
         return _obj(list(map(str, values))), np.ones(len(values), dtype=np.bool_), False
     out = _obj(list(map(class_text if bools else _id_text, values)))
@@ -286,8 +293,9 @@ class BlockParser:
         for a, b in pairwise(bounds):
             if suspect[a]:
                 parts.append(self._reference_part(data, starts, ends, a, b, now, skip_blank))
-            else:
-                self._decode_run(data, starts, ends, a, b, now, skip_blank, parts)
+                continue
+            for lo in range(a, b, RUN):  # decoded objects are still in cache when their columns are built
+                self._decode_run(data, starts, ends, lo, min(lo + RUN, b), now, skip_blank, parts)
         return parts
 
     def _suspects(self, data: bytes, starts: IntArray, ends: IntArray) -> BoolArray:
@@ -477,11 +485,14 @@ def _probability_column(values: list[Any]) -> tuple[ObjArray, FloatArray, BoolAr
         return out, best, bad
     dicts = list(compress(values, present.tolist()))
     if set(map(type, dicts)) <= {dict} and "" not in set(chain.from_iterable(dicts)):
-        flat = list(chain.from_iterable(map(dict.values, dicts)))
-        if set(map(type, flat)) <= {float}:
+        lens = np.fromiter(map(len, dicts), dtype=np.int64, count=len(dicts))
+        try:  # one pass over the values, which also refuses any that is not a float (int, bool, text)
+            v = np.fromiter(map(float.__float__, chain.from_iterable(map(dict.values, dicts))),
+                            dtype=np.float64, count=int(lens.sum()))
+        except TypeError:
+            v = None
+        if v is not None:
             rows = np.flatnonzero(present)
-            lens = np.fromiter(map(len, dicts), dtype=np.int64, count=len(dicts))
-            v = np.fromiter(flat, dtype=np.float64, count=len(flat))
             with np.errstate(invalid="ignore"):
                 bad_value = ~((v >= 0.0) & (v <= 1.0))
             k = int(lens[0])

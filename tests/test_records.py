@@ -517,7 +517,8 @@ def record_blocks(draw: st.DrawFn, nested: bool) -> list[bytes]:
         if draw(st.floats(0, 1)) >= p_absent:
             pk = draw(st.sampled_from(["float", "int", "str"])) if prob_kind == "mixed" else prob_kind
             keys = prob_keys if draw(st.floats(0, 1)) > p_odd else draw(st.lists(st.sampled_from("01ab"), max_size=2))
-            rec["probabilities"] = {k: draw(st.one_of(_value(pk), st.floats(-0.1, 1.1))) for k in keys}
+            rec["probabilities"] = {k: draw(st.one_of(st.floats(0, 1), st.sampled_from([0.0, 1.0]), _value(pk),
+                                                      st.floats(-0.1, 1.1))) for k in keys}
         if draw(st.floats(0, 1)) >= p_absent:
             rec["features"] = {k: draw(_value(v)) for k, v in feat_kinds.items() if draw(st.booleans())}
         if draw(st.booleans()):
