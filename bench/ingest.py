@@ -154,12 +154,21 @@ def run_scenario(scenario: str, n: int, chunk: int, seed: int = 1, profile: bool
         cycles = 0
         nbytes = 0
         starts = list(range(0, n, chunk))
-        for k in range(len(starts) + 1):
+
+        def caught_up() -> bool:
+            vs = p.versions.get((model.name, ev.version))
+            return vs is not None and int(vs.predicted_total.sum()) == n and int(vs.labeled_total.sum()) == n
+
+        k = 0
+        # one cycle per chunk, then more until the sources have worked off their backlog
+        # (a poll reads at most max_bytes_per_poll, 16 MiB, per source)
+        while k <= len(starts) or (not caught_up() and k < len(starts) + 100):
             if k < len(starts):
                 nbytes += write_lines(pred_path, preds[starts[k]:starts[k] + chunk])
-            if k > 0:
+            if 0 < k <= len(starts):
                 s = starts[k - 1]
                 nbytes += write_lines(label_path, labels[s:s + chunk])
+            k += 1
             if profiler is not None:
                 profiler.start()
             with timed() as t:
@@ -172,7 +181,6 @@ def run_scenario(scenario: str, n: int, chunk: int, seed: int = 1, profile: bool
             total_wall += t.wall
             total_cpu += t.cpu
             cycles += 1
-        # the last cycle must have consumed everything
         _undo(undo)
         vs = p.versions[(model.name, ev.version)]
         assert int(vs.predicted_total.sum()) == n, (int(vs.predicted_total.sum()), n)

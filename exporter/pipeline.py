@@ -28,7 +28,7 @@ from exporter.records import LabelBatch, ParseResult, PredictionBatch, RecordSpe
 from exporter.reference import ReferenceStore
 from exporter.snapshot import Snapshot, SnapshotBuilder
 from exporter.sources import build_source
-from exporter.sources.base import Source
+from exporter.sources.base import Poll, Source
 from exporter.versions import Histogram, VersionState
 
 log = logging.getLogger(__name__)
@@ -88,6 +88,7 @@ class Pipeline:
                        for s in self.sources}
         self._parsers = {s.name: BlockParser(s.config.kind, self._specs[s.name]) for s in self.sources}
         self._invalid_log = RateLimitedLog()
+        self._poll_span: str | None = None
         self.cycles = 0
         self.snapshot = Snapshot((), clock(), False)
         self.extra_families: list[Callable[[SnapshotBuilder, float], None]] = []
@@ -112,6 +113,8 @@ class Pipeline:
         started = time.perf_counter()
         poll = src.poll(now)
         result, where = self._parsers[src.name].parse(poll.blocks, now, poll.lines, poll.objects, poll.origins)
+        # records refused after parsing (duplicate, unknown class, ...) are located by the poll's span
+        self._poll_span = _span(poll)
         stats = self.source_stats[src.name]
         self._count(src.name, result, poll.rejected, {**where, **poll.rejected_where}, now)
         if isinstance(result.batch, PredictionBatch):
@@ -119,6 +122,7 @@ class Pipeline:
         elif isinstance(result.batch, LabelBatch):
             self.apply_labels(src.name, result.batch, now)
         src.commit(poll.token)
+        self._poll_span = None
         stats.poll_duration.observe(np.array([time.perf_counter() - started]))
 
     def _count(self, source: str, result: ParseResult, rejected: Counter[str], where: dict[str, str],
@@ -133,7 +137,7 @@ class Pipeline:
     def invalid(self, source: str, reason: str, n: int, now: float, where: str | None = None) -> None:
         if n:
             self.source_stats[source].invalid[reason] += n
-            self._invalid_log.warn(source, reason, n, now, where)
+            self._invalid_log.warn(source, reason, n, now, where or self._poll_span)
 
     # -- predictions --------------------------------------------------------------------------------
     def apply_predictions(self, source: str, batch: PredictionBatch, now: float) -> None:
@@ -173,7 +177,7 @@ class Pipeline:
                                                                accepts=classes.accepts)
             # a waiting label of a class this model cannot score is its own source's invalid record
             for label_source, n in Counter(rejected.tolist()).items():
-                self.invalid(label_source, "unknown_class", n, now)
+                self.invalid(label_source, "unknown_class", n, now, "labels that waited for their prediction")
             if matched.label.size:
                 self._apply_outcomes(model, matched.pred, encode_by_value(classes.encode, matched.label),
                                      matched.label_ts, now)
@@ -323,6 +327,20 @@ class Pipeline:
         for extra in self.extra_families:
             extra(b, now)
         return b.build(now, self.ready)
+
+
+def _span(poll: Poll) -> str | None:
+    """Where a poll's records came from, for refusals that cannot point at one record: the byte
+    ranges of its blocks per file, or the pages / events it read."""
+    if poll.blocks:
+        ranges: dict[str, tuple[int, int]] = {}
+        for b in poll.blocks:
+            lo, hi = ranges.get(b.origin, (b.offset, b.offset))
+            ranges[b.origin] = (min(lo, b.offset), max(hi, b.offset + len(b.data)))
+        return ", ".join(f"{origin}:{lo}-{hi}" for origin, (lo, hi) in ranges.items())
+    if poll.origins:
+        return "; ".join(text for _, text in poll.origins)
+    return None
 
 
 BUILD_VERSION = __version__

@@ -65,3 +65,20 @@ def test_log_lines_locate_and_add_up(tmp_path: Path, caplog: pytest.LogCaptureFi
     assert line.count == 4 and line.reason == "invalid_confidence"  # type: ignore[attr-defined]
     assert line.where == f"{preds}:{before + len(GOOD % 9)}"  # type: ignore[attr-defined]
     assert p.source_stats["p"].invalid["invalid_confidence"] == 2 + 4
+
+
+def test_refusals_after_parsing_are_located_by_the_poll_span(tmp_path: Path,
+                                                            caplog: pytest.LogCaptureFixture) -> None:
+    preds = tmp_path / "preds.jsonl"
+    data = GOOD % 1 + GOOD % 2 + GOOD % 1  # the second "1" is a duplicate, known only after parsing
+    preds.write_bytes(data)
+    cfg = parse_config({
+        "models": [{"name": "m", "classes": ["0", "1"]}],
+        "sources": [{"name": "p", "kind": "predictions", "type": "file", "path": str(preds), "model": "m"}],
+    })
+    p = Pipeline(cfg, Clock(1_800_000_000.0))
+    caplog.set_level(logging.WARNING, logger="exporter.pipeline")
+    p.run_cycle()
+    (line,) = skipped(caplog)
+    assert line.reason == "duplicate" and line.count == 1  # type: ignore[attr-defined]
+    assert line.where == f"{preds}:0-{len(data) - 1}"  # type: ignore[attr-defined]

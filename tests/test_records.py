@@ -463,7 +463,7 @@ def _value(kind: str) -> st.SearchStrategy[Any]:
 
 
 @st.composite
-def record_blocks(draw: st.DrawFn, nested: bool) -> list[bytes]:
+def record_blocks(draw: st.DrawFn, nested: bool, deep: bool = False) -> list[bytes]:
     """A block of lines whose fields mostly keep one JSON type each, as real logs do (so the decoder
     takes the block), with absent fields, nulls, odd types and garbage lines mixed in; a
     "clean" block has no garbage and no type changes, so the decoder nearly always takes it."""
@@ -523,6 +523,8 @@ def record_blocks(draw: st.DrawFn, nested: bool) -> list[bytes]:
             rec["features"] = {k: draw(_value(v)) for k, v in feat_kinds.items() if draw(st.booleans())}
         if draw(st.booleans()):
             rec["extra"] = draw(_value(extra_kind))
+        if deep:  # id, model and class valid: every record reaches the confidence / probability / time rules
+            rec.update(id=f"r{len(lines)}", model="m", prediction=len(lines) % 2, label=1)
         if nested:
             rec = {"meta": {"rid": rec.pop("id", None)}, "out": {"label": rec.pop("prediction", None),
                    "score": rec.pop("confidence", None)}, **rec}
@@ -547,6 +549,15 @@ EQUIVALENCE = settings(max_examples=600, deadline=None, derandomize=True, databa
     RecordSpec(model="m", feature_names=("f1",)),
 ]))
 def test_block_parser_matches_per_record_path(lines: list[bytes], spec: RecordSpec) -> None:
+    both_paths(lines, spec, "p")
+    both_paths(lines, spec, "l")
+
+
+@EQUIVALENCE
+@given(record_blocks(nested=False, deep=True), st.sampled_from([
+    RecordSpec(feature_names=("f0", "f1")), RecordSpec(model="m", model_version="v"),
+]))
+def test_block_parser_matches_per_record_path_past_the_key_fields(lines: list[bytes], spec: RecordSpec) -> None:
     both_paths(lines, spec, "p")
     both_paths(lines, spec, "l")
 
