@@ -149,6 +149,8 @@ class SourceConfig:
     # prediction, confidence, probabilities, features, label)
     fields: dict[str, str] = field(default_factory=dict)
     max_line_bytes: int = 1 << 20
+    # type: file and http: bytes one poll reads at most (a backlog is caught up over several polls)
+    max_bytes_per_poll: int = 16 << 20
     # type: file
     path: str | None = None
     start_at: Literal["beginning", "end"] = "beginning"
@@ -233,9 +235,10 @@ DRIFT_THRESHOLD_KEYS = ("psi", "ks", "js", "chi2_p_value")
 BUILTIN_DRIFT_FEATURES = ("confidence", "predicted_class")
 SOURCE_COMMON_KEYS = ("name", "kind", "type", "model", "model_version", "fields", "max_line_bytes")
 SOURCE_TYPE_KEYS: dict[str, tuple[str, ...]] = {
-    "file": ("path", "start_at"),
+    "file": ("path", "start_at", "max_bytes_per_poll"),
     "http": (
         "url", "interval", "cursor_param", "headers", "basic_auth", "timeout", "tls", "max_pages_per_poll",
+        "max_bytes_per_poll",
     ),
     "kserve": (
         "model_from", "version_from", "version_header", "listen_address", "max_body_bytes", "queue_size",
@@ -884,6 +887,9 @@ def _parse_source(
         model_version=model_version,
         fields=fields,
         max_line_bytes=c.integer(_key(path, "max_line_bytes"), m.get("max_line_bytes"), d.max_line_bytes, 1),
+        max_bytes_per_poll=c.integer(
+            _key(path, "max_bytes_per_poll"), m.get("max_bytes_per_poll"), d.max_bytes_per_poll, 1
+        ),
         path=c.text(_key(path, "path"), m.get("path"), required=source_type == "file"),
         start_at=cast(
             Literal["beginning", "end"],

@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import time
 from collections import Counter, defaultdict
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -19,15 +19,16 @@ import numpy as np
 import numpy.typing as npt
 
 from exporter import __version__
+from exporter.batch_ops import encode_by_value, factorize, first_occurrences, groups, positive_probabilities
+from exporter.block_parser import BlockParser
 from exporter.classes import ClassIndex
 from exporter.config import Config, ModelConfig
-from exporter.drift_monitor import positive_probabilities
-from exporter.join import Joiner, first_occurrences
-from exporter.records import LabelBatch, ParseResult, PredictionBatch, RecordSpec, parse_labels, parse_predictions
+from exporter.join import Joiner
+from exporter.records import LabelBatch, ParseResult, PredictionBatch, RecordSpec
 from exporter.reference import ReferenceStore
 from exporter.snapshot import Snapshot, SnapshotBuilder
 from exporter.sources import build_source
-from exporter.sources.base import Source
+from exporter.sources.base import Poll, Source
 from exporter.versions import Histogram, VersionState
 
 log = logging.getLogger(__name__)
@@ -52,17 +53,28 @@ class SourceStats:
 
 
 class RateLimitedLog:
-    """Log each (source, reason) at most once per interval, so a flood of bad lines stays readable."""
+    """Log each (source, reason) at most once per interval, so a flood of bad lines stays readable.
+
+    A line's ``count`` is the number of records skipped for that source and reason since the
+    previous line for them (so the log adds up to the counter), and ``where`` locates the first
+    record skipped in the poll that wrote the line (``path:byte offset``, an HTTP page and record,
+    a CloudEvent id).
+    """
 
     def __init__(self, interval: float = 60.0) -> None:
         self.interval = interval
         self._last: dict[tuple[str, str], float] = {}
+        self._unlogged: Counter[tuple[str, str]] = Counter()
 
-    def warn(self, source: str, reason: str, count: int, now: float) -> None:
+    def warn(self, source: str, reason: str, count: int, now: float, where: str | None = None) -> None:
         key = (source, reason)
+        self._unlogged[key] += count
         if now - self._last.get(key, -np.inf) >= self.interval:
             self._last[key] = now
-            log.warning("invalid records skipped", extra={"source": source, "reason": reason, "count": count})
+            extra: dict[str, Any] = {"source": source, "reason": reason, "count": self._unlogged.pop(key)}
+            if where:
+                extra["where"] = where
+            log.warning("invalid records skipped", extra=extra)
 
 
 class Pipeline:
@@ -79,8 +91,10 @@ class Pipeline:
         self.references = ReferenceStore(config)
         self._specs = {s.name: RecordSpec.from_source(s.config, self._feature_names(s.config.model))
                        for s in self.sources}
+        self._parsers = {s.name: BlockParser(s.config.kind, self._specs[s.name]) for s in self.sources}
         self._invalid_log = RateLimitedLog()
         self._backlog: dict[str, bool] = {}  # source -> its last poll stopped at its byte budget
+        self._poll_span: str | None = None
         self.cycles = 0
         self.snapshot = Snapshot((), clock(), False)
         self.extra_families: list[Callable[[SnapshotBuilder, float], None]] = []
@@ -108,18 +122,19 @@ class Pipeline:
         started = time.perf_counter()
         poll = src.poll(now)
         src.poll_budget = None
-        spec = self._specs[src.name]
-        parse = parse_predictions if src.config.kind == "predictions" else parse_labels
-        result = parse(poll.lines, spec, now, poll.objects)
+        result, where = self._parsers[src.name].parse(poll.blocks, now, poll.lines, poll.objects, poll.origins)
+        # records refused after parsing (duplicate, unknown class, ...) are located by the poll's span
+        self._poll_span = _span(poll)
         stats = self.source_stats[src.name]
-        self._count(src.name, result, poll.rejected, now)
+        self._count(src.name, result, poll.rejected, {**where, **poll.rejected_where}, now)
         if isinstance(result.batch, PredictionBatch):
             self.apply_predictions(src.name, result.batch, now)
         elif isinstance(result.batch, LabelBatch):
             self.apply_labels(src.name, result.batch, now)
         src.commit(poll.token)
         self._backlog[src.name] = poll.backlog
-        stats.bytes_read += sum(map(len, poll.lines)) + len(poll.lines)
+        stats.bytes_read += sum(len(b.data) for b in poll.blocks) + sum(map(len, poll.lines)) + len(poll.lines)
+        self._poll_span = None
         stats.poll_duration.observe(np.array([time.perf_counter() - started]))
         return result.records + sum(poll.rejected.values())
 
@@ -145,18 +160,19 @@ class Pipeline:
         per_record = st.bytes_read / st.records if st.records else DEFAULT_LABEL_BYTES
         src.poll_budget = max(MIN_LABEL_BUDGET, int(records * per_record))
 
-    def _count(self, source: str, result: ParseResult, rejected: Counter[str], now: float) -> None:
+    def _count(self, source: str, result: ParseResult, rejected: Counter[str], where: dict[str, str],
+               now: float) -> None:
         stats = self.source_stats[source]
         stats.records += result.records + sum(rejected.values())
         for reason, n in (result.invalid + rejected).items():
-            self.invalid(source, reason, n, now)
+            self.invalid(source, reason, n, now, where.get(reason))
         if result.newest_timestamp is not None:
             stats.newest_timestamp = max(stats.newest_timestamp or -np.inf, result.newest_timestamp)
 
-    def invalid(self, source: str, reason: str, n: int, now: float) -> None:
+    def invalid(self, source: str, reason: str, n: int, now: float, where: str | None = None) -> None:
         if n:
             self.source_stats[source].invalid[reason] += n
-            self._invalid_log.warn(source, reason, n, now)
+            self._invalid_log.warn(source, reason, n, now, where or self._poll_span)
 
     # -- predictions --------------------------------------------------------------------------------
     def apply_predictions(self, source: str, batch: PredictionBatch, now: float) -> None:
@@ -170,7 +186,7 @@ class Pipeline:
                 continue
             ids = batch.id[sel]
             dup = ~first_occurrences(ids) | self.joiner.is_known(model_name, ids)
-            pred_idx = self.classes[model_name].encode(batch.prediction[sel])
+            pred_idx = encode_by_value(self.classes[model_name].encode, batch.prediction[sel])
             unknown = (pred_idx < 0) & ~dup
             self.invalid(source, "duplicate", int(dup.sum()), now)
             self.invalid(source, "unknown_class", int(unknown.sum()), now)
@@ -187,7 +203,7 @@ class Pipeline:
             feats = {f: batch.features[f][sel][ok] for f in model.drift.features if f in batch.features}
             p_pos = (positive_probabilities(batch.probabilities[sel][ok], model.positive_class)
                      if model.task == "binary" else np.full(int(ok.sum()), np.nan))
-            for version, rows in _groups(cols["version"]):
+            for version, rows in groups(cols["version"]):
                 self._version(model, version, now).add_predictions(
                     cols["pred_ts"][rows], cols["pred_idx"][rows], cols["confidence"][rows], now,
                     features={f: v[rows] for f, v in feats.items()}, p_positive=p_pos[rows])
@@ -196,9 +212,10 @@ class Pipeline:
                                                                accepts=classes.accepts)
             # a waiting label of a class this model cannot score is its own source's invalid record
             for label_source, n in Counter(rejected.tolist()).items():
-                self.invalid(label_source, "unknown_class", n, now)
+                self.invalid(label_source, "unknown_class", n, now, "labels that waited for their prediction")
             if matched.label.size:
-                self._apply_outcomes(model, matched.pred, classes.encode(matched.label), matched.label_ts, now)
+                self._apply_outcomes(model, matched.pred, encode_by_value(classes.encode, matched.label),
+                                     matched.label_ts, now)
 
     # -- labels ----------------------------------------------------------------------------------------
     def apply_labels(self, source: str, batch: LabelBatch, now: float) -> None:
@@ -217,7 +234,7 @@ class Pipeline:
             model = self.config.model(model_name)
             assert model is not None
             sel = rows >= 0
-            true_idx = self.classes[model_name].encode(labels[sel])
+            true_idx = encode_by_value(self.classes[model_name].encode, labels[sel])
             good = true_idx >= 0
             self.invalid(source, "unknown_class", int((~good).sum()), now)
             pred = self.joiner.take_pending(model_name, rows[sel][good], now)
@@ -226,7 +243,9 @@ class Pipeline:
         if waiting.any():
             # labels naming an unknown model can never join
             named = models[waiting]
-            unknown = np.array([m is not None and self.config.model(m) is None for m in named.tolist()], dtype=bool)
+            codes, names = factorize(named)
+            unknown = np.array([m is not None and self.config.model(m) is None for m in names.tolist()],
+                               dtype=bool)[codes]
             self.invalid(source, "unknown_model", int(unknown.sum()), now)
             idx = np.flatnonzero(waiting)[~unknown]
             self.joiner.add_orphans(ids[idx], labels[idx], ts[idx], models[idx], now, source)
@@ -249,7 +268,7 @@ class Pipeline:
 
     def _apply_outcomes(self, model: ModelConfig, pred: dict[str, npt.NDArray[Any]],
                         true_idx: npt.NDArray[np.int32], label_ts: npt.NDArray[np.float64], now: float) -> None:
-        for version, rows in _groups(pred["version"]):
+        for version, rows in groups(pred["version"]):
             vs = self._version(model, version, now)
             vs.add_outcomes(label_ts[rows], pred["pred_ts"][rows], pred["pred_idx"][rows].astype(np.int32),
                             true_idx[rows], pred["confidence"][rows], now)
@@ -268,7 +287,7 @@ class Pipeline:
     def advance(self, now: float) -> None:
         expired, orphan_models = self.joiner.expire(now)
         for model_name, gone in expired.items():
-            for version, rows in _groups(gone["version"]):
+            for version, rows in groups(gone["version"]):
                 vs = self.versions.get((model_name, version))
                 if vs is not None:
                     vs.expired_total += int(rows.size)
@@ -345,14 +364,18 @@ class Pipeline:
         return b.build(now, self.ready)
 
 
-def _groups(values: npt.NDArray[np.object_]) -> Iterable[tuple[str, npt.NDArray[np.int64]]]:
-    """Row indices per distinct value, in sorted value order."""
-    if values.size == 0:
-        return []
-    uniq, inverse = np.unique(values.astype(str), return_inverse=True)
-    order = np.argsort(inverse, kind="stable")
-    bounds = np.searchsorted(inverse[order], np.arange(uniq.size + 1))
-    return [(str(u), order[bounds[i]:bounds[i + 1]]) for i, u in enumerate(uniq)]
+def _span(poll: Poll) -> str | None:
+    """Where a poll's records came from, for refusals that cannot point at one record: the byte
+    ranges of its blocks per file, or the pages / events it read."""
+    if poll.blocks:
+        ranges: dict[str, tuple[int, int]] = {}
+        for b in poll.blocks:
+            lo, hi = ranges.get(b.origin, (b.offset, b.offset))
+            ranges[b.origin] = (min(lo, b.offset), max(hi, b.offset + len(b.data)))
+        return ", ".join(f"{origin}:{lo}-{hi}" for origin, (lo, hi) in ranges.items())
+    if poll.origins:
+        return "; ".join(text for _, text in poll.origins)
+    return None
 
 
 BUILD_VERSION = __version__

@@ -34,16 +34,15 @@ Decisions the DESIGN leaves open, made here:
   Feature names are looked up as plain keys of the features object, never split on dots.
 * **Dotted paths** are split on every ``.``; a key that itself contains a dot cannot be mapped.
 
-There are two ways through a block of lines: the per-record path (``json.loads`` per line; the
-reference, and the only path for decoded objects) and, for blocks of ``FAST_MIN_LINES`` or more,
-pyarrow's JSON reader over the whole block. The fast path is used only when its output is
-provably the per-record path's (see the guards above ``_read_block``); otherwise the block is
-parsed per record, which also isolates bad lines without losing good ones.
+This module holds the batch types and the **per-record parser** (``json.loads`` per line, or
+decoded objects), which is the reference: every rule above is written here once, readably. The
+fast path, ``exporter.block_parser``, decodes whole byte blocks with msgspec and must give exactly
+this parser's result (the hostile-input and equivalence tests check it); ``parse_predictions`` /
+``parse_labels`` take it for lines unless ``fast=False``.
 """
 
 from __future__ import annotations
 
-import io
 import json
 import math
 import numbers
@@ -54,9 +53,6 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import numpy.typing as npt
-import pyarrow as pa
-import pyarrow.compute as pc
-import pyarrow.json as pa_json
 
 from exporter.timestamps import parse_timestamps
 
@@ -105,6 +101,9 @@ class ParseResult:
     invalid: Counter[str] = field(default_factory=Counter)
     records: int = 0  # records read, valid or not (mlmon_exporter_records_total)
     newest_timestamp: float | None = None  # for mlmon_exporter_source_lag_seconds
+    first_bad: dict[str, int] = field(default_factory=dict)
+    """Per reason, the index of the first record refused for it (records counted in input order:
+    lines, then objects), so a log line can say where to look."""
 
 
 def empty_predictions(feature_names: tuple[str, ...] = ()) -> PredictionBatch:
@@ -115,6 +114,21 @@ def empty_predictions(feature_names: tuple[str, ...] = ()) -> PredictionBatch:
         id=obj(), model=obj(), model_version=obj(), timestamp=np.empty(0), prediction=obj(),
         confidence=np.empty(0), probabilities=obj(), features={f: obj() for f in feature_names},
     )
+
+
+def concat_batches(batches: Sequence[PredictionBatch | LabelBatch]) -> PredictionBatch | LabelBatch:
+    """The rows of several batches of one kind, in order (one parse call over many blocks)."""
+    if len(batches) == 1:
+        return batches[0]
+    first = batches[0]
+    cols: dict[str, Any] = {}
+    for name in first.__dataclass_fields__:
+        if name == "features":
+            feats = first.features  # type: ignore[union-attr]
+            cols[name] = {f: np.concatenate([b.features[f] for b in batches]) for f in feats}  # type: ignore[union-attr]
+        else:
+            cols[name] = np.concatenate([getattr(b, name) for b in batches])
+    return type(first)(**cols)
 
 
 def empty_labels() -> LabelBatch:
@@ -282,23 +296,32 @@ def _feature(value: Any) -> Any:
     return value if isinstance(value, str) and _is_text(value) else None
 
 
+def _reject(invalid: Counter[str], first: dict[str, int], reason: str, index: int) -> None:
+    """Count one refused record, remembering where the first one of each reason was."""
+    invalid[reason] += 1
+    first.setdefault(reason, index)
+
+
 def _decoded(lines: Sequence[bytes], objects: Sequence[Any], max_line_bytes: int,
-             invalid: Counter[str]) -> Iterator[Any]:
-    """Decoded JSON values of the lines (bad ones counted and skipped), then the objects.
+             invalid: Counter[str], first: dict[str, int]) -> Iterator[tuple[int, Any]]:
+    """(record index, decoded JSON value) of the lines (bad ones counted and skipped), then of
+    the objects; the index counts lines first, then objects, as ``ParseResult.first_bad`` does.
 
     Lines are decoded as strict UTF-8 before ``json.loads``: given bytes, the json module would
     guess UTF-16/32 and accept a BOM, which is not the format.
     """
     loads = json.loads
-    for raw in lines:
+    for i, raw in enumerate(lines):
         if len(raw) > max_line_bytes:
-            invalid[LINE_TOO_LONG] += 1
+            _reject(invalid, first, LINE_TOO_LONG, i)
             continue
         try:
-            yield loads(raw.decode("utf-8"))
+            value = loads(raw.decode("utf-8"))
         except (ValueError, RecursionError):  # UnicodeDecodeError and JSONDecodeError included
-            invalid[INVALID_JSON] += 1
-    yield from objects
+            _reject(invalid, first, INVALID_JSON, i)
+            continue
+        yield i, value
+    yield from enumerate(objects, len(lines))
 
 
 def _obj_array(values: list[Any]) -> ObjArray:
@@ -313,16 +336,18 @@ def parse_predictions(lines: Sequence[bytes], spec: RecordSpec, now: float,
 
     ``fast=False`` forces the per-record path; the result is the same either way.
     """
-    if fast and not objects and len(lines) >= FAST_MIN_LINES:
-        result = _fast_predictions(lines, spec, now)
-        if result is not None:
-            return result
+    if fast and not objects and lines:
+        from exporter.block_parser import BlockParser  # the fast path builds on this module
+
+        return BlockParser("predictions", spec).parse_lines(lines, now)
     return _predictions_per_record(lines, spec, now, objects)
 
 
 def _predictions_per_record(lines: Sequence[bytes], spec: RecordSpec, now: float,
                             objects: Sequence[Any]) -> ParseResult:
     invalid: Counter[str] = Counter()
+    first: dict[str, int] = {}
+    rows: list[int] = []
     p_id, p_model, p_version = spec.path("id"), spec.path("model"), spec.path("model_version")
     p_ts, p_pred, p_conf = spec.path("timestamp"), spec.path("prediction"), spec.path("confidence")
     p_probs, p_feats = spec.path("probabilities"), spec.path("features")
@@ -340,14 +365,14 @@ def _predictions_per_record(lines: Sequence[bytes], spec: RecordSpec, now: float
     feats: list[list[Any]] = [[] for _ in names]
     nan = math.nan
 
-    for obj in _decoded(lines, objects, spec.max_line_bytes, invalid):
+    for i, obj in _decoded(lines, objects, spec.max_line_bytes, invalid, first):
         if not isinstance(obj, dict):
-            invalid[NOT_AN_OBJECT] += 1
+            _reject(invalid, first, NOT_AN_OBJECT, i)
             continue
         raw_id = _lookup(obj, p_id)
         rid = class_text(raw_id) if raw_id is not _MISSING and type(raw_id) is not bool else None
         if rid is None:
-            invalid[MISSING_ID] += 1
+            _reject(invalid, first, MISSING_ID, i)
             continue
         if fixed_model is not None:
             model: str | None = fixed_model
@@ -355,15 +380,15 @@ def _predictions_per_record(lines: Sequence[bytes], spec: RecordSpec, now: float
             raw = _lookup(obj, p_model)
             model = class_text(raw) if raw is not _MISSING else None
             if model is None:
-                invalid[MISSING_MODEL] += 1
+                _reject(invalid, first, MISSING_MODEL, i)
                 continue
         raw = _lookup(obj, p_pred)
         if raw is _MISSING:
-            invalid[MISSING_PREDICTION] += 1
+            _reject(invalid, first, MISSING_PREDICTION, i)
             continue
         pred = class_text(raw)
         if pred is None:
-            invalid[INVALID_CLASS] += 1
+            _reject(invalid, first, INVALID_CLASS, i)
             continue
         raw = _lookup(obj, p_conf)
         if raw is _MISSING or raw is None:
@@ -371,7 +396,7 @@ def _predictions_per_record(lines: Sequence[bytes], spec: RecordSpec, now: float
         else:
             conf = _probability(raw)
             if conf is None:
-                invalid[INVALID_CONFIDENCE] += 1
+                _reject(invalid, first, INVALID_CONFIDENCE, i)
                 continue
         raw = _lookup(obj, p_probs)
         if raw is _MISSING or raw is None:
@@ -379,7 +404,7 @@ def _predictions_per_record(lines: Sequence[bytes], spec: RecordSpec, now: float
         else:
             probs = _probabilities(raw)
             if probs is None:
-                invalid[INVALID_PROBABILITIES] += 1
+                _reject(invalid, first, INVALID_PROBABILITIES, i)
                 continue
             if not probs:
                 probs = None
@@ -390,6 +415,7 @@ def _predictions_per_record(lines: Sequence[bytes], spec: RecordSpec, now: float
             version = (class_text(raw) if raw is not _MISSING else None) or UNKNOWN_VERSION
         raw = _lookup(obj, p_ts)
         stamps.append(None if raw is _MISSING else raw)
+        rows.append(i)
         ids.append(rid)
         models.append(model)
         versions.append(version)
@@ -406,7 +432,7 @@ def _predictions_per_record(lines: Sequence[bytes], spec: RecordSpec, now: float
                     col.append(None)
 
     ts = parse_timestamps(stamps, now)
-    keep = _drop_invalid_timestamps(ts, invalid)
+    keep = _drop_invalid_timestamps(ts, invalid, first, rows)
     batch = PredictionBatch(
         id=_obj_array(ids)[keep], model=_obj_array(models)[keep], model_version=_obj_array(versions)[keep],
         timestamp=ts[keep], prediction=_obj_array(preds)[keep],
@@ -414,7 +440,7 @@ def _predictions_per_record(lines: Sequence[bytes], spec: RecordSpec, now: float
         features={name: _obj_array(col)[keep] for name, col in zip(names, feats, strict=True)},
     )
     return ParseResult(batch=batch, invalid=invalid, records=len(lines) + len(objects),
-                       newest_timestamp=_newest(batch.timestamp))
+                       newest_timestamp=_newest(batch.timestamp), first_bad=first)
 
 
 def parse_labels(lines: Sequence[bytes], spec: RecordSpec, now: float,
@@ -425,16 +451,18 @@ def parse_labels(lines: Sequence[bytes], spec: RecordSpec, now: float,
     else None: a label joins whichever pending prediction carries its id.
     ``fast=False`` forces the per-record path; the result is the same either way.
     """
-    if fast and not objects and len(lines) >= FAST_MIN_LINES:
-        result = _fast_labels(lines, spec, now)
-        if result is not None:
-            return result
+    if fast and not objects and lines:
+        from exporter.block_parser import BlockParser  # the fast path builds on this module
+
+        return BlockParser("labels", spec).parse_lines(lines, now)
     return _labels_per_record(lines, spec, now, objects)
 
 
 def _labels_per_record(lines: Sequence[bytes], spec: RecordSpec, now: float,
                        objects: Sequence[Any]) -> ParseResult:
     invalid: Counter[str] = Counter()
+    first: dict[str, int] = {}
+    rows: list[int] = []
     p_id, p_model = spec.path("id"), spec.path("model")
     p_ts, p_label = spec.path("timestamp"), spec.path("label")
     fixed_model = spec.model
@@ -444,22 +472,22 @@ def _labels_per_record(lines: Sequence[bytes], spec: RecordSpec, now: float,
     stamps: list[Any] = []
     models: list[str | None] = []
 
-    for obj in _decoded(lines, objects, spec.max_line_bytes, invalid):
+    for i, obj in _decoded(lines, objects, spec.max_line_bytes, invalid, first):
         if not isinstance(obj, dict):
-            invalid[NOT_AN_OBJECT] += 1
+            _reject(invalid, first, NOT_AN_OBJECT, i)
             continue
         raw_id = _lookup(obj, p_id)
         rid = class_text(raw_id) if raw_id is not _MISSING and type(raw_id) is not bool else None
         if rid is None:
-            invalid[MISSING_ID] += 1
+            _reject(invalid, first, MISSING_ID, i)
             continue
         raw = _lookup(obj, p_label)
         if raw is _MISSING:
-            invalid[MISSING_LABEL] += 1
+            _reject(invalid, first, MISSING_LABEL, i)
             continue
         label = class_text(raw)
         if label is None:
-            invalid[INVALID_CLASS] += 1
+            _reject(invalid, first, INVALID_CLASS, i)
             continue
         if fixed_model is not None:
             model: str | None = fixed_model
@@ -468,405 +496,28 @@ def _labels_per_record(lines: Sequence[bytes], spec: RecordSpec, now: float,
             model = class_text(raw) if raw is not _MISSING else None
         raw = _lookup(obj, p_ts)
         stamps.append(None if raw is _MISSING else raw)
+        rows.append(i)
         ids.append(rid)
         labels.append(label)
         models.append(model)
 
     ts = parse_timestamps(stamps, now)
-    keep = _drop_invalid_timestamps(ts, invalid)
+    keep = _drop_invalid_timestamps(ts, invalid, first, rows)
     batch = LabelBatch(id=_obj_array(ids)[keep], label=_obj_array(labels)[keep], timestamp=ts[keep],
                        model=_obj_array(models)[keep])
     return ParseResult(batch=batch, invalid=invalid, records=len(lines) + len(objects),
-                       newest_timestamp=_newest(batch.timestamp))
+                       newest_timestamp=_newest(batch.timestamp), first_bad=first)
 
 
-def _drop_invalid_timestamps(ts: FloatArray, invalid: Counter[str]) -> npt.NDArray[np.bool_]:
+def _drop_invalid_timestamps(ts: FloatArray, invalid: Counter[str], first: dict[str, int],
+                             rows: list[int]) -> npt.NDArray[np.bool_]:
     keep = ~np.isnan(ts)
     bad = len(ts) - int(keep.sum())
     if bad:
         invalid[INVALID_TIMESTAMP] += bad
+        first.setdefault(INVALID_TIMESTAMP, rows[int(np.argmin(keep))])
     return keep
 
 
 def _newest(ts: FloatArray) -> float | None:
     return float(ts.max()) if len(ts) else None
-
-
-# --- fast path: a whole block through pyarrow's JSON reader -------------------------------------
-#
-# pyarrow parses a block of lines in C++ (on all cores) several times faster than json.loads
-# per line. It is only used where its result is provably the per-record path's: anything the
-# two readers could disagree on makes the block fall back to per-record parsing (``_Fallback``),
-# which also isolates bad lines without losing good ones. The guards:
-#
-# * any line arrow cannot parse, or that is not one object: every line must start with ``{``
-#   and the row count must equal the line count;
-# * a NaN or infinite number anywhere in the block (arrow also accepts ``Inf``; json does not);
-# * invalid UTF-8 anywhere (arrow does not check strings it does not convert);
-# * nesting deeper than 64 (json gives up on deep nesting with RecursionError; arrow's schema
-#   bounds the depth of every record), and, before arrow sees the block, any line that could
-#   nest deeper than 1000 (arrow crashes on very deep nesting);
-# * a field we read inferred as a date/time type (the original text is gone; fields that hold
-#   text in the block's first record are read as text to avoid this);
-# * an integer or float class/id beyond 2**53 (arrow stores it as a double, losing digits);
-# * a JSON ``null`` where it means something different from an absent key (a ``null`` class,
-#   a ``null`` probability) when the block contains the literal ``null`` at all.
-
-FAST_MIN_LINES = 64
-"""Blocks smaller than this are not worth arrow's fixed costs."""
-
-_MAX_EXACT = 2.0 ** 53
-_MAX_DEPTH = 64
-_MAX_BRACKETS = 1000  # lines that could nest deeper than this are never handed to arrow
-
-
-class _Fallback(Exception):
-    """This block must be parsed record by record."""
-
-
-BoolArray = npt.NDArray[np.bool_]
-
-
-def _deeper_than(schema: pa.Schema, limit: int) -> bool:
-    """Whether any value nests deeper than ``limit`` (iteratively: the depth may be huge)."""
-    stack = [(f.type, 2) for f in schema]  # the record itself is level 1
-    while stack:
-        t, depth = stack.pop()
-        if depth > limit:
-            return True
-        if pa.types.is_struct(t):
-            stack.extend((t.field(i).type, depth + 1) for i in range(t.num_fields))
-        elif pa.types.is_list(t) or pa.types.is_large_list(t) or pa.types.is_fixed_size_list(t):
-            stack.append((t.value_type, depth + 1))
-    return False
-
-
-_OBJECT_START = {ord("{")}
-
-
-def _text_schema(first: Any, paths: Sequence[tuple[str, ...]]) -> pa.Schema | None:
-    """An explicit schema making ``string`` every path whose value is text in the first record.
-
-    Arrow infers text such as ``2026-11-27T08:00:00Z`` or ``2026-11-27`` as timestamps, which
-    loses the original; text in the first record of a block is very likely text in all of them.
-    (If not, arrow refuses the block and it is parsed per record.)
-    """
-    tree: dict[str, Any] = {}
-    for path in paths:
-        if type(_lookup(first, path)) is not str:
-            continue
-        node = tree
-        for key in path[:-1]:
-            child = node.setdefault(key, {})
-            if not isinstance(child, dict):
-                break
-            node = child
-        else:
-            if path[-1] not in node:
-                node[path[-1]] = pa.string()
-
-    def build(node: dict[str, Any]) -> list[pa.Field]:
-        return [pa.field(k, pa.struct(build(v)) if isinstance(v, dict) else v) for k, v in node.items()]
-
-    return pa.schema(build(tree)) if tree else None
-
-
-def _read_block(lines: Sequence[bytes], max_line_bytes: int, text_paths: Sequence[tuple[str, ...]]
-                ) -> tuple[pa.Table, int, _NullLiteral]:
-    """The block as an arrow table (one row per line within the size limit), how many lines
-    were too long, and whether the block contains a ``null`` literal."""
-    lens = np.fromiter(map(len, lines), dtype=np.int64, count=len(lines))
-    too_long = lens > max_line_bytes
-    n_long = int(too_long.sum())
-    if n_long:
-        lines = [line for line, bad in zip(lines, too_long.tolist(), strict=True) if not bad]
-        lens = lens[~too_long]
-    if not lines or int(lens.min()) == 0:
-        raise _Fallback
-    # Every line must start with "{": whitespace-only lines yield no row (so a line holding two
-    # objects could hide behind one), a top-level ``null`` yields an all-null row, and pyarrow
-    # 26 crashes (SIGSEGV) on a block whose first document is ``null``.
-    if {line[0] for line in lines} != _OBJECT_START:
-        raise _Fallback
-    # pyarrow 26 overflows its stack (SIGSEGV) on nesting some 20000 deep. A line's depth is at
-    # most its count of "[" and "{", and at most half its length: only long lines need counting.
-    for i in np.flatnonzero(lens > 2 * _MAX_BRACKETS).tolist():
-        if lines[i].count(b"[") + lines[i].count(b"{") > _MAX_BRACKETS:
-            raise _Fallback
-    block = b"\n".join(lines)
-    if not block.isascii():
-        try:
-            block.decode("utf-8")
-        except UnicodeDecodeError:
-            raise _Fallback from None
-    try:
-        schema = _text_schema(json.loads(lines[0].decode("utf-8")), text_paths)
-        table = pa_json.read_json(
-            io.BytesIO(block),
-            read_options=pa_json.ReadOptions(use_threads=True, block_size=max(1 << 20, 2 * int(lens.max()) + 2)),
-            parse_options=pa_json.ParseOptions(explicit_schema=schema),
-        )
-    except Exception:  # ArrowInvalid for bad JSON; anything else is as good a reason to fall back
-        raise _Fallback from None
-    if table.num_rows != len(lines) or _deeper_than(table.schema, _MAX_DEPTH):
-        raise _Fallback
-    if not all(_all_finite(table.column(i)) for i in range(table.num_columns)):
-        raise _Fallback  # NaN / Infinity / Inf literals: json disagrees on the last one
-    return table, n_long, _NullLiteral(block)
-
-
-class _NullLiteral:
-    """Whether the block contains ``null``, searched only if a caller needs to know."""
-
-    def __init__(self, block: bytes) -> None:
-        self._block = block
-        self._found: bool | None = None
-
-    def __bool__(self) -> bool:
-        if self._found is None:
-            self._found = b"null" in self._block
-        return self._found
-
-
-def _all_finite(col: pa.Array | pa.ChunkedArray) -> bool:
-    """No NaN or infinity anywhere in the column, nested values included."""
-    if isinstance(col, pa.ChunkedArray):
-        return all(_all_finite(chunk) for chunk in col.chunks)
-    t = col.type
-    if pa.types.is_floating(t):
-        return bool(pc.all(pc.is_finite(col.drop_null())).as_py() is not False)
-    if pa.types.is_struct(t):
-        return all(_all_finite(col.field(i)) for i in range(t.num_fields))
-    if pa.types.is_list(t) or pa.types.is_large_list(t):
-        return _all_finite(col.values)
-    return True
-
-
-def _column(table: pa.Table, path: tuple[str, ...]) -> pa.Array | None:
-    """The column at a dotted path (parent nulls propagated), None where no record has it."""
-    i = table.schema.get_field_index(path[0])
-    if i < 0:
-        return None
-    col = table.column(i).combine_chunks()
-    for key in path[1:]:
-        if not pa.types.is_struct(col.type):
-            return None
-        j = col.type.get_field_index(key)
-        if j < 0:
-            return None
-        col = pc.struct_field(col, [j])
-    return col
-
-
-def _is_temporal(t: pa.DataType) -> bool:
-    return bool(pa.types.is_temporal(t))
-
-
-def _is_number(t: pa.DataType) -> bool:
-    return bool(pa.types.is_integer(t) or pa.types.is_floating(t))
-
-
-def _valid(col: pa.Array) -> BoolArray:
-    out: BoolArray = col.is_valid().to_numpy(zero_copy_only=False).astype(np.bool_)
-    return out
-
-
-def _floats(col: pa.Array) -> FloatArray:
-    """Numbers as float64, NaN where null (the block holds no NaN literal)."""
-    out: FloatArray = col.cast(pa.float64(), safe=False).to_numpy(zero_copy_only=False).astype(np.float64)
-    return out
-
-
-def _texts(col: pa.Array | None, n: int, bools: bool) -> tuple[ObjArray, BoolArray]:
-    """``class_text`` of every value (None where absent or refused) and where it is not None."""
-    if col is None:
-        return np.full(n, None, dtype=object), np.zeros(n, dtype=np.bool_)
-    t = col.type
-    if pa.types.is_string(t) or pa.types.is_large_string(t):
-        out = _obj_array(col.to_pylist())
-        ok = _valid(col) & ~pc.equal(col, "").fill_null(False).to_numpy(zero_copy_only=False)
-        out[~ok] = None
-        return out, ok
-    if pa.types.is_integer(t):
-        return _obj_array(pc.cast(col, pa.string()).to_pylist()), _valid(col)
-    if pa.types.is_floating(t):
-        x = _floats(col)
-        if np.any(np.abs(x) >= _MAX_EXACT):
-            raise _Fallback
-        vals = [None if v is None else class_text(v) for v in col.to_pylist()]
-    elif pa.types.is_boolean(t):
-        vals = [None if v is None or not bools else ("1" if v else "0") for v in col.to_pylist()]
-    elif pa.types.is_null(t) or pa.types.is_nested(t):
-        vals = [None] * n
-    else:  # dates and times inferred from text, binary, ...: the original value is gone
-        raise _Fallback
-    out = _obj_array(vals)
-    return out, np.fromiter((v is not None for v in vals), dtype=np.bool_, count=n)
-
-
-def _present(col: pa.Array | None, n: int, has_null: _NullLiteral) -> BoolArray:
-    """Where a record has the field (for fields where ``null`` and absent differ)."""
-    if col is None:
-        return np.zeros(n, dtype=np.bool_)
-    valid = _valid(col)
-    if not valid.all() and has_null:
-        raise _Fallback  # absent or ``null``? only the per-record path can tell
-    return valid
-
-
-def _fast_timestamps(col: pa.Array | None, n: int, now: float) -> FloatArray:
-    if col is None:
-        return np.full(n, now, dtype=np.float64)
-    if _is_temporal(col.type):
-        raise _Fallback
-    return parse_timestamps(col, now)
-
-
-def _fast_feature(fobj: pa.Array | None, name: str, n: int) -> ObjArray:
-    if fobj is None or not pa.types.is_struct(fobj.type) or fobj.type.get_field_index(name) < 0:
-        return np.full(n, None, dtype=object)
-    col = pc.struct_field(fobj, [fobj.type.get_field_index(name)])
-    t = col.type
-    if pa.types.is_string(t) or pa.types.is_large_string(t) or pa.types.is_boolean(t):
-        return _obj_array(col.to_pylist())
-    if _is_number(t):
-        out = _floats(col).astype(object)
-        out[~_valid(col)] = None
-        return out
-    if pa.types.is_null(t) or pa.types.is_nested(t):
-        return np.full(n, None, dtype=object)
-    raise _Fallback
-
-
-def _fast_probabilities(col: pa.Array | None, n: int, has_null: _NullLiteral
-                        ) -> tuple[BoolArray, BoolArray, FloatArray, list[tuple[str, list[Any], list[bool]]]]:
-    """Where probabilities are present, where they are valid, their max (NaN if none), and the
-    per-class values and validity for building the dicts of the records that are kept."""
-    nan = np.full(n, np.nan)
-    if col is None:
-        return np.zeros(n, dtype=np.bool_), np.ones(n, dtype=np.bool_), nan, []
-    present = _valid(col)
-    if not pa.types.is_struct(col.type):
-        return present, ~present, nan, []  # present but not an object
-    bad = np.zeros(n, dtype=np.bool_)
-    best = np.full(n, -np.inf)
-    classes: list[tuple[str, list[Any], list[bool]]] = []
-    for i in range(col.type.num_fields):
-        name = col.type.field(i).name
-        child = pc.struct_field(col, [i])
-        cvalid = _valid(child)
-        if np.any(present & ~cvalid) and has_null:
-            raise _Fallback  # {"k": null} (invalid) or "k" absent (fine)?
-        if _is_number(child.type) and name:
-            v = _floats(child)
-            with np.errstate(invalid="ignore"):
-                bad |= cvalid & ~((v >= 0.0) & (v <= 1.0))
-            best = np.where(cvalid, np.fmax(best, v), best)
-            classes.append((name, v.tolist(), cvalid.tolist()))
-        else:  # a non-number, or the empty class name
-            bad |= cvalid
-    best[np.isinf(best)] = np.nan
-    return present, ~(present & bad), best, classes
-
-
-def _prob_dicts(keep: BoolArray, present: BoolArray,
-                classes: list[tuple[str, list[Any], list[bool]]]) -> list[dict[str, float] | None]:
-    rows = np.flatnonzero(keep)
-    out: list[dict[str, float] | None] = [None] * len(rows)
-    if classes:
-        for i in np.flatnonzero(present[rows]).tolist():
-            r = int(rows[i])
-            out[i] = {name: vals[r] for name, vals, valid in classes if valid[r]} or None
-    return out
-
-
-def _apply_reasons(n: int, checks: list[tuple[str, BoolArray]], invalid: Counter[str]) -> BoolArray:
-    """Count each record under the first reason whose mask marks it bad; the good ones."""
-    ok = np.ones(n, dtype=np.bool_)
-    for reason, bad in checks:
-        hit = ok & bad
-        count = int(hit.sum())
-        if count:
-            invalid[reason] += count
-            ok &= ~hit
-    return ok
-
-
-def _fast_predictions(lines: Sequence[bytes], spec: RecordSpec, now: float) -> ParseResult | None:
-    try:
-        p_feats = spec.path("features")
-        text_paths = [spec.path(f) for f in ("id", "model", "model_version", "timestamp", "prediction")]
-        text_paths += [(*p_feats, name) for name in spec.feature_names]
-        table, n_long, has_null = _read_block(lines, spec.max_line_bytes, text_paths)
-        n = table.num_rows
-        ids, id_ok = _texts(_column(table, spec.path("id")), n, bools=False)
-        if spec.model is not None:
-            models, model_ok = np.full(n, spec.model, dtype=object), np.ones(n, dtype=np.bool_)
-        else:
-            models, model_ok = _texts(_column(table, spec.path("model")), n, bools=True)
-        pred_col = _column(table, spec.path("prediction"))
-        pred_present = _present(pred_col, n, has_null)
-        preds, pred_ok = _texts(pred_col, n, bools=True)
-        conf_col = _column(table, spec.path("confidence"))
-        if conf_col is None:
-            conf_present, conf = np.zeros(n, dtype=np.bool_), np.full(n, np.nan)
-        else:
-            conf_present = _valid(conf_col)
-            conf = _floats(conf_col) if _is_number(conf_col.type) else np.full(n, np.nan)
-        with np.errstate(invalid="ignore"):
-            conf_bad = conf_present & ~((conf >= 0.0) & (conf <= 1.0))
-        probs_present, probs_ok, probs_max, classes = _fast_probabilities(
-            _column(table, spec.path("probabilities")), n, has_null)
-        if spec.model_version is not None:
-            versions = np.full(n, spec.model_version, dtype=object)
-        else:
-            versions, version_ok = _texts(_column(table, spec.path("model_version")), n, bools=True)
-            versions[~version_ok] = UNKNOWN_VERSION
-        ts = _fast_timestamps(_column(table, spec.path("timestamp")), n, now)
-        fobj = _column(table, p_feats)
-        feats = {name: _fast_feature(fobj, name, n) for name in spec.feature_names}
-    except (_Fallback, pa.ArrowException):  # arrow refusing an odd block is a fallback too
-        return None
-    invalid: Counter[str] = Counter()
-    if n_long:
-        invalid[LINE_TOO_LONG] = n_long
-    keep = _apply_reasons(n, [
-        (MISSING_ID, ~id_ok), (MISSING_MODEL, ~model_ok), (MISSING_PREDICTION, ~pred_present),
-        (INVALID_CLASS, ~pred_ok), (INVALID_CONFIDENCE, conf_bad), (INVALID_PROBABILITIES, ~probs_ok),
-        (INVALID_TIMESTAMP, np.isnan(ts)),
-    ], invalid)
-    confidence = np.where(conf_present, conf, probs_max)[keep]
-    batch = PredictionBatch(
-        id=ids[keep], model=models[keep], model_version=versions[keep], timestamp=ts[keep],
-        prediction=preds[keep], confidence=confidence.astype(np.float64),
-        probabilities=_obj_array(_prob_dicts(keep, probs_present, classes)),
-        features={name: col[keep] for name, col in feats.items()},
-    )
-    return ParseResult(batch=batch, invalid=invalid, records=len(lines), newest_timestamp=_newest(batch.timestamp))
-
-
-def _fast_labels(lines: Sequence[bytes], spec: RecordSpec, now: float) -> ParseResult | None:
-    try:
-        text_paths = [spec.path(f) for f in ("id", "model", "timestamp", "label")]
-        table, n_long, has_null = _read_block(lines, spec.max_line_bytes, text_paths)
-        n = table.num_rows
-        ids, id_ok = _texts(_column(table, spec.path("id")), n, bools=False)
-        label_col = _column(table, spec.path("label"))
-        label_present = _present(label_col, n, has_null)
-        labels, label_ok = _texts(label_col, n, bools=True)
-        if spec.model is not None:
-            models = np.full(n, spec.model, dtype=object)
-        else:
-            models, _ = _texts(_column(table, spec.path("model")), n, bools=True)
-        ts = _fast_timestamps(_column(table, spec.path("timestamp")), n, now)
-    except (_Fallback, pa.ArrowException):  # arrow refusing an odd block is a fallback too
-        return None
-    invalid: Counter[str] = Counter()
-    if n_long:
-        invalid[LINE_TOO_LONG] = n_long
-    keep = _apply_reasons(n, [
-        (MISSING_ID, ~id_ok), (MISSING_LABEL, ~label_present), (INVALID_CLASS, ~label_ok),
-        (INVALID_TIMESTAMP, np.isnan(ts)),
-    ], invalid)
-    batch = LabelBatch(id=ids[keep], label=labels[keep], timestamp=ts[keep], model=models[keep])
-    return ParseResult(batch=batch, invalid=invalid, records=len(lines), newest_timestamp=_newest(batch.timestamp))

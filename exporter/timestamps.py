@@ -142,6 +142,27 @@ def parse_timestamps(values: Sequence[Any] | pa.Array, now: float) -> FloatArray
     return out
 
 
+def parse_timestamp_column(values: list[Any], now: float) -> FloatArray:
+    """``parse_timestamps`` of a list of decoded values, without a Python step per value for
+    the usual columns: all numbers (or missing), or all text."""
+    types = set(map(type, values))
+    if types <= {float, type(None)}:
+        x = np.array(values, dtype=np.float64)  # None -> NaN: missing (a decoded number is never NaN)
+        missing = np.isnan(x)
+        out = _epoch_numbers(x)
+        out[missing] = now
+        return out
+    if types <= {int, float}:
+        try:
+            x = np.array(list(map(float, values)), dtype=np.float64)
+        except OverflowError:  # an int beyond float range: the scalar rule says NaN
+            return parse_timestamps(values, now)
+        return _epoch_numbers(x)
+    if types <= {str}:
+        return _parse_texts(values)
+    return parse_timestamps(values, now)
+
+
 def _parse_arrow(values: pa.Array, now: float) -> FloatArray:
     t = values.type
     if pa.types.is_string(t) or pa.types.is_large_string(t):

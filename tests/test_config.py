@@ -216,7 +216,7 @@ INVALID: dict[str, str] = {
     "source-key-for-other-type": "sources[0].url: not valid for type file (only for type http)",
     "source-unknown-key":
         'sources[0].start: unknown key (did you mean "start_at"?); allowed keys: name, kind, type, model, '
-        "model_version, fields, max_line_bytes, path, start_at",
+        "model_version, fields, max_line_bytes, path, start_at, max_bytes_per_poll",
     "source-type-unknown": 'sources[0].type: must be one of file, http, kserve, got "kafka"',
     "source-file-path-missing": "sources[0].path: is required",
     "source-http-url-scheme":

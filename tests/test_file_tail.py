@@ -19,13 +19,30 @@ from hypothesis import strategies as st
 from exporter.config import SourceConfig
 from exporter.records import RecordSpec, parse_predictions
 from exporter.sources import SOURCE_TYPES, FileTailSource, build_source
+from exporter.sources.base import Poll
+
+
+class LineView(FileTailSource):
+    """The source, with each poll's blocks also split into the lines the parser sees (blank
+    ones dropped, too-long ones counted in ``rejected``), so the tests below state line
+    semantics directly. The blocks themselves are checked in test_blocks_are_located."""
+
+    def poll(self, now: float) -> Poll:
+        poll = super().poll(now)
+        for block in poll.blocks:
+            for line in block.data.split(b"\n"):
+                if len(line) > self.max_line_bytes:
+                    poll.rejected["line_too_long"] += 1
+                elif line and not line.isspace():
+                    poll.lines.append(line)
+        return poll
 
 
 def make(pattern: Path | str, *, start_at: str = "beginning", max_line_bytes: int = 1 << 20,
          **kw: Any) -> FileTailSource:
     cfg = SourceConfig(name="preds", kind="predictions", type="file", path=str(pattern),
                        start_at=cast(Any, start_at), max_line_bytes=max_line_bytes)
-    return FileTailSource(cfg, **kw)
+    return LineView(cfg, **kw)
 
 
 def drain(src: FileTailSource, now: float = 1000.0) -> list[bytes]:
@@ -443,6 +460,33 @@ def test_every_complete_line_is_returned_exactly_once(steps: list[tuple[str, Any
     expected = [line for line in all_lines if line and not line.isspace() and len(line) <= 40]
     assert got == expected
     assert rejected == sum(1 for line in all_lines if len(line) > 40)
+
+
+def test_blocks_are_located(tmp_path: Path) -> None:
+    """Blocks carry their file and byte offset, and a line too long to hold is located too."""
+    log = tmp_path / "a.jsonl"
+    log.write_bytes(b"one\ntwo\n")
+    src = FileTailSource(SourceConfig(name="p", kind="predictions", type="file", path=str(log), max_line_bytes=10))
+    first = src.poll(1.0)
+    src.commit(first.token)
+    assert [(b.data, b.origin, b.offset) for b in first.blocks] == [(b"one\ntwo", str(log), 0)]
+    append(log, b"x" * 50 + b"\nthree\n")
+    second = src.poll(2.0)
+    assert [(b.data, b.offset) for b in second.blocks] == [(b"x" * 50 + b"\nthree", 8)]
+    src.commit(second.token)
+    append(log, b"y" * (3 << 20))  # no newline within the chunk: skipped by the source
+    third = src.poll(3.0)
+    assert third.rejected == {"line_too_long": 1} and third.rejected_where == {"line_too_long": f"{log}:65"}
+    src.close()
+
+
+def test_budget_comes_from_the_source_config(tmp_path: Path) -> None:
+    cfg = SourceConfig(name="p", kind="predictions", type="file", path=str(tmp_path / "a"), max_bytes_per_poll=5000)
+    assert FileTailSource(cfg).max_bytes_per_poll == 1 << 20 | 1  # at least one longest line
+    assert FileTailSource(SourceConfig(name="p", kind="predictions", type="file", path="x",
+                                       max_line_bytes=100, max_bytes_per_poll=5000)).max_bytes_per_poll == 5000
+    assert FileTailSource(SourceConfig(name="p", kind="predictions", type="file", path="x")).max_bytes_per_poll == \
+        16 << 20
 
 
 def test_state_is_json(tmp_path: Path) -> None:

@@ -27,6 +27,7 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 from prometheus_client.utils import floatToGoString
 
+from exporter.block_parser import BlockParser
 from exporter.config import (
     BasicAuth,
     Config,
@@ -224,6 +225,29 @@ def test_page_limit_leaves_the_rest_for_the_next_cycle(served: tuple[Store, str,
     assert src.due(T0)  # a backlog is worked off at the next cycle, not after the interval
     assert drain(src, T0 + 5) == [f"r{i}" for i in range(20, 25)]
     assert not src.due(T0 + 5)
+
+
+def test_byte_budget_leaves_the_rest_for_the_next_cycle(served: tuple[Store, str, _StoreServer]) -> None:
+    store, url, _ = served
+    store.records = [label(i) for i in range(25)]
+    page = len(json.dumps({"items": store.records[:10], "next_cursor": "10"}).encode())
+    src = make(url, cursor_param="cursor", max_bytes_per_poll=page + 1)  # a page and a bit: two pages
+    assert drain(src, T0) == [f"r{i}" for i in range(20)]
+    assert src.due(T0)  # the backlog is read at the next cycle
+    assert drain(src, T0 + 5) == [f"r{i}" for i in range(20, 25)]
+
+
+def test_refused_records_are_located_by_page(served: tuple[Store, str, _StoreServer]) -> None:
+    store, url, _ = served
+    store.records = [label(i) for i in range(25)]
+    store.records[13] = {"id": "bad"}  # no label
+    src = make(url, cursor_param="cursor")
+    poll = src.poll(T0)
+    assert poll.origins == [(0, "page 1"), (10, "page 2 of the poll (cursor '10')"),
+                            (20, "page 3 of the poll (cursor '20')")]
+    result, where = BlockParser("labels", SPEC).parse(poll.blocks, T0, poll.lines, poll.objects, poll.origins)
+    assert result.invalid == {"missing_label": 1}
+    assert where == {"missing_label": "page 2 of the poll (cursor '10'), record 4"}
 
 
 def test_cursor_advances_only_on_commit(served: tuple[Store, str, _StoreServer]) -> None:

@@ -13,6 +13,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
+from exporter.block_parser import Block
 from exporter.config import SourceConfig
 
 
@@ -20,16 +21,25 @@ from exporter.config import SourceConfig
 class Poll:
     """One poll's harvest.
 
-    ``lines`` are complete raw lines (bytes, without the newline) for sources that read text;
-    ``objects`` are already-decoded JSON values for sources that receive them decoded.
+    ``blocks`` are byte blocks of complete JSON lines (the fast path: the parser splits them);
+    ``lines`` are complete raw lines (bytes, without the newline) for sources that split text
+    themselves; ``objects`` are already-decoded JSON values for sources that receive them
+    decoded. Records are counted in that order: blocks, lines, objects.
     ``rejected`` counts records refused before parsing (e.g. ``line_too_long``), by reason;
-    they count as records read too. ``backlog`` says the poll stopped at its byte budget with
-    more to read, so the next cycle continues (the pipeline paces label sources meanwhile).
+    they count as records read too. ``rejected_where`` says, per reason, where the first of
+    them was (``path:byte offset``), and ``origins`` where the ``lines`` and ``objects`` came
+    from: ``(index of the first record, text)`` pairs in record order (an HTTP page, a
+    CloudEvent id), so a log line about a refused record can say where to look. ``backlog``
+    says the poll stopped at its byte budget with more to read, so the next cycle continues (the
+    pipeline paces label sources meanwhile).
     """
 
+    blocks: list[Block] = field(default_factory=list)
     lines: list[bytes] = field(default_factory=list)
     objects: list[Any] = field(default_factory=list)
     rejected: Counter[str] = field(default_factory=Counter)
+    rejected_where: dict[str, str] = field(default_factory=dict)
+    origins: list[tuple[int, str]] = field(default_factory=list)
     token: Any = None
     backlog: bool = False
 

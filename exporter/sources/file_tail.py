@@ -23,10 +23,16 @@ Rules, in the order they are applied on each poll:
   holds it open time to finish. A final line without a newline is never returned.
 * **Truncation** (copytruncate): when a file is shorter than its committed offset it is read
   again from 0.
-* **Long lines** (over ``max_line_bytes``) are skipped as they stream past, never held whole
-  in memory, and counted in ``Poll.rejected["line_too_long"]``. Empty lines are ignored.
-* **Budget.** One poll reads at most ``max_bytes_per_poll`` bytes in total (64 MiB by default)
-  so a large backlog is worked off over several polls instead of stalling one.
+* **Blocks.** Complete lines are handed over as byte blocks (one per 1 MiB read), never split
+  here: the parser (``exporter.block_parser``) splits and decodes a block in C. Each block
+  carries its path and byte offset, so a refused record can be located.
+* **Long lines** (over ``max_line_bytes``) that do not end within the chunk being read are
+  skipped as they stream past, never held whole in memory, and counted in
+  ``Poll.rejected["line_too_long"]`` (with their ``path:offset`` in ``Poll.rejected_where``);
+  shorter too-long lines are counted by the parser the same way. Empty lines are ignored.
+* **Budget.** One poll reads at most ``max_bytes_per_poll`` bytes in total (the source key,
+  16 MiB by default) so a large backlog or a long outage is worked off over several polls
+  instead of stalling one or spiking memory.
 * **Errors.** An ``OSError`` on one file (e.g. permission denied) counts in
   ``health.errors_total`` and marks the source down for that poll; the other files are still
   read. A glob that matches nothing is not an error: the file may not exist yet.
@@ -54,6 +60,7 @@ from collections import Counter
 from dataclasses import dataclass
 from typing import Any
 
+from exporter.block_parser import Block
 from exporter.config import SourceConfig
 from exporter.records import LINE_TOO_LONG
 from exporter.sources.base import Poll, Source
@@ -62,7 +69,6 @@ log = logging.getLogger(__name__)
 
 FileKey = tuple[int, int]  # (st_dev, st_ino)
 
-DEFAULT_MAX_BYTES_PER_POLL = 64 << 20
 DEFAULT_ROTATE_WAIT = 5.0
 HEAD_BYTES = 1024  # how much of a file's start the checkpoint fingerprints
 _CHUNK = 1 << 20
@@ -128,7 +134,7 @@ class FileTailSource(Source):
     """A ``type: file`` source; ``path`` (a glob) overrides ``config.path``, e.g. in tests."""
 
     def __init__(self, config: SourceConfig, path: str | None = None, *,
-                 max_bytes_per_poll: int = DEFAULT_MAX_BYTES_PER_POLL,
+                 max_bytes_per_poll: int | None = None,
                  rotate_wait: float = DEFAULT_ROTATE_WAIT) -> None:
         super().__init__(config)
         pattern = path if path is not None else config.path
@@ -137,7 +143,8 @@ class FileTailSource(Source):
         self.pattern = os.fspath(pattern)
         self.max_line_bytes = config.max_line_bytes
         # The first file must always be able to finish its longest allowed line in one poll.
-        self.max_bytes_per_poll = max(max_bytes_per_poll, self.max_line_bytes + 1)
+        budget = config.max_bytes_per_poll if max_bytes_per_poll is None else max_bytes_per_poll
+        self.max_bytes_per_poll = max(budget, self.max_line_bytes + 1)
         self.rotate_wait = rotate_wait
         self._files: dict[FileKey, _Tailed] = {}
         self._seq = 0
@@ -148,8 +155,9 @@ class FileTailSource(Source):
 
     def poll(self, now: float) -> Poll:
         errors = self._discover(now)
-        lines: list[bytes] = []
+        blocks: list[Block] = []
         rejected: Counter[str] = Counter()
+        where: dict[str, str] = {}
         positions: list[_Position] = []
         budget = self.max_bytes_per_poll
         if self.poll_budget is not None:  # paced by the pipeline; a longest line must still fit
@@ -163,7 +171,7 @@ class FileTailSource(Source):
             try:
                 size = os.fstat(f.fd).st_size
                 offset, skip = (f.offset, f.skip) if size >= f.offset else (0, False)
-                r = self._read(f.fd, offset, skip, budget, lines, rejected)
+                r = self._read(f, offset, skip, budget, blocks, rejected, where)
             except OSError as e:
                 errors += 1
                 self._failed(f.path, e)
@@ -181,7 +189,8 @@ class FileTailSource(Source):
         else:
             self.health.up = True
             self.health.last_success = now
-        return Poll(lines=lines, rejected=rejected, token=FileToken(tuple(positions)), backlog=more)
+        return Poll(blocks=blocks, rejected=rejected, rejected_where=where, token=FileToken(tuple(positions)),
+                    backlog=more)
 
     def commit(self, token: Any) -> None:
         if not isinstance(token, FileToken):
@@ -319,14 +328,17 @@ class FileTailSource(Source):
             pos = start
         return (0, False) if size <= self.max_line_bytes else (size, True)
 
-    def _read(self, fd: int, offset: int, skip: bool, budget: int, lines: list[bytes],
-              rejected: Counter[str]) -> _ReadResult:
-        """Append the complete lines after ``offset`` (at most ``budget`` bytes) to ``lines``.
+    def _read(self, f: _Tailed, offset: int, skip: bool, budget: int, blocks: list[Block],
+              rejected: Counter[str], where: dict[str, str]) -> _ReadResult:
+        """Append the complete lines after ``offset`` (at most ``budget`` bytes) to ``blocks``,
+        one block per read chunk: the parser splits them, no Python runs here per line.
 
         The unterminated tail is collected in ``pending`` only while it is within the line
         limit; beyond it the line is counted as rejected and the rest of it discarded as it
-        is read (``skip``), so memory stays bounded by the limit plus one chunk.
+        is read (``skip``), so memory stays bounded by the limit plus one chunk. Lines over the
+        limit that end inside a chunk are left to the parser, which counts them the same way.
         """
+        fd = f.fd
         limit = self.max_line_bytes
         pos = offset  # next byte to read
         line_start = offset  # first unconsumed byte (returned as the new offset)
@@ -359,25 +371,19 @@ class FileTailSource(Source):
                     pending.append(head)
                     head = b"".join(pending)
                 rest = data[cut + 1:]
+                if head:
+                    blocks.append(Block(head, f.path, line_start))
                 line_start = pos - len(rest)
-                self._emit(head, lines, rejected)
                 pending = [rest] if rest else []
                 pending_len = len(rest)
             if pending_len > limit:
                 rejected[LINE_TOO_LONG] += 1
+                where.setdefault(LINE_TOO_LONG, f"{f.path}:{line_start}")
                 skip = True
                 pending = []
                 pending_len = 0
                 line_start = pos
         return _ReadResult(line_start, skip, used, eof)
-
-    def _emit(self, block: bytes, lines: list[bytes], rejected: Counter[str]) -> None:
-        limit = self.max_line_bytes
-        for line in block.split(b"\n"):
-            if len(line) > limit:
-                rejected[LINE_TOO_LONG] += 1
-            elif line and not line.isspace():
-                lines.append(line)
 
     def _find(self, key: FileKey, path: str, matches: list[str]) -> tuple[int, int, str] | None:
         """Open the file with inode ``key``: at ``path``, a glob match, or beside ``path``."""

@@ -5,7 +5,8 @@ known) and accepts three body shapes:
 
 * a JSON array of records;
 * a page ``{"items": [...], "next_cursor": "..."}``: pages are followed within one poll, up to
-  ``max_pages_per_poll`` requests, and the next poll resumes from the last ``next_cursor``;
+  ``max_pages_per_poll`` requests or ``max_bytes_per_poll`` bytes of bodies (at least one page
+  is read), and the next poll resumes from the last ``next_cursor``;
 * JSON lines (one record per line; returned as raw lines so a bad line is counted on its own).
 
 A single JSON object without ``items`` is one record. An empty body (e.g. ``204``) is an empty
@@ -96,6 +97,7 @@ class Page:
     objects: list[Any] = field(default_factory=list)
     lines: list[bytes] = field(default_factory=list)
     next_cursor: str | None = None
+    size: int = 0  # bytes of the body, for max_bytes_per_poll
 
 
 def decode_body(body: bytes, content_type: str = "") -> Page:
@@ -215,21 +217,33 @@ class HTTPSource(Source):
         backlog = False
         follow = self.config.cursor_param is not None
         by_timestamp = False  # the last response had no next_cursor
-        for _ in range(self.config.max_pages_per_poll):
+        line_origins: list[tuple[int, str]] = []
+        object_origins: list[tuple[int, str]] = []
+        read = 0
+        for number in range(1, self.config.max_pages_per_poll + 1):
             try:
                 page = self._get(cursor)
             except FetchError as e:
                 error = str(e)
                 break
+            where = f"page {number} of the poll (cursor {cursor!r})" if cursor is not None else f"page {number}"
+            if page.lines:
+                line_origins.append((len(lines), where))
+            if page.objects:
+                object_origins.append((len(objects), where))
             records = page.objects or [self._decode_line(line) for line in page.lines]
             objects.extend(page.objects)
             lines.extend(page.lines)
             newest = self._newest(records, newest)
+            read += page.size
             if page.next_cursor is None:
                 by_timestamp = True
                 break
             sent, cursor, kind = cursor, page.next_cursor, "next"
             if not records or page.next_cursor == sent or not follow:
+                break
+            if read >= self.config.max_bytes_per_poll:
+                backlog = True  # byte budget spent while the server still had pages
                 break
         else:
             backlog = True  # page limit reached while the server still had pages
@@ -240,7 +254,8 @@ class HTTPSource(Source):
             self._succeeded(now, backlog)
         else:
             self._failed(now, error)
-        return Poll(lines=lines, objects=objects, token=HTTPToken(cursor, kind))
+        origins = line_origins + [(len(lines) + i, where) for i, where in object_origins]
+        return Poll(lines=lines, objects=objects, origins=origins, token=HTTPToken(cursor, kind))
 
     def commit(self, token: Any) -> None:
         if token is None:
@@ -329,7 +344,9 @@ class HTTPSource(Source):
         except (requests.RequestException, OSError) as e:
             raise FetchError(f"request failed ({type(e).__name__})") from None
         try:
-            return decode_body(body, content_type)
+            page = decode_body(body, content_type)
+            page.size = len(body)
+            return page
         except (ValueError, UnicodeDecodeError) as e:
             raise FetchError(f"invalid body: {e}") from None
 

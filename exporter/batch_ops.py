@@ -1,0 +1,99 @@
+"""Whole-column operations the pipeline applies to parsed batches, with no Python per record.
+
+Object columns (ids, classes, versions) are factorised with pandas' C hash table: each distinct
+value gets a code in order of first appearance, so per-value work (a class lookup, a group)
+runs once per distinct value and is broadcast back with numpy. Each function here is the
+vectorised twin of a per-record loop elsewhere and gives exactly its result (tests compare).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from itertools import repeat
+
+import numpy as np
+import numpy.typing as npt
+import pandas as pd
+
+ObjArray = npt.NDArray[np.object_]
+BoolArray = npt.NDArray[np.bool_]
+IntArray = npt.NDArray[np.int64]
+FloatArray = npt.NDArray[np.float64]
+
+
+def factorize(values: ObjArray) -> tuple[IntArray, ObjArray]:
+    """Codes (0.. in order of first appearance) and the distinct values; None is a value too
+    (pandas hands it back as NaN: these columns hold text or None, never a float NaN)."""
+    codes, uniques = pd.factorize(values, use_na_sentinel=False)
+    out = np.empty(len(uniques), dtype=object)
+    out[:] = [None if type(u) is float and u != u else u for u in uniques.tolist()]
+    return codes.astype(np.int64, copy=False), out
+
+
+def first_occurrences(values: ObjArray) -> BoolArray:
+    """Mask of the first occurrence of each value within a batch (later ones are duplicates).
+
+    Codes are handed out in order of first appearance, so a row is a first occurrence exactly
+    when its code exceeds every code before it.
+    """
+    if values.size == 0:
+        return np.zeros(0, dtype=np.bool_)
+    codes, _ = factorize(values)
+    before = np.concatenate(([-1], np.maximum.accumulate(codes)[:-1]))
+    first: BoolArray = codes > before
+    return first
+
+
+def encode_by_value(encode: Callable[[ObjArray], npt.NDArray[np.int32]], values: ObjArray) -> npt.NDArray[np.int32]:
+    """``encode(values)`` computed on the distinct values only (the encoder must be elementwise,
+    and any state it keeps must depend only on the set of values, as ``ClassIndex.encode``'s
+    discovery does)."""
+    if values.size == 0:
+        return np.zeros(0, dtype=np.int32)
+    codes, uniques = factorize(values)
+    out: npt.NDArray[np.int32] = encode(uniques)[codes]
+    return out
+
+
+def groups(values: ObjArray) -> list[tuple[str, IntArray]]:
+    """Row indices per distinct value (as text), in sorted value order."""
+    if values.size == 0:
+        return []
+    codes, uniques = factorize(values)
+    names = [str(u) for u in uniques.tolist()]
+    if len(names) == 1:
+        return [(names[0], np.arange(values.size, dtype=np.int64))]
+    order = sorted(range(len(names)), key=names.__getitem__)
+    rank = np.empty(len(names), dtype=np.int64)
+    rank[order] = np.arange(len(names))
+    ranked = rank[codes]
+    rows = np.argsort(ranked, kind="stable")
+    bounds = np.searchsorted(ranked[rows], np.arange(len(names) + 1))
+    merged: dict[str, list[IntArray]] = {}
+    for k, i in enumerate(order):  # two values with the same text (3 and "3") share a group
+        merged.setdefault(names[i], []).append(rows[bounds[k]:bounds[k + 1]])
+    return [(name, np.sort(np.concatenate(parts)) if len(parts) > 1 else parts[0])
+            for name, parts in sorted(merged.items())]
+
+
+def positive_probabilities(probabilities: ObjArray, positive_class: str) -> FloatArray:
+    """Probability of the positive class per prediction, NaN where the record has none; the
+    rule of ``drift_monitor.positive_probabilities`` (a dict naming only one other class gives
+    its complement), with the lookups done by C loops."""
+    n = probabilities.size
+    out = np.full(n, np.nan)
+    if n == 0:
+        return out
+    has = np.fromiter(map(bool, probabilities.tolist()), dtype=np.bool_, count=n)  # None, {} -> False
+    rows = np.flatnonzero(has)
+    if rows.size == 0:
+        return out
+    dicts = probabilities[rows].tolist()
+    got = list(map(dict.get, dicts, repeat(positive_class)))
+    vals = np.array(got, dtype=np.float64)  # None -> NaN
+    out[rows] = vals
+    for i in np.flatnonzero(np.isnan(vals)).tolist():  # the positive class absent: rare
+        d = dicts[i]
+        if len(d) == 1:
+            out[rows[i]] = 1.0 - next(iter(d.values()))
+    return out

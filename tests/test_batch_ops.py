@@ -1,0 +1,70 @@
+"""The vectorised column operations give exactly their per-record twins' results."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from exporter import drift_monitor, join
+from exporter.batch_ops import encode_by_value, first_occurrences, groups, positive_probabilities
+from exporter.classes import ClassIndex
+from exporter.config import ModelConfig
+
+SEEDED = settings(max_examples=300, deadline=None, derandomize=True, database=None)
+
+
+def obj(values: list[Any]) -> np.ndarray:
+    out = np.empty(len(values), dtype=object)
+    out[:] = values
+    return out
+
+
+def groups_reference(values: np.ndarray) -> list[tuple[str, list[int]]]:
+    out: dict[str, list[int]] = {}
+    for i, v in enumerate(values.tolist()):
+        out.setdefault(str(v), []).append(i)
+    return sorted(out.items())
+
+
+_values = st.lists(st.one_of(st.sampled_from(["a", "b", "", "3", "é", "a "]), st.none(), st.just(3)), max_size=40)
+
+
+@SEEDED
+@given(_values)
+def test_first_occurrences_matches_the_set_loop(values: list[Any]) -> None:
+    ids = obj(values)
+    np.testing.assert_array_equal(first_occurrences(ids), join.first_occurrences(ids))
+
+
+@SEEDED
+@given(_values)
+def test_groups_match_a_dict_of_lists(values: list[Any]) -> None:
+    got = [(k, rows.tolist()) for k, rows in groups(obj(values))]
+    assert got == groups_reference(obj(values))
+
+
+@SEEDED
+@given(st.lists(st.sampled_from(["0", "1", "2", "x", "y", "z", ""]), max_size=30), st.booleans())
+def test_encode_by_value_matches_the_encoder(values: list[str], fixed: bool) -> None:
+    model = ModelConfig(name="m", task="multiclass", classes=("0", "1", "2") if fixed else None, max_classes=4)
+    a, b = ClassIndex(model), ClassIndex(model)
+    np.testing.assert_array_equal(encode_by_value(a.encode, obj(values)), b.encode(obj(values)))
+    assert a.names == b.names  # discovery adds the same classes in the same order
+
+
+_probs = st.one_of(st.none(), st.dictionaries(st.sampled_from(["0", "1", "2"]), st.floats(0, 1), max_size=3))
+
+
+@SEEDED
+@given(st.lists(_probs, max_size=30), st.sampled_from(["1", "0"]))
+def test_positive_probabilities_match_the_loop(probs: list[Any], positive: str) -> None:
+    np.testing.assert_array_equal(positive_probabilities(obj(probs), positive),
+                                  drift_monitor.positive_probabilities(obj(probs), positive))
+
+
+def test_positive_probability_complement_and_absent() -> None:
+    got = positive_probabilities(obj([{"0": 0.25}, {"1": 0.75}, None, {}, {"0": 0.2, "2": 0.3}]), "1")
+    np.testing.assert_array_equal(got, [0.75, 0.75, np.nan, np.nan, np.nan])
