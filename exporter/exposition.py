@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 
 from exporter import __version__
 from exporter.snapshot import LabelPairs, SnapshotBuilder
+from exporter.sources.file_tail import FileTailSource
 
 if TYPE_CHECKING:
     from exporter.pipeline import Pipeline
@@ -158,10 +159,14 @@ def _self_families(p: Pipeline, b: SnapshotBuilder, now: float) -> None:
     lag = g("mlmon_exporter_source_lag_seconds", "gauge", "Now minus the newest record timestamp of the source.")
     poll = g("mlmon_exporter_poll_duration_seconds", "histogram", "Time to poll, parse and apply one source batch.")
     pending = g("mlmon_exporter_join_pending", "gauge", "Predictions waiting for their label.")
+    files = g("mlmon_exporter_source_files", "gauge",
+              "Regular files the file source's path matched at its last poll (0: a wrong path, or no file yet).")
     for src in p.sources:
         sl: LabelPairs = (("source", src.name),)
         st = p.source_stats[src.name]
         up.add(sl, 1.0 if src.health.up else 0.0)
+        if isinstance(src, FileTailSource):
+            files.add(sl, src.files_matched)
         records.add(sl, st.records)
         for reason, n in sorted(st.invalid.items()):
             invalid.add((*sl, ("reason", reason)), n)
