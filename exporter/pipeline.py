@@ -23,7 +23,15 @@ from exporter.classes import ClassIndex
 from exporter.config import Config, ModelConfig
 from exporter.drift_monitor import positive_probabilities
 from exporter.join import Joiner, first_occurrences
-from exporter.records import LabelBatch, ParseResult, PredictionBatch, RecordSpec, parse_labels, parse_predictions
+from exporter.records import (
+    UNKNOWN_VERSION,
+    LabelBatch,
+    ParseResult,
+    PredictionBatch,
+    RecordSpec,
+    parse_labels,
+    parse_predictions,
+)
 from exporter.reference import ReferenceStore
 from exporter.snapshot import Snapshot, SnapshotBuilder
 from exporter.sources import build_source
@@ -75,6 +83,7 @@ class Pipeline:
         self._specs = {s.name: RecordSpec.from_source(s.config, self._feature_names(s.config.model))
                        for s in self.sources}
         self._invalid_log = RateLimitedLog()
+        self._unversioned_logged: set[str] = set()  # sources already told about records without a version
         self.cycles = 0
         self.snapshot = Snapshot((), clock(), False)
         self.extra_families: list[Callable[[SnapshotBuilder, float], None]] = []
@@ -104,11 +113,23 @@ class Pipeline:
         stats = self.source_stats[src.name]
         self._count(src.name, result, poll.rejected, now)
         if isinstance(result.batch, PredictionBatch):
+            self._note_unversioned(src, spec, result.batch)
             self.apply_predictions(src.name, result.batch, now)
         elif isinstance(result.batch, LabelBatch):
             self.apply_labels(src.name, result.batch, now)
         src.commit(poll.token)
         stats.poll_duration.observe(np.array([time.perf_counter() - started]))
+
+    def _note_unversioned(self, src: Source, spec: RecordSpec, batch: PredictionBatch) -> None:
+        """Say once per source that records without a version are counted as version "unknown":
+        otherwise a misspelt version field shows only as an odd label value."""
+        if spec.model_version is not None or src.name in self._unversioned_logged:
+            return
+        if len(batch) and bool((batch.model_version == UNKNOWN_VERSION).any()):
+            self._unversioned_logged.add(src.name)
+            log.info('predictions without a model_version are counted as version "unknown" '
+                     "(set model_version or fields.model_version on the source to say where it is)",
+                     extra={"source": src.name, "field": spec.fields.get("model_version", "model_version")})
 
     def _count(self, source: str, result: ParseResult, rejected: Counter[str], now: float) -> None:
         stats = self.source_stats[source]
