@@ -9,7 +9,7 @@ from __future__ import annotations
 import math
 from typing import TYPE_CHECKING
 
-from exporter import __version__
+from exporter.build_info import build_labels
 from exporter.snapshot import LabelPairs, SnapshotBuilder
 from exporter.sources.file_tail import FileTailSource
 
@@ -149,7 +149,9 @@ def _model_families(p: Pipeline, b: SnapshotBuilder) -> None:
 
 def _self_families(p: Pipeline, b: SnapshotBuilder, now: float) -> None:
     g = b.family
-    g("mlmon_exporter_build", "info", "Exporter build information.").add((("version", __version__),), 1)
+    g("mlmon_exporter_build", "info",
+      "Exporter build information: version, git revision (unknown when not recorded), Python version.").add(
+        build_labels(), 1)
     up = g("mlmon_exporter_source_up", "gauge", "1 when the source's last poll succeeded.")
     records = g("mlmon_exporter_records", "counter", "Records read from the source, valid or not.")
     invalid = g("mlmon_exporter_invalid_records", "counter", "Records skipped as invalid, by reason.")

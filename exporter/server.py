@@ -129,6 +129,9 @@ class _Handler(BaseHTTPRequestHandler):
                                 b"Ready\n" if ready else b"Not ready: sources not read yet\n"))
         elif path == "/":
             self._send(Response(HTTPStatus.OK, LANDING.encode(), "text/html; charset=utf-8"))
+        elif path in self.server.post_handlers:  # e.g. GET /-/reload: the path exists, the method does not
+            self._send(Response(HTTPStatus.METHOD_NOT_ALLOWED, b"Method not allowed: use POST\n",
+                                headers=(("Allow", "POST"),)))
         else:
             self._send(Response(HTTPStatus.NOT_FOUND, b"Not found\n"))
 
