@@ -10,6 +10,7 @@ import math
 from typing import TYPE_CHECKING
 
 from exporter.build_info import build_labels
+from exporter.reject_reasons import reasons_for
 from exporter.snapshot import LabelPairs, SnapshotBuilder
 from exporter.sources.file_tail import FileTailSource
 
@@ -143,8 +144,13 @@ def _model_families(p: Pipeline, b: SnapshotBuilder) -> None:
         for (feature, reason), n in sorted(vs.drift.invalid_feature_values.items()):
             invalid_features.add((*base, ("feature", feature), ("reason", reason)), n)
 
-    for model_name, n in sorted(p.orphans_total.items()):
-        orphans.add((("model", model_name),), n)
+    # at 0 from the start for every configured model (and for labels naming none, when a labels
+    # source may carry such), so the series exist before the first orphan
+    orphan_models = {m.name for m in p.config.models} | set(p.orphans_total)
+    if any(s.config.kind == "labels" and s.config.model is None for s in p.sources):
+        orphan_models.add("")
+    for model_name in sorted(orphan_models):
+        orphans.add((("model", model_name),), p.orphans_total.get(model_name, 0))
 
 
 def _self_families(p: Pipeline, b: SnapshotBuilder, now: float) -> None:
@@ -170,8 +176,9 @@ def _self_families(p: Pipeline, b: SnapshotBuilder, now: float) -> None:
         if isinstance(src, FileTailSource):
             files.add(sl, src.files_matched)
         records.add(sl, st.records)
-        for reason, n in sorted(st.invalid.items()):
-            invalid.add((*sl, ("reason", reason)), n)
+        # every reason this source can produce, at 0 until it happens, so increase() works from the start
+        for reason in sorted(set(reasons_for(src.config)) | set(st.invalid)):
+            invalid.add((*sl, ("reason", reason)), st.invalid.get(reason, 0))
         errors.add(sl, src.health.errors_total)
         if src.health.last_success is not None:
             last_ok.add(sl, src.health.last_success)

@@ -33,6 +33,7 @@ from exporter.records import (
     parse_predictions,
 )
 from exporter.reference import ReferenceStore
+from exporter.reject_reasons import DUPLICATE, TOO_MANY_VERSIONS, UNKNOWN_CLASS, UNKNOWN_MODEL
 from exporter.snapshot import Snapshot, SnapshotBuilder
 from exporter.sources import build_source
 from exporter.sources.base import Source
@@ -152,17 +153,17 @@ class Pipeline:
             sel = batch.model == model_name
             model = self.config.model(model_name)
             if model is None:
-                self.invalid(source, "unknown_model", int(sel.sum()), now)
+                self.invalid(source, UNKNOWN_MODEL, int(sel.sum()), now)
                 continue
             ids = batch.id[sel]
             dup = ~first_occurrences(ids) | self.joiner.is_known(model_name, ids)
             pred_idx = self.classes[model_name].encode(batch.prediction[sel])
             unknown = (pred_idx < 0) & ~dup
-            self.invalid(source, "duplicate", int(dup.sum()), now)
-            self.invalid(source, "unknown_class", int(unknown.sum()), now)
+            self.invalid(source, DUPLICATE, int(dup.sum()), now)
+            self.invalid(source, UNKNOWN_CLASS, int(unknown.sum()), now)
             ok = ~dup & ~unknown
             over = ok & self._over_version_cap(model, batch.model_version[sel])
-            self.invalid(source, "too_many_versions", int(over.sum()), now)
+            self.invalid(source, TOO_MANY_VERSIONS, int(over.sum()), now)
             ok &= ~over
             cols = {
                 "version": batch.model_version[sel][ok],
@@ -182,7 +183,7 @@ class Pipeline:
                                                                accepts=classes.accepts)
             # a waiting label of a class this model cannot score is its own source's invalid record
             for label_source, n in Counter(rejected.tolist()).items():
-                self.invalid(label_source, "unknown_class", n, now)
+                self.invalid(label_source, UNKNOWN_CLASS, n, now)
             if matched.label.size:
                 self._apply_outcomes(model, matched.pred, classes.encode(matched.label), matched.label_ts, now)
 
@@ -195,17 +196,17 @@ class Pipeline:
         if restrict is not None:
             models[:] = restrict
         first = first_occurrences(batch.id)
-        self.invalid(source, "duplicate", int((~first).sum()), now)
+        self.invalid(source, DUPLICATE, int((~first).sum()), now)
         ids, labels, ts, models = batch.id[first], batch.label[first], batch.timestamp[first], models[first]
         rows_by_model, found, dup = self.joiner.locate_labels(ids, models)
-        self.invalid(source, "duplicate", int(dup.sum()), now)
+        self.invalid(source, DUPLICATE, int(dup.sum()), now)
         for model_name, rows in rows_by_model.items():
             model = self.config.model(model_name)
             assert model is not None
             sel = rows >= 0
             true_idx = self.classes[model_name].encode(labels[sel])
             good = true_idx >= 0
-            self.invalid(source, "unknown_class", int((~good).sum()), now)
+            self.invalid(source, UNKNOWN_CLASS, int((~good).sum()), now)
             pred = self.joiner.take_pending(model_name, rows[sel][good], now)
             self._apply_outcomes(model, pred, true_idx[good], ts[sel][good], now)
         waiting = ~found & ~dup
@@ -213,7 +214,7 @@ class Pipeline:
             # labels naming an unknown model can never join
             named = models[waiting]
             unknown = np.array([m is not None and self.config.model(m) is None for m in named.tolist()], dtype=bool)
-            self.invalid(source, "unknown_model", int(unknown.sum()), now)
+            self.invalid(source, UNKNOWN_MODEL, int(unknown.sum()), now)
             idx = np.flatnonzero(waiting)[~unknown]
             self.joiner.add_orphans(ids[idx], labels[idx], ts[idx], models[idx], now, source)
 
