@@ -6,6 +6,7 @@ import json
 import math
 from pathlib import Path
 
+import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
 from exporter.demo import Simulator, demo_config
@@ -36,3 +37,13 @@ def test_demo_records_carry_probabilities_and_estimates_are_finite(tmp_path: Pat
         samples = [s for s in fams[name].samples if s.labels["window"] == "1m"]
         assert {s.labels["model_version"] for s in samples} == {"1", "2"}, name
         assert all(math.isfinite(s.value) and 0.0 <= s.value <= 1.0 for s in samples), (name, samples)
+
+
+def test_readme_states_the_drift_alerts_for_duration() -> None:
+    root = Path(__file__).resolve().parents[1]
+    rules = yaml.safe_load((root / "alerts" / "mlmon-exporter.rules.yaml").read_text())
+    durations = {r["for"] for g in rules["spec"]["groups"] for r in g["rules"]
+                 if r.get("alert") == "MLModelAccuracyDrift"}
+    assert len(durations) == 1, durations  # one `for:` for every tier, so the README can state it
+    readme = " ".join((root / "README.md").read_text().split())
+    assert f"`MLModelAccuracyDrift` has `for: {durations.pop()}`" in readme
