@@ -78,6 +78,9 @@ class Simulator:
         self.pending: deque[tuple[float, str]] = deque()  # (due time, label line)
         self.counter = 0
         self.stop = threading.Event()
+        # both logs exist before the exporter's first poll: an empty glob would (rightly) be warned about
+        for name in ("predictions.jsonl", "labels.jsonl"):
+            (directory / name).touch()
 
     def step(self, now: float, dt: float) -> None:
         drifted = now - self.started > DRIFT_AFTER_SECONDS

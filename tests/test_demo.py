@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import json
+import logging
 import math
 from pathlib import Path
 
+import pytest
 import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -47,3 +49,14 @@ def test_readme_states_the_drift_alerts_for_duration() -> None:
     assert len(durations) == 1, durations  # one `for:` for every tier, so the README can state it
     readme = " ".join((root / "README.md").read_text().split())
     assert f"`MLModelAccuracyDrift` has `for: {durations.pop()}`" in readme
+
+
+def test_demo_logs_exist_before_the_first_poll(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """A newcomer's demo must not open with "matches no file" warnings meant for wrong paths."""
+    caplog.set_level(logging.WARNING)
+    Simulator(tmp_path)
+    pipeline = Pipeline(demo_config(tmp_path), FakeClock(1_800_000_000.0))
+    pipeline.run_cycle()
+    assert [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING] == []
+    for s in pipeline.sources:
+        s.close()
