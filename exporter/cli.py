@@ -1,4 +1,10 @@
-"""Command line: flags -> objects -> exit code. No monitoring logic lives here."""
+"""Command line: flags -> objects -> exit code. No monitoring logic lives here.
+
+``mlmon-exporter [flags]`` serves the configured models (``run`` may be spelled out);
+``mlmon-exporter demo`` runs a simulated drifting model; ``mlmon-exporter history`` prints the
+Parquet performance history. Each subcommand has its own ``--help`` listing only the flags it
+uses, as ``promtool``'s subcommands do.
+"""
 
 from __future__ import annotations
 
@@ -8,61 +14,122 @@ import signal
 import sys
 from collections.abc import Sequence
 from types import FrameType
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from exporter import __version__
-from exporter.config import ConfigError, load_config
+from exporter.config import Config, ConfigError, load_config
 from exporter.listen import EXAMPLES, ListenAddressError, split_listen_address
 
 if TYPE_CHECKING:
     from exporter.app import Exporter
+    from exporter.webconfig import WebConfig
 
 log = logging.getLogger("exporter")
+
+LOG_LEVELS = ("debug", "info", "warn", "error")
+LOG_FORMATS = ("logfmt", "json")
+DEFAULTS: dict[str, Any] = {
+    "config_file": None, "config_check": False, "listen_address": ":9741", "telemetry_path": "/metrics",
+    "web_config_file": None,
+    "state_directory": None, "log_level": "info", "log_format": "logfmt", "model": None, "since": None,
+}
+# The flags each subcommand takes (the top level takes run's, so `run` can be left out).
+_FLAGS = {
+    "run": ("config_file", "config_check", "listen_address", "telemetry_path", "web_config_file",
+            "state_directory", "log_level", "log_format"),
+    "demo": ("config_file", "config_check", "listen_address", "telemetry_path", "web_config_file",
+             "state_directory", "log_level", "log_format"),
+    "history": ("config_file", "log_level", "log_format", "model", "since"),
+}
+_DESCRIPTIONS = {
+    "run": "Serve the configured models on /metrics (the default when no subcommand is given).",
+    "demo": "Run a simulated model whose accuracy drifts, with a built-in configuration: no setup needed. "
+            "Every metric moves within a minute; drift is detected in about 40 s.",
+    "history": "Print the Parquet performance history written under history.directory of the configuration.",
+}
+
+
+def _plural(n: int, word: str) -> str:
+    return f"{n} {word}" if n == 1 else f"{n} {word}s"
+
+
+def _add_flags(p: argparse.ArgumentParser, names: Sequence[str], *, mode: str, top: bool) -> None:
+    """Add the flags ``names`` to ``p``. Subcommand parsers leave unset flags out of the namespace
+    (``SUPPRESS``), so a flag given before the subcommand is not reset by the subcommand's default."""
+    def default(name: str) -> Any:
+        return DEFAULTS[name] if top else argparse.SUPPRESS
+
+    if "config_file" in names:
+        help_ = {"demo": argparse.SUPPRESS,  # accepted only to be refused with an explanation
+                 "history": "path to the YAML configuration (its history.directory is read)"}.get(
+            mode, "path to the YAML configuration (see CONFIGURATION.md)")
+        p.add_argument("--config.file", dest="config_file", metavar="FILE", default=default("config_file"), help=help_)
+    if "config_check" in names:
+        help_ = ("check the web configuration (--web.config.file) and the built-in demo configuration, then exit "
+                 "0 (valid) or 1 (invalid)" if mode == "demo" else
+                 "validate the configuration (and --web.config.file) and exit 0 (valid) or 1 (invalid); "
+                 "warns about file sources whose path matches no file yet")
+        p.add_argument("--config.check", dest="config_check", action="store_true", default=default("config_check"),
+                       help=help_)
+    if "listen_address" in names:
+        p.add_argument("--web.listen-address", dest="listen_address", metavar="ADDRESS",
+                       default=default("listen_address"),
+                       help=f"address to serve /metrics and the receivers on: {EXAMPLES} (default :9741)")
+    if "telemetry_path" in names:
+        p.add_argument("--web.telemetry-path", dest="telemetry_path", metavar="PATH", default=default("telemetry_path"),
+                       help="path under which to expose metrics (default /metrics)")
+    if "web_config_file" in names:
+        p.add_argument("--web.config.file", dest="web_config_file", metavar="FILE", default=default("web_config_file"),
+                       help="exporter-toolkit web config: TLS, mutual TLS, bcrypt basic auth")
+    if "state_directory" in names:
+        p.add_argument("--state.directory", dest="state_directory", metavar="DIR", default=default("state_directory"),
+                       help="where checkpoints and retraining cooldowns are kept (created when missing); "
+                            "without it a restart starts empty")
+    if "log_level" in names:
+        p.add_argument("--log.level", dest="log_level", default=default("log_level"), choices=LOG_LEVELS,
+                       help="only log messages with this severity or above: debug, info, warn, error (default info)")
+    if "log_format" in names:
+        p.add_argument("--log.format", dest="log_format", default=default("log_format"), choices=LOG_FORMATS,
+                       help="output format of log messages: logfmt or json (default logfmt)")
+    if "model" in names:
+        p.add_argument("--model", metavar="NAME", default=default("model"), help="only this model's rows")
+    if "since" in names:
+        p.add_argument("--since", metavar="DURATION", default=default("since"),
+                       help="only rows newer than this duration, e.g. 24h or 7d")
 
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="mlmon-exporter",
-        description="Prometheus exporter for machine-learning model quality: accuracy, drift, confidence.",
+        description="Prometheus exporter for machine-learning model quality: accuracy, drift, confidence. "
+                    "Without a subcommand it serves the configured models (as `run`).",
+        epilog="`mlmon-exporter <subcommand> --help` lists the flags of each subcommand.",
     )
-    p.add_argument("mode", nargs="?", default="run", choices=("run", "demo", "history"),
-                   help="run (default): serve the configured models; demo: a simulated drifting model, no setup; "
-                        "history: print the Parquet performance history")
-    p.add_argument("--config.file", dest="config_file", help="path to the YAML configuration")
-    p.add_argument("--config.check", dest="config_check", action="store_true",
-                   help="validate the configuration and exit 0 (valid) or 1 (invalid)")
-    p.add_argument("--web.listen-address", dest="listen_address", default=":9741",
-                   help=f"address to serve /metrics on: {EXAMPLES} (default :9741)")
-    p.add_argument("--web.telemetry-path", dest="telemetry_path", default="/metrics",
-                   help="path under which to expose metrics (default /metrics)")
-    p.add_argument("--web.config.file", dest="web_config_file",
-                   help="exporter-toolkit web config: TLS and basic auth")
-    p.add_argument("--state.directory", dest="state_directory", help="where checkpoints and cooldowns are kept")
-    p.add_argument("--log.level", dest="log_level", default="info", choices=("debug", "info", "warn", "error"))
-    p.add_argument("--log.format", dest="log_format", default="logfmt", choices=("logfmt", "json"))
-    p.add_argument("--model", help="history: only this model")
-    p.add_argument("--since", help="history: only rows newer than this duration, e.g. 24h")
-    p.add_argument("--version", action="version", version=f"mlmon-exporter {__version__}")
+    p.add_argument("--version", action="version", version=f"mlmon-exporter {__version__}",
+                   help="print the version and exit")
+    _add_flags(p, _FLAGS["run"], mode="run", top=True)
+    p.set_defaults(mode="run", model=None, since=None)
+    sub = p.add_subparsers(dest="mode", title="subcommands", metavar="{run,demo,history}")
+    for mode, flags in _FLAGS.items():
+        sp = sub.add_parser(mode, help=_DESCRIPTIONS[mode], description=_DESCRIPTIONS[mode],
+                            prog=f"mlmon-exporter {mode}")
+        _add_flags(sp, flags, mode=mode, top=False)
     return p
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
     from exporter.logs import setup_logging
 
-    setup_logging("warning" if args.log_level == "warn" else args.log_level, args.log_format)
-    problem = web_flags_problem(args.listen_address, args.telemetry_path)
-    if problem:
-        print(f"mlmon-exporter: {problem}", file=sys.stderr)
-        return 1
-    if args.mode == "demo":
-        from exporter.demo import run_demo
-
-        try:
-            return run_demo(args.listen_address, args.state_directory, telemetry_path=args.telemetry_path)
-        except (OSError, ListenAddressError) as e:
-            print(f"mlmon-exporter: cannot start: {e}", file=sys.stderr)
+    setup_logging(args.log_level, args.log_format)
+    if args.mode in ("run", "demo"):
+        problem = web_flags_problem(args.listen_address, args.telemetry_path)
+        if problem:
+            print(f"mlmon-exporter: {problem}", file=sys.stderr)
             return 1
+    if args.mode == "demo":
+        return _demo(parser, args)
     if not args.config_file:
         print("mlmon-exporter: --config.file is required (or run `mlmon-exporter demo`)", file=sys.stderr)
         return 2
@@ -71,23 +138,72 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as e:
         print(f"mlmon-exporter: invalid configuration {args.config_file}:\n{e}", file=sys.stderr)
         return 1
-    web_config = None
-    if args.web_config_file:
-        from exporter.webconfig import WebConfigError, load_web_config
-
-        try:
-            web_config = load_web_config(args.web_config_file)
-        except WebConfigError as e:
-            print(f"mlmon-exporter: invalid web configuration {args.web_config_file}:\n{e}", file=sys.stderr)
-            return 1
-    if args.config_check:
-        print(f"{args.config_file}: configuration is valid "
-              f"({len(config.models)} models, {len(config.sources)} sources)")
-        return 0
     if args.mode == "history":
         from exporter.history import history_command
 
         return history_command(config, args.model, args.since)
+    web_config = None
+    if args.web_config_file:
+        web_config = _load_web_config(args.web_config_file)
+        if web_config is None:
+            return 1
+    if args.config_check:
+        for warning in config_warnings(config):
+            print(f"mlmon-exporter: warning: {warning}", file=sys.stderr)
+        print(f"{args.config_file}: configuration is valid "
+              f"({_plural(len(config.models), 'model')}, {_plural(len(config.sources), 'source')})")
+        return 0
+    return _serve(config, args, web_config)
+
+
+def config_warnings(config: Config) -> list[str]:
+    """Problems that do not make a configuration invalid but that a user wants to hear about now:
+    a file source whose glob matches no file (the files may still appear later)."""
+    from exporter.sources.file_tail import matching_files
+
+    return [f"sources: {s.name!r}: path {s.path!r} matches no file yet (it is read once files appear)"
+            for s in config.sources if s.type == "file" and s.path and not matching_files(s.path)]
+
+
+def _load_web_config(path: str) -> WebConfig | None:
+    from exporter.webconfig import WebConfigError, load_web_config
+
+    try:
+        return load_web_config(path)
+    except WebConfigError as e:
+        print(f"mlmon-exporter: invalid web configuration {path}:\n{e}", file=sys.stderr)
+        return None
+
+
+def _demo(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
+    from exporter.demo import demo_config, run_demo
+
+    if args.config_file:
+        parser.error("demo runs its own built-in configuration: --config.file does not apply "
+                     "(to serve your configuration: mlmon-exporter --config.file=FILE)")
+    web_config = None
+    if args.web_config_file:
+        web_config = _load_web_config(args.web_config_file)
+        if web_config is None:
+            return 1
+    if args.config_check:
+        import tempfile
+        from pathlib import Path
+
+        with tempfile.TemporaryDirectory() as d:
+            config = demo_config(Path(d))
+        checked = " and web configuration are" if web_config is not None else " is"
+        print(f"demo: the built-in configuration{checked} valid "
+              f"({_plural(len(config.models), 'model')}, {_plural(len(config.sources), 'source')})")
+        return 0
+    try:
+        return run_demo(args.listen_address, args.state_directory, web_config, telemetry_path=args.telemetry_path)
+    except (OSError, ListenAddressError) as e:
+        print(f"mlmon-exporter: cannot start: {e}", file=sys.stderr)
+        return 1
+
+
+def _serve(config: Config, args: argparse.Namespace, web_config: WebConfig | None) -> int:
     from exporter.app import Exporter
 
     try:
@@ -97,20 +213,30 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"mlmon-exporter: cannot start: {e}", file=sys.stderr)
         return 1
     exporter.server.telemetry_path = args.telemetry_path
-    if web_config is not None:
-        from exporter.webconfig import WebConfigError, apply_web_config
-
-        try:  # before start(): TLS wraps the listening socket
-            apply_web_config(exporter.server, web_config)
-        except WebConfigError as e:
-            print(f"mlmon-exporter: invalid web configuration {args.web_config_file}:\n{e}", file=sys.stderr)
-            exporter.server.server_close()
-            return 1
+    if not apply_web_config(exporter, web_config):
+        return 1
     install_signal_handlers(exporter)
     exporter.start()
     exporter.wait()
     exporter.stop()
     return 0
+
+
+def apply_web_config(exporter: Exporter, web_config: WebConfig | None) -> bool:
+    """TLS and basic auth on the exporter's server, before ``start()`` (TLS wraps the listening
+    socket). False (and the server closed) when the certificate cannot be loaded."""
+    if web_config is None:
+        return True
+    from exporter.webconfig import WebConfigError
+    from exporter.webconfig import apply_web_config as apply
+
+    try:
+        apply(exporter.server, web_config)
+    except WebConfigError as e:
+        print(f"mlmon-exporter: invalid web configuration {web_config.file}:\n{e}", file=sys.stderr)
+        exporter.server.server_close()
+        return False
+    return True
 
 
 RESERVED_PATHS = ("/", "/-/healthy", "/-/ready", "/-/reload")

@@ -24,6 +24,7 @@ from exporter.durations import DURATION_HINT, parse_duration
 from exporter.listen import ListenAddressError, split_listen_address
 
 TaskKind = Literal["binary", "multiclass"]
+TASKS: tuple[str, ...] = ("binary", "multiclass")
 SourceKind = Literal["predictions", "labels"]
 SourceType = Literal["file", "http", "kserve"]
 VersionFrom = Literal["metadata", "annotation", "header", "source_revision"]
@@ -592,13 +593,20 @@ def _parse_model(c: _Checker, path: str, raw: object) -> ModelConfig:
         return ModelConfig(name="")
     m = c.mapping(path, raw, MODEL_KEYS)
     name = c.name(_key(path, "name"), m.get("name"), required=True)
-    task = cast(TaskKind, c.choice(_key(path, "task"), m.get("task"), ("binary", "multiclass")) or "binary")
-    classes = _parse_classes(c, _key(path, "classes"), m.get("classes"), task)
+    # An invalid task (say "multi-class") is reported once; the checks that depend on the task are
+    # skipped for it rather than run against the default "binary", which would add spurious errors.
+    task_ok = _parse_task(c, _key(path, "task"), m.get("task"))
+    task = task_ok or "binary"
+    classes = _parse_classes(c, _key(path, "classes"), m.get("classes"), task_ok)
 
     positive_class = "1"
     if m.get("positive_class") is not None:
-        if task != "binary":
+        if task_ok is None:
+            pass
+        elif task != "binary":
             c.error(_key(path, "positive_class"), "only valid for task binary")
+        elif isinstance(m["positive_class"], bool):
+            c.error(_key(path, "positive_class"), _boolean_class(m["positive_class"]))
         else:
             positive = c.label_text(_key(path, "positive_class"), m["positive_class"])
             if positive is not None:
@@ -608,7 +616,7 @@ def _parse_model(c: _Checker, path: str, raw: object) -> ModelConfig:
                         f"must be one of classes {_quoted_list(classes)}, got {_describe(positive)}",
                     )
                 positive_class = positive
-    elif task == "binary" and classes is not None and positive_class not in classes:
+    elif task_ok == "binary" and classes is not None and positive_class not in classes:
         c.error(
             _key(path, "positive_class"),
             f'is required when classes do not include the default "1" (classes: {_quoted_list(classes)})',
@@ -616,7 +624,7 @@ def _parse_model(c: _Checker, path: str, raw: object) -> ModelConfig:
 
     defaults = ModelConfig(name="")
     max_classes = defaults.max_classes
-    if m.get("max_classes") is not None:
+    if m.get("max_classes") is not None and task_ok is not None:
         if task == "binary":
             c.error(_key(path, "max_classes"), "only valid for task multiclass")
         elif classes is not None:
@@ -649,13 +657,35 @@ def _parse_model(c: _Checker, path: str, raw: object) -> ModelConfig:
     )
 
 
-def _parse_classes(c: _Checker, path: str, raw: object, task: TaskKind) -> tuple[str, ...] | None:
+def _parse_task(c: _Checker, path: str, raw: object) -> TaskKind | None:
+    """The task, default ``binary``; None when invalid (reported, with a hint for near misses)."""
+    if raw is None:
+        return "binary"
+    if isinstance(raw, str) and raw in TASKS:
+        return cast(TaskKind, raw)
+    close = difflib.get_close_matches(raw, TASKS, n=1) if isinstance(raw, str) else []
+    hint = f' (did you mean "{close[0]}"?)' if close else ""
+    c.error(path, f"must be one of {', '.join(TASKS)}, got {_describe(raw)}{hint}")
+    return None
+
+
+def _boolean_class(value: bool) -> str:
+    return (f"must be a string or an integer, got {_describe(value)}: YAML reads unquoted yes/no, on/off and "
+            'true/false as booleans; quote class names, e.g. classes: ["yes", "no"]')
+
+
+def _parse_classes(c: _Checker, path: str, raw: object, task: TaskKind | None) -> tuple[str, ...] | None:
+    """The configured classes; their number is only checked against a valid ``task``."""
     items = c.sequence(path, raw)
     if items is None:
         return None
     classes: list[str] = []
     ok = True
     for i, item in enumerate(items):
+        if isinstance(item, bool):
+            c.error(_index(path, i), _boolean_class(item))
+            ok = False
+            continue
         value = c.label_text(_index(path, i), item, required=True)
         if value is None:
             ok = False
@@ -842,9 +872,11 @@ def _parse_source(
         if v is not None
     ]
     _only_one(c, path, model_via)
-    if kind == "predictions" and not model_via:
-        options = "model, fields.model or model_from" if source_type == "kserve" else "model or fields.model"
-        c.error(path, f"a predictions source needs {options} to know which model its records belong to")
+    # file and http records name their model in the field `fields.model` maps, by default `model`
+    # (DESIGN §8: a field not mapped is read under its canonical name); a KServe event has no such field.
+    if kind == "predictions" and not model_via and source_type == "kserve":
+        c.error(path, "a predictions source needs model, fields.model or model_from to know which model its "
+                      "records belong to")
 
     model_version = c.label_text(_key(path, "model_version"), m.get("model_version"))
     if kind == "labels" and model_version is not None:

@@ -4,6 +4,10 @@ A new user should see every metric move within a minute with no setup: a writer 
 prediction and label logs (two versions; labels arriving a few seconds late) to a temp dir, and
 the ordinary file sources tail them. Version ``1`` degrades 25 s in; version ``2`` (a canary)
 stays healthy, so drift appears on one series and not the other.
+
+Records carry ``probabilities`` (``{"0": p0, "1": p1}``) and no ``confidence``: the confidence
+is derived from them (their maximum), and the label-free estimates (``mlmon_estimated_*``) and
+calibration error need them, so every metric the README lists moves in the demo.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ import threading
 import time
 from collections import deque
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -30,6 +35,9 @@ from exporter.config import (
     Thresholds,
     Window,
 )
+
+if TYPE_CHECKING:
+    from exporter.webconfig import WebConfig
 
 log = logging.getLogger(__name__)
 
@@ -70,6 +78,9 @@ class Simulator:
         self.pending: deque[tuple[float, str]] = deque()  # (due time, label line)
         self.counter = 0
         self.stop = threading.Event()
+        # both logs exist before the exporter's first poll: an empty glob would (rightly) be warned about
+        for name in ("predictions.jsonl", "labels.jsonl"):
+            (directory / name).touch()
 
     def step(self, now: float, dt: float) -> None:
         drifted = now - self.started > DRIFT_AFTER_SECONDS
@@ -83,12 +94,15 @@ class Simulator:
             shift = 1.6 if drifted and version == "1" else 1.0
             amount = self.rng.lognormal(4.0, 1.0, n) * shift
             country = self.rng.choice(["DE", "FR", "US", "NL"], n, p=[0.4, 0.3, 0.2, 0.1])
+            # the predicted class gets the confidence, the other class the rest
+            p1 = np.round(np.where(pred, conf, 1.0 - conf), 4)
             for i in range(n):
                 self.counter += 1
                 rid = f"req-{self.counter:08d}"
                 lines.append(json.dumps({
                     "id": rid, "model_version": version, "timestamp": round(now, 3),
-                    "prediction": int(pred[i]), "confidence": round(float(conf[i]), 4),
+                    "prediction": int(pred[i]),
+                    "probabilities": {"0": round(1.0 - float(p1[i]), 4), "1": float(p1[i])},
                     "features": {"amount": round(float(amount[i]), 2), "country": str(country[i])},
                 }))
                 delay = self.rng.uniform(*LABEL_DELAY_SECONDS)
@@ -110,9 +124,10 @@ class Simulator:
             last = now
 
 
-def run_demo(listen_address: str, state_directory: str | None = None, *, telemetry_path: str = "/metrics") -> int:
+def run_demo(listen_address: str, state_directory: str | None = None, web_config: WebConfig | None = None, *,
+             telemetry_path: str = "/metrics") -> int:
     from exporter.app import Exporter
-    from exporter.cli import install_signal_handlers
+    from exporter.cli import apply_web_config, install_signal_handlers
 
     directory = Path(tempfile.mkdtemp(prefix="mlmon-demo-"))
     sim = Simulator(directory)
@@ -125,6 +140,10 @@ def run_demo(listen_address: str, state_directory: str | None = None, *, telemet
         shutil.rmtree(directory, ignore_errors=True)
         raise
     exporter.server.telemetry_path = telemetry_path
+    if not apply_web_config(exporter, web_config):
+        sim.stop.set()
+        shutil.rmtree(directory, ignore_errors=True)
+        return 1
     install_signal_handlers(exporter)
     exporter.start()
     log.info("demo running: a simulated model drifts after %.0f s; open /metrics", DRIFT_AFTER_SECONDS,

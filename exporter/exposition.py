@@ -9,8 +9,10 @@ from __future__ import annotations
 import math
 from typing import TYPE_CHECKING
 
-from exporter import __version__
+from exporter.build_info import build_labels
+from exporter.reject_reasons import reasons_for
 from exporter.snapshot import LabelPairs, SnapshotBuilder
+from exporter.sources.file_tail import FileTailSource
 
 if TYPE_CHECKING:
     from exporter.pipeline import Pipeline
@@ -142,13 +144,20 @@ def _model_families(p: Pipeline, b: SnapshotBuilder) -> None:
         for (feature, reason), n in sorted(vs.drift.invalid_feature_values.items()):
             invalid_features.add((*base, ("feature", feature), ("reason", reason)), n)
 
-    for model_name, n in sorted(p.orphans_total.items()):
-        orphans.add((("model", model_name),), n)
+    # at 0 from the start for every configured model (and for labels naming none, when a labels
+    # source may carry such), so the series exist before the first orphan
+    orphan_models = {m.name for m in p.config.models} | set(p.orphans_total)
+    if any(s.config.kind == "labels" and s.config.model is None for s in p.sources):
+        orphan_models.add("")
+    for model_name in sorted(orphan_models):
+        orphans.add((("model", model_name),), p.orphans_total.get(model_name, 0))
 
 
 def _self_families(p: Pipeline, b: SnapshotBuilder, now: float) -> None:
     g = b.family
-    g("mlmon_exporter_build", "info", "Exporter build information.").add((("version", __version__),), 1)
+    g("mlmon_exporter_build", "info",
+      "Exporter build information: version, git revision (unknown when not recorded), Python version.").add(
+        build_labels(), 1)
     up = g("mlmon_exporter_source_up", "gauge", "1 when the source's last poll succeeded.")
     records = g("mlmon_exporter_records", "counter", "Records read from the source, valid or not.")
     invalid = g("mlmon_exporter_invalid_records", "counter", "Records skipped as invalid, by reason.")
@@ -163,13 +172,18 @@ def _self_families(p: Pipeline, b: SnapshotBuilder, now: float) -> None:
     forgotten = g("mlmon_exporter_join_forgotten_ids", "counter",
                   "Joined ids forgotten before the join TTL to stay within max_pending; "
                   "a later label or prediction with such an id is no longer recognised as a duplicate.")
+    files = g("mlmon_exporter_source_files", "gauge",
+              "Regular files the file source's path matched at its last poll (0: a wrong path, or no file yet).")
     for src in p.sources:
         sl: LabelPairs = (("source", src.name),)
         st = p.source_stats[src.name]
         up.add(sl, 1.0 if src.health.up else 0.0)
+        if isinstance(src, FileTailSource):
+            files.add(sl, src.files_matched)
         records.add(sl, st.records)
-        for reason, n in sorted(st.invalid.items()):
-            invalid.add((*sl, ("reason", reason)), n)
+        # every reason this source can produce, at 0 until it happens, so increase() works from the start
+        for reason in sorted(set(reasons_for(src.config)) | set(st.invalid)):
+            invalid.add((*sl, ("reason", reason)), st.invalid.get(reason, 0))
         errors.add(sl, src.health.errors_total)
         if src.health.last_success is not None:
             last_ok.add(sl, src.health.last_success)

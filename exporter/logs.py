@@ -12,13 +12,16 @@ import sys
 import time
 from typing import Any
 
+# Prometheus' tools (go-kit log, log/slog) print these four; Python's WARNING and CRITICAL map onto them.
+_LEVEL_NAMES = {logging.DEBUG: "debug", logging.INFO: "info", logging.WARNING: "warn", logging.ERROR: "error",
+                logging.CRITICAL: "error"}
 _STANDARD = set(logging.LogRecord("", 0, "", 0, "", None, None).__dict__) | {"message", "asctime"}
 
 
 def _fields(record: logging.LogRecord) -> dict[str, Any]:
     out: dict[str, Any] = {
         "ts": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created)) + f".{int(record.msecs):03d}Z",
-        "level": record.levelname.lower(),
+        "level": _LEVEL_NAMES.get(record.levelno, record.levelname.lower()),
         "logger": record.name,
         "msg": record.getMessage(),
     }
@@ -48,6 +51,8 @@ class JSONFormatter(logging.Formatter):
 
 
 def setup_logging(level: str = "info", fmt: str = "logfmt") -> None:
+    """Log to stderr at ``level`` (``debug``, ``info``, ``warn`` or ``error``; ``warning`` is accepted too)."""
+    level = "warning" if level == "warn" else level
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(JSONFormatter() if fmt == "json" else LogfmtFormatter())
     root = logging.getLogger()

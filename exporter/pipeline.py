@@ -24,8 +24,9 @@ from exporter.block_parser import BlockParser
 from exporter.classes import ClassIndex
 from exporter.config import Config, ModelConfig
 from exporter.join import Joiner
-from exporter.records import LabelBatch, ParseResult, PredictionBatch, RecordSpec
+from exporter.records import UNKNOWN_VERSION, LabelBatch, ParseResult, PredictionBatch, RecordSpec
 from exporter.reference import ReferenceStore
+from exporter.reject_reasons import DUPLICATE, TOO_MANY_VERSIONS, UNKNOWN_CLASS, UNKNOWN_MODEL
 from exporter.snapshot import Snapshot, SnapshotBuilder
 from exporter.sources import build_source
 from exporter.sources.base import Poll, Source
@@ -95,6 +96,7 @@ class Pipeline:
         self._invalid_log = RateLimitedLog()
         self._backlog: dict[str, bool] = {}  # source -> its last poll stopped at its byte budget
         self._poll_span: str | None = None
+        self._unversioned_logged: set[str] = set()  # sources already told about records without a version
         self.cycles = 0
         self.snapshot = Snapshot((), clock(), False)
         self.extra_families: list[Callable[[SnapshotBuilder, float], None]] = []
@@ -128,6 +130,7 @@ class Pipeline:
         stats = self.source_stats[src.name]
         self._count(src.name, result, poll.rejected, {**where, **poll.rejected_where}, now)
         if isinstance(result.batch, PredictionBatch):
+            self._note_unversioned(src, self._specs[src.name], result.batch)
             self.apply_predictions(src.name, result.batch, now)
         elif isinstance(result.batch, LabelBatch):
             self.apply_labels(src.name, result.batch, now)
@@ -160,6 +163,17 @@ class Pipeline:
         per_record = st.bytes_read / st.records if st.records else DEFAULT_LABEL_BYTES
         src.poll_budget = max(MIN_LABEL_BUDGET, int(records * per_record))
 
+    def _note_unversioned(self, src: Source, spec: RecordSpec, batch: PredictionBatch) -> None:
+        """Say once per source that records without a version are counted as version "unknown":
+        otherwise a misspelt version field shows only as an odd label value."""
+        if spec.model_version is not None or src.name in self._unversioned_logged:
+            return
+        if len(batch) and bool((batch.model_version == UNKNOWN_VERSION).any()):
+            self._unversioned_logged.add(src.name)
+            log.info('predictions without a model_version are counted as version "unknown" '
+                     "(set model_version or fields.model_version on the source to say where it is)",
+                     extra={"source": src.name, "field": spec.fields.get("model_version", "model_version")})
+
     def _count(self, source: str, result: ParseResult, rejected: Counter[str], where: dict[str, str],
                now: float) -> None:
         stats = self.source_stats[source]
@@ -182,17 +196,17 @@ class Pipeline:
             sel = batch.model == model_name
             model = self.config.model(model_name)
             if model is None:
-                self.invalid(source, "unknown_model", int(sel.sum()), now)
+                self.invalid(source, UNKNOWN_MODEL, int(sel.sum()), now)
                 continue
             ids = batch.id[sel]
             dup = ~first_occurrences(ids) | self.joiner.is_known(model_name, ids)
             pred_idx = encode_by_value(self.classes[model_name].encode, batch.prediction[sel])
             unknown = (pred_idx < 0) & ~dup
-            self.invalid(source, "duplicate", int(dup.sum()), now)
-            self.invalid(source, "unknown_class", int(unknown.sum()), now)
+            self.invalid(source, DUPLICATE, int(dup.sum()), now)
+            self.invalid(source, UNKNOWN_CLASS, int(unknown.sum()), now)
             ok = ~dup & ~unknown
             over = ok & self._over_version_cap(model, batch.model_version[sel])
-            self.invalid(source, "too_many_versions", int(over.sum()), now)
+            self.invalid(source, TOO_MANY_VERSIONS, int(over.sum()), now)
             ok &= ~over
             cols = {
                 "version": batch.model_version[sel][ok],
@@ -212,7 +226,7 @@ class Pipeline:
                                                                accepts=classes.accepts)
             # a waiting label of a class this model cannot score is its own source's invalid record
             for label_source, n in Counter(rejected.tolist()).items():
-                self.invalid(label_source, "unknown_class", n, now, "labels that waited for their prediction")
+                self.invalid(label_source, UNKNOWN_CLASS, n, now, "labels that waited for their prediction")
             if matched.label.size:
                 self._apply_outcomes(model, matched.pred, encode_by_value(classes.encode, matched.label),
                                      matched.label_ts, now)
@@ -226,17 +240,17 @@ class Pipeline:
         if restrict is not None:
             models[:] = restrict
         first = first_occurrences(batch.id)
-        self.invalid(source, "duplicate", int((~first).sum()), now)
+        self.invalid(source, DUPLICATE, int((~first).sum()), now)
         ids, labels, ts, models = batch.id[first], batch.label[first], batch.timestamp[first], models[first]
         rows_by_model, found, dup = self.joiner.locate_labels(ids, models)
-        self.invalid(source, "duplicate", int(dup.sum()), now)
+        self.invalid(source, DUPLICATE, int(dup.sum()), now)
         for model_name, rows in rows_by_model.items():
             model = self.config.model(model_name)
             assert model is not None
             sel = rows >= 0
             true_idx = encode_by_value(self.classes[model_name].encode, labels[sel])
             good = true_idx >= 0
-            self.invalid(source, "unknown_class", int((~good).sum()), now)
+            self.invalid(source, UNKNOWN_CLASS, int((~good).sum()), now)
             pred = self.joiner.take_pending(model_name, rows[sel][good], now)
             self._apply_outcomes(model, pred, true_idx[good], ts[sel][good], now)
         waiting = ~found & ~dup
@@ -246,7 +260,7 @@ class Pipeline:
             codes, names = factorize(named)
             unknown = np.array([m is not None and self.config.model(m) is None for m in names.tolist()],
                                dtype=bool)[codes]
-            self.invalid(source, "unknown_model", int(unknown.sum()), now)
+            self.invalid(source, UNKNOWN_MODEL, int(unknown.sum()), now)
             idx = np.flatnonzero(waiting)[~unknown]
             self.joiner.add_orphans(ids[idx], labels[idx], ts[idx], models[idx], now, source)
 

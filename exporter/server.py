@@ -179,6 +179,9 @@ class _Handler(BaseHTTPRequestHandler):
         elif path == "/":
             self._send(Response(HTTPStatus.OK, self.server.landing(), "text/html; charset=utf-8",
                                 (("Cache-Control", "no-store"),)))
+        elif path in self.server.post_handlers:  # e.g. GET /-/reload: the path exists, the method does not
+            self._send(Response(HTTPStatus.METHOD_NOT_ALLOWED, b"Method not allowed: use POST\n",
+                                headers=(("Allow", "POST"),)))
         else:
             self._send(Response(HTTPStatus.NOT_FOUND, b"Not found\n"))
 

@@ -258,12 +258,18 @@ def _parse_tls(raw: Any, base_dir: str, errors: list[str]) -> TLSServerConfig | 
     key = _string(raw, "key_file", path, errors)
     ca = _string(raw, "client_ca_file", path, errors)
     auth = _string(raw, "client_auth_type", path, errors)
-    # exporter-toolkit: TLS is on when any of these is set; then cert and key are both required
-    if cert is None and key is None and ca is None and auth is None:
-        return None
-    if cert is None:
+    # exporter-toolkit: TLS is on when any of these is set; then cert and key are both required.
+    # Unlike exporter-toolkit, a section that sets only other TLS keys (min_version, say) is refused
+    # rather than silently serving plain HTTP: whoever wrote it meant TLS. Every key is checked.
+    tls_on = not (cert is None and key is None and ca is None and auth is None)
+    others = [k for k in _TLS_KEYS if k not in ("cert_file", "key_file", "client_ca_file", "client_auth_type")
+              and raw.get(k) is not None]
+    if not tls_on and others:
+        errors.append(f"{path}: sets {', '.join(others)} but no cert_file and key_file, so TLS would be off; "
+                      "add cert_file and key_file, or remove tls_server_config")
+    if tls_on and cert is None:
         errors.append(f"{path}.cert_file: required when TLS is configured")
-    if key is None:
+    if tls_on and key is None:
         errors.append(f"{path}.key_file: required when TLS is configured")
     auth = _CLIENT_AUTH_ALIASES.get(auth or "", auth) or "NoClientCert"
     if auth not in CLIENT_AUTH_TYPES:
@@ -289,7 +295,7 @@ def _parse_tls(raw: Any, base_dir: str, errors: list[str]) -> TLSServerConfig | 
     if not isinstance(prefer, bool):
         errors.append(f"{path}.prefer_server_cipher_suites: expected true or false, got {_kind(prefer)}")
         prefer = True
-    if len(errors) > n_errors or cert is None or key is None:
+    if len(errors) > n_errors or not tls_on or cert is None or key is None:
         return None
     return TLSServerConfig(
         cert_file=os.path.join(base_dir, cert), key_file=os.path.join(base_dir, key),

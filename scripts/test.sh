@@ -1,8 +1,12 @@
 #!/usr/bin/env bash
 # Install everything the tests need (Debian's prometheus + alertmanager for promtool/amtool and
 # the end-to-end stack, chromium for the status page in a real browser, the package with its
-# test extra) and run the whole suite.
+# test extra) and run the whole suite: ruff, mypy, pytest.
 # Usage: bash scripts/test.sh [pytest args...]   (run as root, or with sudo available)
+#
+# Python packages go into a virtualenv, never into the system Python (Debian's refuses that,
+# PEP 668): the active one if there is one (VIRTUAL_ENV, as in the README), else ./.venv
+# (created when missing). CI (.ci/run) runs this inside a fresh virtualenv.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export DEBIAN_FRONTEND=noninteractive
@@ -11,11 +15,21 @@ if [ ! -e /usr/sbin/policy-rc.d ]; then   # never let the packages' postinst sta
   printf '#!/bin/sh\nexit 101\n' | $SUDO tee /usr/sbin/policy-rc.d >/dev/null && $SUDO chmod +x /usr/sbin/policy-rc.d
   trap '$SUDO rm -f /usr/sbin/policy-rc.d' EXIT
 fi
+packages="prometheus prometheus-alertmanager chromium"
+# Debian's python3 ships `venv` without ensurepip; python3-venv adds it
+python3 -c 'import ensurepip' 2>/dev/null || packages="$packages python3-venv"
 $SUDO apt-get update -qq
-$SUDO apt-get install -y -qq --no-install-recommends prometheus prometheus-alertmanager chromium >/dev/null
+# shellcheck disable=SC2086
+$SUDO apt-get install -y -qq --no-install-recommends $packages >/dev/null
 for b in prometheus promtool prometheus-alertmanager amtool chromium; do command -v "$b" >/dev/null; done
-python3 -m pip install -q --disable-pip-version-check -e '.[test]'
+
+if [ -z "${VIRTUAL_ENV:-}" ] && python3 -c 'import sys; sys.exit(sys.prefix != sys.base_prefix)'; then
+  [ -x .venv/bin/python ] || { echo "scripts/test.sh: creating the virtualenv ./.venv"; python3 -m venv .venv; }
+  # shellcheck disable=SC1091
+  . .venv/bin/activate                  # its bin/ on PATH too: the tests look tools such as hadolint up there
+fi
+python -m pip install -q --disable-pip-version-check -e '.[test]'
 export CI="${CI:-true}"
-python3 -m ruff check .
-python3 -m mypy
-python3 -m pytest -q -p no:cacheprovider "$@"
+python -m ruff check .
+python -m mypy
+python -m pytest -q -p no:cacheprovider "$@"

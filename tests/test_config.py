@@ -222,9 +222,6 @@ INVALID: dict[str, str] = {
     "source-http-url-scheme":
         'sources[0].url: must be an http:// or https:// URL, got "ftp://labels.example.internal/labels"',
     "source-kserve-labels": "sources[0].type: kserve requires kind predictions, got labels",
-    "source-predictions-without-model":
-        "sources[0]: a predictions source needs model or fields.model to know which model its records "
-        "belong to",
     "source-model-twice": "sources[0].model: cannot be combined with fields.model; set only one",
     "source-fields-label-in-predictions":
         "sources[0].fields.label: not valid for kind predictions (labels come from a labels source)",
@@ -274,9 +271,20 @@ INLINE: list[tuple[str, str]] = [
     ("{1: x, models: [{name: a}]}", "(top level): keys must be strings, got 1"),
     ("models: [fraud]", 'models[0]: must be a mapping, got "fraud"'),
     ("models: []", "models: at least one model is required"),
+    # YAML 1.1 reads unquoted yes/no as booleans: the error says so and how to quote them
     ("models: [{name: a, classes: [yes, no]}]",
-     "models[0].classes[0]: must be a string or an integer, got true\n"
-     "models[0].classes[1]: must be a string or an integer, got false"),
+     "models[0].classes[0]: must be a string or an integer, got true: YAML reads unquoted yes/no, on/off and "
+     'true/false as booleans; quote class names, e.g. classes: ["yes", "no"]\n'
+     "models[0].classes[1]: must be a string or an integer, got false: YAML reads unquoted yes/no, on/off and "
+     'true/false as booleans; quote class names, e.g. classes: ["yes", "no"]'),
+    ('models: [{name: a, classes: ["yes", "no"], positive_class: yes}]',
+     "models[0].positive_class: must be a string or an integer, got true: YAML reads unquoted yes/no, on/off "
+     'and true/false as booleans; quote class names, e.g. classes: ["yes", "no"]'),
+    # an invalid task is one error, with a hint; no spurious complaint from checks for the default binary
+    ("models: [{name: a, task: multi-class, classes: [a, b, c]}]",
+     'models[0].task: must be one of binary, multiclass, got "multi-class" (did you mean "multiclass"?)'),
+    ("models: [{name: a, task: Multiclass, classes: [a, b, c], max_classes: 5, positive_class: a}]",
+     'models[0].task: must be one of binary, multiclass, got "Multiclass" (did you mean "multiclass"?)'),
     ("models: [{name: a, task: multiclass, classes: [x]}]",
      "models[0].classes: a multiclass model needs at least 2 classes, got 1"),
     ("models: [{name: a, max_classes: 5}]", "models[0].max_classes: only valid for task multiclass"),

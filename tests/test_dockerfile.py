@@ -245,13 +245,26 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def site_packages_dirs() -> list[str]:
+    """This interpreter's site-packages directories (a venv's own, and the base's when it sees them)."""
+    return [p for p in sys.path if os.path.basename(p) in ("site-packages", "dist-packages") and os.path.isdir(p)]
+
+
 @pytest.fixture(scope="module")
 def image_venv(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A venv laid out like the image's /opt/mlmon, installed from the .dockerignore'd context.
 
-    Runtime dependencies come from this interpreter's site-packages (--system-site-packages,
-    --no-deps); the package itself is built from the copied context like the build stage's
+    Runtime dependencies come from this interpreter's site-packages (--no-deps); the package
+    itself is built from the copied context like the build stage's
     `pip --python /opt/mlmon/bin/python install .` (pip fetches the build backend from PyPI).
+
+    When the tests run inside a virtualenv (as the README and CI run them), ``sys.executable`` is
+    that venv's interpreter, but a venv made from it is based on the *base* interpreter, so
+    ``--system-site-packages`` would see the base's packages, not the ones installed in this venv.
+    A ``.pth`` file in the new venv therefore lists this interpreter's own site-packages
+    directories: plain path lines, so their own ``.pth`` files (an editable install of the
+    exporter among them) are not processed and the copy installed from the context is the one
+    that runs.
     """
     try:
         import exporter.cli  # noqa: F401
@@ -264,8 +277,11 @@ def image_venv(tmp_path_factory: pytest.TempPathFactory) -> Path:
         (context / rel).parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(ROOT / rel, context / rel)
     venv = tmp / "opt-mlmon"
-    subprocess.run([sys.executable, "-m", "venv", "--without-pip", "--system-site-packages", str(venv)],
-                   check=True, timeout=120)
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True, timeout=120)
+    purelib = subprocess.run([str(venv / "bin" / "python"), "-c",
+                              "import sysconfig; print(sysconfig.get_path('purelib'))"],
+                             check=True, capture_output=True, text=True, timeout=60).stdout.strip()
+    (Path(purelib) / "_outer_site_packages.pth").write_text("".join(f"{d}\n" for d in site_packages_dirs()))
     r = subprocess.run([sys.executable, "-m", "pip", "--python", str(venv / "bin" / "python"), "install",
                         "--no-deps", "--no-cache-dir", "."],
                        cwd=context, capture_output=True, text=True, timeout=300)

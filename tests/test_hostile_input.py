@@ -355,8 +355,9 @@ def val(m: Samples, name: str, default: float | None = None, **labels: str) -> f
 
 
 def invalid_of(m: Samples, source: str) -> Counter[str]:
+    """Non-zero invalid-record counts of ``source`` (every reason it can produce is exported at 0)."""
     return Counter({dict(k)["reason"]: int(v) for (n, k), v in m.items()
-                    if n == "mlmon_exporter_invalid_records_total" and dict(k)["source"] == source})
+                    if n == "mlmon_exporter_invalid_records_total" and dict(k)["source"] == source and v})
 
 
 def check(p: Pipeline, truth: Truth, windows: dict[str, float], now: float, *, sources: dict[str, str]) -> None:

@@ -458,6 +458,12 @@ INVALID = [
     ("{TLS}  prefer_server_cipher_suites: yes please\n", "tls_server_config.prefer_server_cipher_suites: expected"),
     ("{TLS}  client_ca_file: {CA}\n", "tls_server_config.client_ca_file: a client CA is configured without"),
     ("{TLS}  client_allowed_sans: [prometheus]\n", "tls_server_config.client_allowed_sans: client certificate SAN"),
+    # TLS settings without a certificate would serve plain HTTP: refused, naming the section
+    ("tls_server_config: {min_version: TLS12}\n",
+     "tls_server_config: sets min_version but no cert_file and key_file, so TLS would be off"),
+    ("tls_server_config:\n  cipher_suites: [TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256]\n"
+     "  prefer_server_cipher_suites: false\n",
+     "tls_server_config: sets cipher_suites, prefer_server_cipher_suites but no cert_file and key_file"),
     ("tls_server_config:\n  cert_file: {CERT}\n", "tls_server_config.key_file: required"),
     ("tls_server_config:\n  client_auth_type: RequireAndVerifyClientCert\n", "tls_server_config.cert_file: required"),
     ("tls_server_config:\n  cert_file: missing.crt\n  key_file: {KEY}\n",
@@ -499,6 +505,19 @@ def test_every_problem_is_reported_at_once(tmp_path: Path) -> None:
         load_web_config(path)
     paths = [line.split(":", 1)[0] for line in info.value.errors]
     assert paths == ["extra", "tls_server_config.key_file", "tls_server_config.min_version", "basic_auth_users.a"]
+
+
+def test_tls_settings_without_a_certificate_are_checked_whole(tmp_path: Path) -> None:
+    path = write_config(tmp_path, "tls_server_config: {min_version: TLS1.2}\n")
+    with pytest.raises(WebConfigError) as info:
+        load_web_config(path)
+    assert info.value.errors == [
+        "tls_server_config: sets min_version but no cert_file and key_file, so TLS would be off; add cert_file "
+        "and key_file, or remove tls_server_config",
+        "tls_server_config.min_version: unknown TLS version 'TLS1.2' (allowed: TLS12, TLS13)",
+    ]
+    empty = write_config(tmp_path, "tls_server_config: {}\n")  # nothing set: plain HTTP, as documented
+    assert load_web_config(empty).tls is None
 
 
 def test_a_missing_file_is_refused(tmp_path: Path) -> None:

@@ -35,7 +35,10 @@ Rules, in the order they are applied on each poll:
   instead of stalling one or spiking memory.
 * **Errors.** An ``OSError`` on one file (e.g. permission denied) counts in
   ``health.errors_total`` and marks the source down for that poll; the other files are still
-  read. A glob that matches nothing is not an error: the file may not exist yet.
+  read. A glob that matches nothing is not an error: the file may not exist yet. It is no
+  silent "no traffic" either: ``files_matched`` (``mlmon_exporter_source_files``) counts the
+  regular files the glob matched at the last poll, and while it is 0 a warning is logged at the
+  first poll and then every ``NO_FILES_WARN_INTERVAL`` seconds.
 
 ``state()`` is ``{"files": [{"path", "dev", "ino", "offset", "skip", "head_bytes",
 "head_sha256"}], "started": bool}`` of the committed positions; ``head_*`` fingerprint the
@@ -62,7 +65,7 @@ from typing import Any
 
 from exporter.block_parser import Block
 from exporter.config import SourceConfig
-from exporter.records import LINE_TOO_LONG
+from exporter.reject_reasons import LINE_TOO_LONG
 from exporter.sources.base import Poll, Source
 
 log = logging.getLogger(__name__)
@@ -72,6 +75,12 @@ FileKey = tuple[int, int]  # (st_dev, st_ino)
 DEFAULT_ROTATE_WAIT = 5.0
 HEAD_BYTES = 1024  # how much of a file's start the checkpoint fingerprints
 _CHUNK = 1 << 20
+NO_FILES_WARN_INTERVAL = 600.0  # seconds between "matches no file" warnings while it stays so
+
+
+def matching_files(pattern: str) -> list[str]:
+    """The regular files ``pattern`` (a glob, ``**`` recursive) matches now, sorted."""
+    return [p for p in sorted(glob.glob(pattern, recursive=True)) if os.path.isfile(p)]
 
 
 @dataclass
@@ -150,6 +159,8 @@ class FileTailSource(Source):
         self._seq = 0
         self._started = False  # start_at applies only to files present at the first poll
         self._failing: set[str] = set()  # paths whose last operation failed (log transitions only)
+        self.files_matched = 0  # regular files the glob matched at the last poll
+        self._no_files_warned: float | None = None  # when "matches no file" was last logged
 
     # --- Source interface -------------------------------------------------------------------
 
@@ -289,7 +300,22 @@ class FileTailSource(Source):
             if f.key not in seen and f.orphaned_at is None:
                 f.orphaned_at = now
         self._started = True
+        self._count_matches(len(seen), now)
         return errors
+
+    def _count_matches(self, n: int, now: float) -> None:
+        """Record how many files the glob matched; warn while none do (a typo looks like no traffic)."""
+        self.files_matched = n
+        if n == 0:
+            last = self._no_files_warned
+            if last is None or now - last >= NO_FILES_WARN_INTERVAL or now < last:
+                self._no_files_warned = now
+                log.warning("source %s: path %s matches no file yet", self.name, self.pattern,
+                            extra={"source": self.name, "path": self.pattern})
+        elif self._no_files_warned is not None:
+            self._no_files_warned = None
+            log.info("source %s: path %s now matches %d file(s)", self.name, self.pattern, n,
+                     extra={"source": self.name, "path": self.pattern})
 
     def _open(self, path: str) -> _Tailed | None:
         """Track the file now at ``path``; the one already tracked if it turns out to be that."""

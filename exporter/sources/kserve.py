@@ -110,13 +110,21 @@ from urllib.parse import unquote
 import requests
 
 from exporter.config import ModelConfig, SourceConfig
-from exporter.records import (
+from exporter.records import class_text
+from exporter.reject_reasons import (
+    BODY_TOO_LARGE,
+    INVALID_CONFIDENCE,
+    INVALID_EVENT,
     INVALID_JSON,
     INVALID_PROBABILITIES,
+    INVALID_REQUEST,
+    INVALID_RESPONSE,
     INVALID_TIMESTAMP,
     MISSING_ID,
     MISSING_MODEL,
-    class_text,
+    QUEUE_FULL,
+    UNSUPPORTED_CONTENT_TYPE,
+    UNSUPPORTED_EVENT_TYPE,
 )
 from exporter.server import ExporterHTTPServer, RenderedSnapshot, Response, parse_listen_address
 from exporter.sources import oip_binary
@@ -131,21 +139,7 @@ REQUEST_TYPE = "org.kubeflow.serving.inference.request"
 RESPONSE_TYPE = "org.kubeflow.serving.inference.response"
 STRUCTURED_CONTENT_TYPE = "application/cloudevents+json"
 
-# reasons (values of the `reason` label of mlmon_exporter_invalid_records_total)
-BODY_TOO_LARGE = "body_too_large"
-QUEUE_FULL = "queue_full"
-UNSUPPORTED_EVENT_TYPE = "unsupported_event_type"
-UNSUPPORTED_CONTENT_TYPE = "unsupported_content_type"
-INVALID_EVENT = "invalid_event"
-INVALID_REQUEST = "invalid_request"
-INVALID_RESPONSE = "invalid_response"
-INVALID_CONFIDENCE = "invalid_confidence"
-KSERVE_REASONS: tuple[str, ...] = (
-    BODY_TOO_LARGE, QUEUE_FULL, INVALID_EVENT, MISSING_ID, UNSUPPORTED_EVENT_TYPE,
-    UNSUPPORTED_CONTENT_TYPE, INVALID_JSON, MISSING_MODEL, INVALID_REQUEST, INVALID_RESPONSE,
-    INVALID_PROBABILITIES, INVALID_CONFIDENCE, INVALID_TIMESTAMP,
-)
-"""Every reason ``handle`` can refuse an event for."""
+# reasons (values of the `reason` label of mlmon_exporter_invalid_records_total): exporter.reject_reasons
 
 DEFAULT_REQUEST_TTL = 60.0
 DEFAULT_MAX_PENDING_REQUESTS = 10_000
