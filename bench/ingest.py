@@ -161,7 +161,7 @@ def run_scenario(scenario: str, n: int, chunk: int, seed: int = 1, profile: bool
 
         k = 0
         # one cycle per chunk, then more until the sources have worked off their backlog
-        # (a poll reads at most max_bytes_per_poll, 16 MiB, per source)
+        # (a poll reads at most max_bytes_per_poll, 4 MiB by default, per source)
         while k <= len(starts) or (not caught_up() and k < len(starts) + 100):
             if k < len(starts):
                 nbytes += write_lines(pred_path, preds[starts[k]:starts[k] + chunk])

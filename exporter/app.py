@@ -131,6 +131,8 @@ class Exporter:
             except Exception:  # one bad cycle must not stop monitoring; it is logged loudly
                 log.exception("pipeline cycle failed")
             wait = max(0.0, self.config.global_.poll_interval - (time.monotonic() - started))
+            if self.pipeline.has_backlog:  # a source stopped at its byte budget: go on reading at once
+                wait = 0.0
             self._wake.wait(wait)
             self._wake.clear()
 

@@ -151,7 +151,7 @@ class SourceConfig:
     fields: dict[str, str] = field(default_factory=dict)
     max_line_bytes: int = 1 << 20
     # type: file and http: bytes one poll reads at most (a backlog is caught up over several polls)
-    max_bytes_per_poll: int = 16 << 20
+    max_bytes_per_poll: int = 4 << 20
     # type: file
     path: str | None = None
     start_at: Literal["beginning", "end"] = "beginning"

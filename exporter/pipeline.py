@@ -365,6 +365,11 @@ class Pipeline:
         self.orphans_total = Counter({k: int(v) for k, v in state["orphans_total"].items()})
 
     @property
+    def has_backlog(self) -> bool:
+        """A source stopped at its byte budget in the last cycle, with more to read."""
+        return any(self._backlog.values())
+
+    @property
     def ready(self) -> bool:
         return all(s.health.polled_once for s in self.sources)
 

@@ -219,7 +219,7 @@ def test_ten_megabyte_line_is_skipped_without_holding_it(tmp_path: Path) -> None
     log = tmp_path / "a.jsonl"
     big = b'{"id": "' + b"x" * (10 << 20) + b'"}'
     log.write_bytes(b'{"id": "before"}\n' + big + b'\n{"id": "after"}\n')
-    src = make(log, max_line_bytes=1 << 20)
+    src = make(log, max_line_bytes=1 << 20, max_bytes_per_poll=16 << 20)  # the whole file in one poll
     tracemalloc.start()
     try:
         poll = src.poll(1.0)
@@ -486,7 +486,7 @@ def test_budget_comes_from_the_source_config(tmp_path: Path) -> None:
     assert FileTailSource(SourceConfig(name="p", kind="predictions", type="file", path="x",
                                        max_line_bytes=100, max_bytes_per_poll=5000)).max_bytes_per_poll == 5000
     assert FileTailSource(SourceConfig(name="p", kind="predictions", type="file", path="x")).max_bytes_per_poll == \
-        16 << 20
+        4 << 20
 
 
 def test_state_is_json(tmp_path: Path) -> None:

@@ -65,3 +65,30 @@ def test_without_pacing_the_bounded_join_loses_pairs(tmp_path: Path, monkeypatch
     p = _run(tmp_path)
     assert sum(p.orphans_total.values()) > 0
     assert _joined(p) < N
+
+
+def test_a_backlog_is_read_cycle_after_cycle_without_waiting_for_the_interval(tmp_path: Path) -> None:
+    """With a 60 s poll interval, a backlog of ~10 polls' worth is read in seconds, not minutes."""
+    from exporter.app import Exporter
+    from exporter.config import load_config
+    from tests.helpers import wait_for
+
+    n = 4_000
+    with (tmp_path / "predictions.jsonl").open("w") as f:
+        for i in range(n):
+            f.write(f'{{"id":"r{i}","model_version":"1","prediction":1,"confidence":0.9,"note":"{"y" * 200}"}}\n')
+    (tmp_path / "config.yaml").write_text(
+        "global: {poll_interval: 60s, windows: [1h]}\n"
+        "models: [{name: m, task: binary, classes: ['0', '1']}]\n"
+        "sources:\n"
+        f"  - {{name: p, kind: predictions, type: file, path: '{tmp_path}/predictions.jsonl', model: m,\n"
+        "      max_line_bytes: 1000, max_bytes_per_poll: 100000}\n")
+    ex = Exporter(load_config(tmp_path / "config.yaml"), "127.0.0.1:0")
+    ex.start()
+    try:
+        # ~250 bytes a line, 100 kB a poll: about 10 polls; at the interval that would take 10 minutes
+        wait_for(lambda: ex.pipeline.source_stats["p"].records >= n, timeout=30, what="the backlog read")
+        assert not ex.pipeline.has_backlog
+    finally:
+        ex.request_stop()
+        ex.stop()

@@ -31,7 +31,7 @@ Rules, in the order they are applied on each poll:
   ``Poll.rejected["line_too_long"]`` (with their ``path:offset`` in ``Poll.rejected_where``);
   shorter too-long lines are counted by the parser the same way. Empty lines are ignored.
 * **Budget.** One poll reads at most ``max_bytes_per_poll`` bytes in total (the source key,
-  16 MiB by default) so a large backlog or a long outage is worked off over several polls
+  4 MiB by default) so a large backlog or a long outage is worked off over several polls
   instead of stalling one or spiking memory.
 * **Errors.** An ``OSError`` on one file (e.g. permission denied) counts in
   ``health.errors_total`` and marks the source down for that poll; the other files are still
