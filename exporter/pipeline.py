@@ -61,8 +61,17 @@ class RateLimitedLog:
 
 
 class Pipeline:
-    def __init__(self, config: Config, clock: Clock = time.time, sources: Sequence[Source] | None = None) -> None:
+    """The mutable model state and the cycle that updates it.
+
+    ``clock`` gives the wall time records and windows are judged against; ``timer`` measures
+    how long each source's poll takes (``mlmon_exporter_poll_duration_seconds``). Both are
+    injected so a test (the golden exposition) can make every number of a cycle reproducible.
+    """
+
+    def __init__(self, config: Config, clock: Clock = time.time, sources: Sequence[Source] | None = None,
+                 *, timer: Clock = time.perf_counter) -> None:
         self.clock = clock
+        self.timer = timer
         self.config = config
         self.sources: list[Source] = list(sources) if sources is not None else [
             build_source(s) for s in config.sources]
@@ -96,7 +105,7 @@ class Pipeline:
         return self.snapshot
 
     def _poll(self, src: Source, now: float) -> None:
-        started = time.perf_counter()
+        started = self.timer()
         poll = src.poll(now)
         spec = self._specs[src.name]
         parse = parse_predictions if src.config.kind == "predictions" else parse_labels
@@ -108,7 +117,7 @@ class Pipeline:
         elif isinstance(result.batch, LabelBatch):
             self.apply_labels(src.name, result.batch, now)
         src.commit(poll.token)
-        stats.poll_duration.observe(np.array([time.perf_counter() - started]))
+        stats.poll_duration.observe(np.array([self.timer() - started]))
 
     def _count(self, source: str, result: ParseResult, rejected: Counter[str], now: float) -> None:
         stats = self.source_stats[source]
