@@ -19,7 +19,7 @@ from exporter.config import Config, ConfigError, load_config
 from exporter.history import HistoryWriter
 from exporter.pipeline import Pipeline
 from exporter.retrain import WEBHOOK_PATH, RetrainingService, evidence_from_pipeline
-from exporter.server import ExporterHTTPServer, RenderedSnapshot, Response, parse_listen_address
+from exporter.server import ExporterHTTPServer, RenderedSnapshot, Response, parse_listen_address, receiver_listener
 from exporter.snapshot import SnapshotBuilder
 from exporter.sources import build_source
 from exporter.sources.base import Source
@@ -78,7 +78,8 @@ class Exporter:
             if isinstance(src, KServeSource):
                 src.models = config.model
                 if src.config.listen_address:
-                    src.start_listener()  # its own port, without auth, for a logger in the same pod (idempotent)
+                    # its own port, without auth, for a logger in the same pod (idempotent)
+                    src.start_listener(receiver_listener)
                 else:
                     self.server.post_handlers.setdefault(KSERVE_PATH, src.handle)
         return pipeline

@@ -4,18 +4,13 @@ from __future__ import annotations
 
 import argparse
 import logging
-import signal
 import sys
 from collections.abc import Sequence
-from types import FrameType
-from typing import TYPE_CHECKING
 
 from exporter import __version__
 from exporter.config import ConfigError, load_config
 from exporter.listen import EXAMPLES, ListenAddressError, split_listen_address
-
-if TYPE_CHECKING:
-    from exporter.app import Exporter
+from exporter.signals import install_signal_handlers
 
 log = logging.getLogger("exporter")
 
@@ -127,20 +122,6 @@ def web_flags_problem(listen_address: str, telemetry_path: str) -> str | None:
         return (f"--web.telemetry-path: must be a path such as /metrics, not {telemetry_path!r} "
                 f"(nor one of {', '.join(RESERVED_PATHS)})")
     return None
-
-
-def install_signal_handlers(exporter: Exporter) -> None:
-    def stop(signum: int, _frame: FrameType | None) -> None:
-        log.info("shutting down", extra={"signal": signal.Signals(signum).name})
-        exporter.request_stop()
-
-    def reload(_signum: int, _frame: FrameType | None) -> None:
-        log.info("SIGHUP: reloading configuration")
-        exporter.trigger_reload()
-
-    signal.signal(signal.SIGTERM, stop)
-    signal.signal(signal.SIGINT, stop)
-    signal.signal(signal.SIGHUP, reload)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -112,7 +112,7 @@ class Simulator:
 
 def run_demo(listen_address: str, state_directory: str | None = None, *, telemetry_path: str = "/metrics") -> int:
     from exporter.app import Exporter
-    from exporter.cli import install_signal_handlers
+    from exporter.signals import install_signal_handlers
 
     directory = Path(tempfile.mkdtemp(prefix="mlmon-demo-"))
     sim = Simulator(directory)

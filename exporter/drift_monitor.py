@@ -113,25 +113,6 @@ WRONG_TYPE = "wrong_type"
 _STATE_VERSION = 2
 
 
-def positive_probabilities(probabilities: ObjArray, positive_class: str) -> FloatArray:
-    """Probability of the positive class per prediction, NaN where the record has none.
-
-    ``probabilities`` holds dicts (class text -> probability) or None. When a dict lacks the
-    positive class but names exactly one other class, the complement of that one is used (a
-    binary model that logs only the probability of its prediction).
-    """
-    out = np.full(len(probabilities), math.nan)
-    for i, probs in enumerate(probabilities.tolist()):
-        if not probs:
-            continue
-        p = probs.get(positive_class)
-        if p is not None:
-            out[i] = p
-        elif len(probs) == 1:
-            out[i] = 1.0 - next(iter(probs.values()))
-    return out
-
-
 def ks_against_reference(ref_sorted: FloatArray, cur_sorted: FloatArray) -> tuple[float, float]:
     """``stats.drift.ks_2samp_sorted`` (bit for bit), in O(n_ref log n_cur) instead of O(n_cur log n_cur).
 

@@ -12,7 +12,6 @@ import logging
 import time
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -20,30 +19,21 @@ import numpy.typing as npt
 
 from exporter import __version__
 from exporter.classes import ClassIndex
+from exporter.clock import Clock
 from exporter.config import Config, ModelConfig
-from exporter.drift_monitor import positive_probabilities
+from exporter.exposition import build_families
 from exporter.join import Joiner, first_occurrences
+from exporter.probabilities import positive_probabilities
 from exporter.records import LabelBatch, ParseResult, PredictionBatch, RecordSpec, parse_labels, parse_predictions
 from exporter.reference import ReferenceStore
 from exporter.snapshot import Snapshot, SnapshotBuilder
+from exporter.source_stats import SourceStats
 from exporter.sources import build_source
 from exporter.sources.base import Source
-from exporter.versions import Histogram, VersionState
+from exporter.versions import VersionState
 
 log = logging.getLogger(__name__)
-Clock = Callable[[], float]
 VersionKey = tuple[str, str]
-POLL_BUCKETS = (0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 10.0, 30.0)
-
-
-@dataclass
-class SourceStats:
-    """Cumulative self-metrics of one source (persisted with the checkpoint)."""
-
-    records: int = 0
-    invalid: Counter[str] = field(default_factory=Counter)
-    newest_timestamp: float | None = None
-    poll_duration: Histogram = field(default_factory=lambda: Histogram(POLL_BUCKETS, 1e6))
 
 
 class RateLimitedLog:
@@ -310,8 +300,6 @@ class Pipeline:
         return all(s.health.polled_once for s in self.sources)
 
     def build_snapshot(self, now: float) -> Snapshot:
-        from exporter.exposition import build_families  # local: exposition imports pipeline types
-
         b = SnapshotBuilder()
         build_families(self, b, now)
         for extra in self.extra_families:

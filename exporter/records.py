@@ -58,6 +58,20 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.json as pa_json
 
+from exporter.reject_reasons import (  # noqa: F401 - re-exported: the parsers' vocabulary
+    INVALID_CLASS,
+    INVALID_CONFIDENCE,
+    INVALID_JSON,
+    INVALID_PROBABILITIES,
+    INVALID_REASONS,
+    INVALID_TIMESTAMP,
+    LINE_TOO_LONG,
+    MISSING_ID,
+    MISSING_LABEL,
+    MISSING_MODEL,
+    MISSING_PREDICTION,
+    NOT_AN_OBJECT,
+)
 from exporter.timestamps import parse_timestamps
 
 if TYPE_CHECKING:
@@ -125,27 +139,6 @@ def empty_labels() -> LabelBatch:
 
 
 
-
-# --- invalid-record reasons (label values of mlmon_exporter_invalid_records_total) ----------
-
-LINE_TOO_LONG = "line_too_long"
-INVALID_JSON = "invalid_json"
-NOT_AN_OBJECT = "not_an_object"
-MISSING_ID = "missing_id"
-MISSING_MODEL = "missing_model"
-MISSING_PREDICTION = "missing_prediction"
-MISSING_LABEL = "missing_label"
-INVALID_CLASS = "invalid_class"
-INVALID_CONFIDENCE = "invalid_confidence"
-INVALID_PROBABILITIES = "invalid_probabilities"
-INVALID_TIMESTAMP = "invalid_timestamp"
-
-INVALID_REASONS: tuple[str, ...] = (
-    LINE_TOO_LONG, INVALID_JSON, NOT_AN_OBJECT, MISSING_ID, MISSING_MODEL, MISSING_PREDICTION,
-    MISSING_LABEL, INVALID_CLASS, INVALID_CONFIDENCE, INVALID_PROBABILITIES, INVALID_TIMESTAMP,
-)
-"""Every reason the parsers (and the file source, for ``line_too_long``) can report, in the
-order they are checked."""
 
 CANONICAL_FIELDS: tuple[str, ...] = (
     "id", "model", "model_version", "timestamp", "prediction", "confidence", "probabilities",

@@ -21,8 +21,8 @@ from exporter.drift_monitor import (
     FeatureDrift,
     VersionDrift,
     ks_against_reference,
-    positive_probabilities,
 )
+from exporter.probabilities import positive_probabilities
 from exporter.reference import RawColumn, Reference
 from exporter.snapshot import SnapshotBuilder
 from tests.helpers import in_window

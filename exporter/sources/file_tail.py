@@ -55,7 +55,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from exporter.config import SourceConfig
-from exporter.records import LINE_TOO_LONG
+from exporter.reject_reasons import LINE_TOO_LONG
 from exporter.sources.base import Poll, Source
 
 log = logging.getLogger(__name__)

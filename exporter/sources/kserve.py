@@ -110,15 +110,9 @@ from urllib.parse import unquote
 import requests
 
 from exporter.config import ModelConfig, SourceConfig
-from exporter.records import (
-    INVALID_JSON,
-    INVALID_PROBABILITIES,
-    INVALID_TIMESTAMP,
-    MISSING_ID,
-    MISSING_MODEL,
-    class_text,
-)
-from exporter.server import ExporterHTTPServer, RenderedSnapshot, Response, parse_listen_address
+from exporter.http_messages import Listener, ListenerFactory, Response
+from exporter.records import class_text
+from exporter.reject_reasons import INVALID_JSON, INVALID_PROBABILITIES, INVALID_TIMESTAMP, MISSING_ID, MISSING_MODEL
 from exporter.sources import oip_binary
 from exporter.sources.base import Poll, Source
 from exporter.sources.forwarder import Forwarder
@@ -569,7 +563,7 @@ class KServeSource(Source):
         self._token = 0
         self._last_reject_log: dict[str, float] = {}
         self.forwarder = Forwarder(config.forward_to, forward_session) if config.forward_to else None
-        self.listener: ExporterHTTPServer | None = None
+        self.listener: Listener | None = None
         self._listener_thread: threading.Thread | None = None
         self.health.up = True
 
@@ -793,11 +787,13 @@ class KServeSource(Source):
 
     # --- own listener ----------------------------------------------------------------------------
 
-    def start_listener(self) -> tuple[str, int]:
+    def start_listener(self, listen: ListenerFactory) -> tuple[str, int]:
         """Serve ``handle`` on ``listen_address`` (POST ``/api/v1/kserve`` and ``/``), without auth.
 
-        Returns the bound (host, port). Raises ``OSError`` when the address cannot be bound (the
-        source is marked down and the error counted first), ``ValueError`` without an address.
+        ``listen`` makes the listener (the runtime passes ``server.receiver_listener``; the source
+        does not import the HTTP server above it). Returns the bound (host, port). Raises
+        ``OSError`` when the address cannot be bound (the source is marked down and the error
+        counted first), ``ValueError`` without an address.
         """
         if self.listener is not None:
             host, port = self.listener.server_address[:2]
@@ -805,8 +801,7 @@ class KServeSource(Source):
         if not self.config.listen_address:
             raise ValueError(f"source {self.name!r}: no listen_address configured")
         try:
-            server = ExporterHTTPServer(parse_listen_address(self.config.listen_address), RenderedSnapshot(),
-                                        max_body_bytes=self.config.max_body_bytes)
+            server = listen(self.config.listen_address, self.config.max_body_bytes)
         except OSError as e:
             self.health.up = False
             self.health.errors_total += 1
