@@ -15,6 +15,7 @@ from collections.abc import Callable
 from http import HTTPStatus
 from pathlib import Path
 
+from exporter.clock import Clock
 from exporter.config import Config, ConfigError, load_config
 from exporter.history import HistoryWriter
 from exporter.pipeline import Pipeline
@@ -33,7 +34,7 @@ FamiliesHook = Callable[[SnapshotBuilder, float], None]
 
 class Exporter:
     def __init__(self, config: Config, listen_address: str = ":9741", *, config_path: str | Path | None = None,
-                 state_directory: str | Path | None = None, clock: Callable[[], float] = time.time) -> None:
+                 state_directory: str | Path | None = None, clock: Clock = time.time) -> None:
         self.config = config
         self.config_path = Path(config_path) if config_path is not None else None
         self.clock = clock

@@ -72,6 +72,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from exporter.arrays import BoolArray, FloatArray, Int32Array, IntArray, ObjArray
 from exporter.config import ModelConfig, Window
 from exporter.reference import (
     BOOL,
@@ -88,12 +89,6 @@ from exporter.snapshot import LabelPairs, SnapshotBuilder
 from exporter.stats.change import DDM, DRIFT, PageHinkley, detector_from_dict
 from exporter.stats.drift import bin_counts, chi2_p_value, js_distance, kstwo_sf, psi, quantile_edges
 from exporter.windows import FIXED_POINT_SCALE, BucketedStream, Columns, WideningCounts, merged_sum, to_fixed_point
-
-FloatArray = npt.NDArray[np.float64]
-IntArray = npt.NDArray[np.int64]
-Int32Array = npt.NDArray[np.int32]
-BoolArray = npt.NDArray[np.bool_]
-ObjArray = npt.NDArray[np.object_]
 
 NUMERIC = "numeric"
 CATEGORICAL = "categorical"

@@ -58,6 +58,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.json as pa_json
 
+from exporter.arrays import BoolArray, FloatArray, ObjArray
 from exporter.reject_reasons import (  # noqa: F401 - re-exported: the parsers' vocabulary
     INVALID_CLASS,
     INVALID_CONFIDENCE,
@@ -76,9 +77,6 @@ from exporter.timestamps import parse_timestamps
 
 if TYPE_CHECKING:
     from exporter.config import SourceConfig
-
-ObjArray = npt.NDArray[np.object_]
-FloatArray = npt.NDArray[np.float64]
 
 
 @dataclass(frozen=True)
@@ -136,8 +134,6 @@ def empty_labels() -> LabelBatch:
         id=np.empty(0, dtype=object), label=np.empty(0, dtype=object), timestamp=np.empty(0),
         model=np.empty(0, dtype=object),
     )
-
-
 
 
 CANONICAL_FIELDS: tuple[str, ...] = (
@@ -515,9 +511,6 @@ _MAX_BRACKETS = 1000  # lines that could nest deeper than this are never handed 
 
 class _Fallback(Exception):
     """This block must be parsed record by record."""
-
-
-BoolArray = npt.NDArray[np.bool_]
 
 
 def _deeper_than(schema: pa.Schema, limit: int) -> bool:

@@ -15,7 +15,7 @@ accepted too. A body using the Open Inference Protocol's binary tensor extension
 followed by raw tensor bytes; ``oip_binary``) is decoded into ordinary tensors.
 
 **Receiving.** ``handle(headers, body)`` is the POST handler (the app registers it at
-``/api/v1/kserve``; ``start_listener()`` serves it on ``listen_address`` too, without auth). It
+``/api/v1/kserve``; ``start_listener(listen)`` serves it on ``listen_address`` too, without auth). It
 validates the event, builds canonical prediction records (DESIGN §3) and puts them on a bounded
 queue of ``queue_size`` events; the pipeline drains the queue on each poll. Answers: ``200``
 accepted (KServe's logger treats anything else as an error), ``400`` with ``<reason>: <detail>``
@@ -109,6 +109,7 @@ from urllib.parse import unquote
 
 import requests
 
+from exporter.clock import Clock
 from exporter.config import ModelConfig, SourceConfig
 from exporter.http_messages import Listener, ListenerFactory, Response
 from exporter.records import class_text
@@ -542,7 +543,7 @@ class KServeSource(Source):
     """
 
     def __init__(self, config: SourceConfig, models: ModelLookup | None = None, *,
-                 clock: Callable[[], float] = time.time, request_ttl: float = DEFAULT_REQUEST_TTL,
+                 clock: Clock = time.time, request_ttl: float = DEFAULT_REQUEST_TTL,
                  max_pending_requests: int = DEFAULT_MAX_PENDING_REQUESTS,
                  forward_session: requests.Session | None = None) -> None:
         super().__init__(config)
