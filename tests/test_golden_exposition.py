@@ -7,7 +7,8 @@ history, and a real HTTP GET of ``/metrics`` is compared with ``tests/data/golde
 Nothing in the input depends on the wall clock, the process or the machine: the time is the
 fake clock's, the poll durations come from a fixed-step timer, and the per-scrape
 ``process_*`` / ``python_*`` metrics (exporter/scrape.py adds them after the ``mlmon_*`` text)
-are cut off. The golden file must also pass ``promtool check metrics``.
+are cut off. The golden file must also pass ``promtool check metrics`` (the ``promtool`` fixture of
+conftest.py: a failure under ``CI`` when it is missing, a skip elsewhere).
 
 Any change to a metric name, label, HELP text, series order, number or number spelling shows
 up here as a diff. When the change is intended, regenerate the file and review its diff::
@@ -30,7 +31,7 @@ import requests
 
 from exporter.app import Exporter
 from exporter.config import parse_config
-from tests.helpers import FakeClock, require_tool
+from tests.helpers import FakeClock
 
 GOLDEN = Path(__file__).parent / "data" / "golden" / "metrics.txt"
 T0 = 1_767_225_600.0  # 2026-01-01T00:00:00Z
@@ -185,8 +186,7 @@ def test_metrics_match_the_golden_file(tmp_path: Path, update_golden: bool) -> N
                     "If the change is intended, rerun with --update-golden and review the file's diff.")
 
 
-def test_golden_file_passes_promtool() -> None:
-    promtool = require_tool("promtool")
+def test_golden_file_passes_promtool(promtool: str) -> None:
     result = subprocess.run([promtool, "check", "metrics"], input=GOLDEN.read_bytes(), capture_output=True,
                             timeout=60, check=False)
     assert result.returncode == 0, result.stderr.decode() + result.stdout.decode()
