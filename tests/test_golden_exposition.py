@@ -231,7 +231,11 @@ def test_golden_input_covers_what_it_claims() -> None:
                    'reason="too_many_versions"', 'reason="unknown_model"', 'reason="wrong_type"',
                    'reason="missing_label"', "mlmon_exporter_checkpoint_last_success_timestamp_seconds",
                    "mlmon_exporter_history_rows_written_total", "mlmon_retraining_requests_total",
-                   'severity="critical"', 'mlmon_orphan_labels_total{model="fraud"}']:
+                   'mlmon_orphan_labels_total{model="fraud"}',
+                   # a version that drifted, to the critical tier
+                   'mlmon_accuracy_drift_detected{model="fraud",model_version="2",window="10m"} 1.0',
+                   'mlmon_accuracy_drift_severity{model="fraud",model_version="2",severity="critical",'
+                   'window="10m"} 1.0']:
         assert needle in text, needle
 
 
