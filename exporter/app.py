@@ -15,11 +15,12 @@ from collections.abc import Callable
 from http import HTTPStatus
 from pathlib import Path
 
+from exporter.clock import Clock
 from exporter.config import Config, ConfigError, load_config
 from exporter.history import HistoryWriter
 from exporter.pipeline import Pipeline
 from exporter.retrain import WEBHOOK_PATH, RetrainingService, evidence_from_pipeline
-from exporter.server import ExporterHTTPServer, RenderedSnapshot, Response, parse_listen_address
+from exporter.server import ExporterHTTPServer, RenderedSnapshot, Response, parse_listen_address, receiver_listener
 from exporter.snapshot import SnapshotBuilder
 from exporter.sources import build_source
 from exporter.sources.base import Source
@@ -33,7 +34,7 @@ FamiliesHook = Callable[[SnapshotBuilder, float], None]
 
 class Exporter:
     def __init__(self, config: Config, listen_address: str = ":9741", *, config_path: str | Path | None = None,
-                 state_directory: str | Path | None = None, clock: Callable[[], float] = time.time) -> None:
+                 state_directory: str | Path | None = None, clock: Clock = time.time) -> None:
         self.config = config
         self.config_path = Path(config_path) if config_path is not None else None
         self.clock = clock
@@ -78,7 +79,8 @@ class Exporter:
             if isinstance(src, KServeSource):
                 src.models = config.model
                 if src.config.listen_address:
-                    src.start_listener()  # its own port, without auth, for a logger in the same pod (idempotent)
+                    # its own port, without auth, for a logger in the same pod (idempotent)
+                    src.start_listener(receiver_listener)
                 else:
                     self.server.post_handlers.setdefault(KSERVE_PATH, src.handle)
         return pipeline

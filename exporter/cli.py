@@ -10,18 +10,16 @@ from __future__ import annotations
 
 import argparse
 import logging
-import signal
 import sys
 from collections.abc import Sequence
-from types import FrameType
 from typing import TYPE_CHECKING, Any
 
 from exporter import __version__
 from exporter.config import Config, ConfigError, load_config
 from exporter.listen import EXAMPLES, ListenAddressError, split_listen_address
+from exporter.signals import install_signal_handlers
 
 if TYPE_CHECKING:
-    from exporter.app import Exporter
     from exporter.webconfig import WebConfig
 
 log = logging.getLogger("exporter")
@@ -213,30 +211,15 @@ def _serve(config: Config, args: argparse.Namespace, web_config: WebConfig | Non
         print(f"mlmon-exporter: cannot start: {e}", file=sys.stderr)
         return 1
     exporter.server.telemetry_path = args.telemetry_path
-    if not apply_web_config(exporter, web_config):
+    from exporter.webconfig import apply_or_report
+
+    if not apply_or_report(exporter.server, web_config):
         return 1
     install_signal_handlers(exporter)
     exporter.start()
     exporter.wait()
     exporter.stop()
     return 0
-
-
-def apply_web_config(exporter: Exporter, web_config: WebConfig | None) -> bool:
-    """TLS and basic auth on the exporter's server, before ``start()`` (TLS wraps the listening
-    socket). False (and the server closed) when the certificate cannot be loaded."""
-    if web_config is None:
-        return True
-    from exporter.webconfig import WebConfigError
-    from exporter.webconfig import apply_web_config as apply
-
-    try:
-        apply(exporter.server, web_config)
-    except WebConfigError as e:
-        print(f"mlmon-exporter: invalid web configuration {web_config.file}:\n{e}", file=sys.stderr)
-        exporter.server.server_close()
-        return False
-    return True
 
 
 RESERVED_PATHS = ("/", "/-/healthy", "/-/ready", "/-/reload")
@@ -253,20 +236,6 @@ def web_flags_problem(listen_address: str, telemetry_path: str) -> str | None:
         return (f"--web.telemetry-path: must be a path such as /metrics, not {telemetry_path!r} "
                 f"(nor one of {', '.join(RESERVED_PATHS)})")
     return None
-
-
-def install_signal_handlers(exporter: Exporter) -> None:
-    def stop(signum: int, _frame: FrameType | None) -> None:
-        log.info("shutting down", extra={"signal": signal.Signals(signum).name})
-        exporter.request_stop()
-
-    def reload(_signum: int, _frame: FrameType | None) -> None:
-        log.info("SIGHUP: reloading configuration")
-        exporter.trigger_reload()
-
-    signal.signal(signal.SIGTERM, stop)
-    signal.signal(signal.SIGINT, stop)
-    signal.signal(signal.SIGHUP, reload)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -127,7 +127,8 @@ class Simulator:
 def run_demo(listen_address: str, state_directory: str | None = None, web_config: WebConfig | None = None, *,
              telemetry_path: str = "/metrics") -> int:
     from exporter.app import Exporter
-    from exporter.cli import apply_web_config, install_signal_handlers
+    from exporter.signals import install_signal_handlers
+    from exporter.webconfig import apply_or_report
 
     directory = Path(tempfile.mkdtemp(prefix="mlmon-demo-"))
     sim = Simulator(directory)
@@ -140,7 +141,7 @@ def run_demo(listen_address: str, state_directory: str | None = None, web_config
         shutil.rmtree(directory, ignore_errors=True)
         raise
     exporter.server.telemetry_path = telemetry_path
-    if not apply_web_config(exporter, web_config):
+    if not apply_or_report(exporter.server, web_config):
         sim.stop.set()
         shutil.rmtree(directory, ignore_errors=True)
         return 1

@@ -72,6 +72,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from exporter.arrays import BoolArray, FloatArray, Int32Array, IntArray, ObjArray
 from exporter.config import ModelConfig, Window
 from exporter.reference import (
     BOOL,
@@ -89,12 +90,6 @@ from exporter.stats.change import DDM, DRIFT, PageHinkley, detector_from_dict
 from exporter.stats.drift import bin_counts, chi2_p_value, js_distance, kstwo_sf, psi, quantile_edges
 from exporter.windows import FIXED_POINT_SCALE, BucketedStream, Columns, WideningCounts, merged_sum, to_fixed_point
 
-FloatArray = npt.NDArray[np.float64]
-IntArray = npt.NDArray[np.int64]
-Int32Array = npt.NDArray[np.int32]
-BoolArray = npt.NDArray[np.bool_]
-ObjArray = npt.NDArray[np.object_]
-
 NUMERIC = "numeric"
 CATEGORICAL = "categorical"
 UNTYPED = "unknown"
@@ -111,25 +106,6 @@ NOT_FINITE_VALUE = "not_finite"
 WRONG_TYPE = "wrong_type"
 
 _STATE_VERSION = 2
-
-
-def positive_probabilities(probabilities: ObjArray, positive_class: str) -> FloatArray:
-    """Probability of the positive class per prediction, NaN where the record has none.
-
-    ``probabilities`` holds dicts (class text -> probability) or None. When a dict lacks the
-    positive class but names exactly one other class, the complement of that one is used (a
-    binary model that logs only the probability of its prediction).
-    """
-    out = np.full(len(probabilities), math.nan)
-    for i, probs in enumerate(probabilities.tolist()):
-        if not probs:
-            continue
-        p = probs.get(positive_class)
-        if p is not None:
-            out[i] = p
-        elif len(probs) == 1:
-            out[i] = 1.0 - next(iter(probs.values()))
-    return out
 
 
 def ks_against_reference(ref_sorted: FloatArray, cur_sorted: FloatArray) -> tuple[float, float]:

@@ -1,35 +1,55 @@
 """The metric names users type (DESIGN §4), filled from the pipeline's state once per cycle.
 
 This is the only module that knows metric names and help texts; the pipeline hands it its
-state and gets back families in the snapshot.
+state and gets back families in the snapshot. What it reads of that state is ``CycleState``
+(the pipeline satisfies it), so this module does not import the pipeline that calls it.
 """
 
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING
+from collections.abc import Mapping, Sequence
+from typing import Protocol
 
 from exporter.build_info import build_labels
+from exporter.config import Config
+from exporter.join import Joiner
 from exporter.reject_reasons import reasons_for
+from exporter.severities import SEVERITIES
 from exporter.snapshot import LabelPairs, SnapshotBuilder
+from exporter.source_stats import SourceStats
+from exporter.sources.base import Source
 from exporter.sources.file_tail import FileTailSource
+from exporter.versions import VersionState
 
-if TYPE_CHECKING:
-    from exporter.pipeline import Pipeline
 
-SEVERITIES = ("low", "high", "critical")
+class CycleState(Protocol):
+    """The pipeline state the families are built from (read-only here)."""
+
+    @property
+    def config(self) -> Config: ...
+    @property
+    def sources(self) -> Sequence[Source]: ...
+    @property
+    def source_stats(self) -> Mapping[str, SourceStats]: ...
+    @property
+    def versions(self) -> Mapping[tuple[str, str], VersionState]: ...
+    @property
+    def orphans_total(self) -> Mapping[str, int]: ...
+    @property
+    def joiner(self) -> Joiner: ...
 
 
 def _ratio(x: float) -> float:
     return float(x) if x is not None else math.nan
 
 
-def build_families(p: Pipeline, b: SnapshotBuilder, now: float) -> None:
+def build_families(p: CycleState, b: SnapshotBuilder, now: float) -> None:
     _model_families(p, b)
     _self_families(p, b, now)
 
 
-def _model_families(p: Pipeline, b: SnapshotBuilder) -> None:
+def _model_families(p: CycleState, b: SnapshotBuilder) -> None:
     g = b.family
     info = g("mlmon_model", "info", "Model version seen by the exporter (value 1), with its task.")
     first_seen = g("mlmon_model_version_first_seen_timestamp_seconds", "gauge",
@@ -153,7 +173,7 @@ def _model_families(p: Pipeline, b: SnapshotBuilder) -> None:
         orphans.add((("model", model_name),), p.orphans_total.get(model_name, 0))
 
 
-def _self_families(p: Pipeline, b: SnapshotBuilder, now: float) -> None:
+def _self_families(p: CycleState, b: SnapshotBuilder, now: float) -> None:
     g = b.family
     g("mlmon_exporter_build", "info",
       "Exporter build information: version, git revision (unknown when not recorded), Python version.").add(

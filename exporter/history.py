@@ -50,22 +50,22 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from exporter.atomic_file import atomic_write
+from exporter.clock import Clock
 from exporter.config import Config, ModelConfig
 from exporter.durations import parse_duration
-from exporter.retrain import SnapshotIndex
+from exporter.severities import SEVERITIES
 from exporter.snapshot import Snapshot, SnapshotBuilder
+from exporter.snapshot_index import SnapshotIndex
 
 if TYPE_CHECKING:  # pandas costs ~35 MiB of RSS; only the `history` command needs it, so it is imported there
     import pandas as pd
 
 log = logging.getLogger(__name__)
-Clock = Callable[[], float]
 # triggered(model, version, since) -> whether a retraining request was accepted after `since`
 TriggeredLookup = Callable[[str, str, float], bool]
 
 FILE_PREFIX = "history-"
 FILE_RE = re.compile(r"^history-(\d{4}-\d{2}-\d{2})\.parquet$")
-SEVERITIES = ("low", "high", "critical")
 
 SCHEMA = pa.schema([
     ("timestamp", pa.timestamp("ms", tz="UTC")),

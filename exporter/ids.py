@@ -11,11 +11,9 @@ from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
-import numpy.typing as npt
 import pyarrow as pa
 
-ObjArray = npt.NDArray[np.object_]
-HashArray = npt.NDArray[np.uint64]
+from exporter.arrays import HashArray, ObjArray
 
 
 def object_array(values: list[Any]) -> ObjArray:

@@ -29,13 +29,12 @@ import numpy as np
 import numpy.typing as npt
 import pyarrow as pa
 
-from exporter.ids import HashArray, ObjArray, decode_ids, encode_ids, object_array, stable_id_hashes
+from exporter.arrays import FloatArray, HashArray, IntArray, ObjArray
+from exporter.ids import decode_ids, encode_ids, object_array, stable_id_hashes
 from exporter.joined_ids import JoinedIds
 
 __all__ = ["ArrivalBuffer", "JoinedIds", "Joiner", "Matched", "ModelJoin", "first_occurrences", "stable_id_hashes"]
 
-IntArray = npt.NDArray[np.int64]
-FloatArray = npt.NDArray[np.float64]
 
 _EMPTY = -1  # table slot never used
 _TOMB = -2  # table slot whose entry was removed (probing goes on past it)

@@ -14,10 +14,8 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from exporter.ids import HashArray, stable_id_hashes
-
-IntArray = npt.NDArray[np.int64]
-FloatArray = npt.NDArray[np.float64]
+from exporter.arrays import FloatArray, HashArray, IntArray
+from exporter.ids import stable_id_hashes
 
 _MAX_RUNS = 1024  # expiry runs kept exact (beyond: an eighth of the ids)
 

@@ -12,7 +12,6 @@ import logging
 import time
 from collections import Counter, defaultdict
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -22,35 +21,25 @@ from exporter import __version__
 from exporter.batch_ops import encode_by_value, factorize, first_occurrences, groups, positive_probabilities
 from exporter.block_parser import BlockParser
 from exporter.classes import ClassIndex
+from exporter.clock import Clock
 from exporter.config import Config, ModelConfig
+from exporter.exposition import build_families
 from exporter.join import Joiner
 from exporter.records import UNKNOWN_VERSION, LabelBatch, ParseResult, PredictionBatch, RecordSpec
 from exporter.reference import ReferenceStore
 from exporter.reject_reasons import DUPLICATE, TOO_MANY_VERSIONS, UNKNOWN_CLASS, UNKNOWN_MODEL
 from exporter.snapshot import Snapshot, SnapshotBuilder
+from exporter.source_stats import SourceStats
 from exporter.sources import build_source
 from exporter.sources.base import Poll, Source
-from exporter.versions import Histogram, VersionState
+from exporter.versions import VersionState
 
 log = logging.getLogger(__name__)
-Clock = Callable[[], float]
 VersionKey = tuple[str, str]
 #: Pacing a label source behind catching-up predictions (``Pipeline._pace_labels``): the record
 #: size assumed before it has read any, and the smallest budget it gets.
 DEFAULT_LABEL_BYTES = 64
 MIN_LABEL_BUDGET = 4 << 10
-POLL_BUCKETS = (0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 10.0, 30.0)
-
-
-@dataclass
-class SourceStats:
-    """Cumulative self-metrics of one source (persisted with the checkpoint)."""
-
-    records: int = 0
-    bytes_read: int = 0  # of lines, for pacing labels (not checkpointed: relearnt after a restart)
-    invalid: Counter[str] = field(default_factory=Counter)
-    newest_timestamp: float | None = None
-    poll_duration: Histogram = field(default_factory=lambda: Histogram(POLL_BUCKETS, 1e6))
 
 
 class RateLimitedLog:
@@ -79,8 +68,17 @@ class RateLimitedLog:
 
 
 class Pipeline:
-    def __init__(self, config: Config, clock: Clock = time.time, sources: Sequence[Source] | None = None) -> None:
+    """The mutable model state and the cycle that updates it.
+
+    ``clock`` gives the wall time records and windows are judged against; ``timer`` measures
+    how long each source's poll takes (``mlmon_exporter_poll_duration_seconds``). Both are
+    injected so a test (the golden exposition) can make every number of a cycle reproducible.
+    """
+
+    def __init__(self, config: Config, clock: Clock = time.time, sources: Sequence[Source] | None = None,
+                 *, timer: Clock = time.perf_counter) -> None:
         self.clock = clock
+        self.timer = timer
         self.config = config
         self.sources: list[Source] = list(sources) if sources is not None else [
             build_source(s) for s in config.sources]
@@ -121,7 +119,7 @@ class Pipeline:
 
     def _poll(self, src: Source, now: float) -> int:
         """Read, parse and apply one source; the number of records it read."""
-        started = time.perf_counter()
+        started = self.timer()
         poll = src.poll(now)
         src.poll_budget = None
         result, where = self._parsers[src.name].parse(poll.blocks, now, poll.lines, poll.objects, poll.origins)
@@ -138,7 +136,7 @@ class Pipeline:
         self._backlog[src.name] = poll.backlog
         stats.bytes_read += sum(len(b.data) for b in poll.blocks) + sum(map(len, poll.lines)) + len(poll.lines)
         self._poll_span = None
-        stats.poll_duration.observe(np.array([time.perf_counter() - started]))
+        stats.poll_duration.observe(np.array([self.timer() - started]))
         return result.records + sum(poll.rejected.values())
 
     def _pace_labels(self, src: Source, read: dict[str | None, int]) -> None:
@@ -374,8 +372,6 @@ class Pipeline:
         return all(s.health.polled_once for s in self.sources)
 
     def build_snapshot(self, now: float) -> Snapshot:
-        from exporter.exposition import build_families  # local: exposition imports pipeline types
-
         b = SnapshotBuilder()
         build_families(self, b, now)
         for extra in self.extra_families:

@@ -37,8 +37,9 @@ Decisions the DESIGN leaves open, made here:
 This module holds the batch types and the **per-record parser** (``json.loads`` per line, or
 decoded objects), which is the reference: every rule above is written here once, readably. The
 fast path, ``exporter.block_parser``, decodes whole byte blocks with msgspec and must give exactly
-this parser's result (the hostile-input and equivalence tests check it); ``parse_predictions`` /
-``parse_labels`` take it for lines unless ``fast=False``.
+this parser's result (the hostile-input and equivalence tests check it). The pipeline and
+the benchmarks use the block parser; ``parse_predictions`` / ``parse_labels`` here are the
+reference (and read reference files, which arrive as decoded objects).
 """
 
 from __future__ import annotations
@@ -54,11 +55,13 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import numpy.typing as npt
 
-from exporter.reject_reasons import (
+from exporter.arrays import FloatArray, ObjArray
+from exporter.reject_reasons import (  # noqa: F401 - re-exported: the parsers' vocabulary
     INVALID_CLASS,
     INVALID_CONFIDENCE,
     INVALID_JSON,
     INVALID_PROBABILITIES,
+    INVALID_REASONS,
     INVALID_TIMESTAMP,
     LINE_TOO_LONG,
     MISSING_ID,
@@ -72,9 +75,6 @@ from exporter.timestamps import parse_timestamps
 
 if TYPE_CHECKING:
     from exporter.config import SourceConfig
-
-ObjArray = npt.NDArray[np.object_]
-FloatArray = npt.NDArray[np.float64]
 
 
 @dataclass(frozen=True)
@@ -152,9 +152,6 @@ def empty_labels() -> LabelBatch:
     )
 
 
-
-
-INVALID_REASONS = PARSE_REASONS  # the reasons live in exporter.reject_reasons (the one registry)
 
 CANONICAL_FIELDS: tuple[str, ...] = (
     "id", "model", "model_version", "timestamp", "prediction", "confidence", "probabilities",
@@ -326,15 +323,8 @@ def _obj_array(values: list[Any]) -> ObjArray:
 
 
 def parse_predictions(lines: Sequence[bytes], spec: RecordSpec, now: float,
-                      objects: Sequence[Any] = (), *, fast: bool = True) -> ParseResult:
-    """Prediction records (raw lines and/or decoded values) -> a PredictionBatch plus rejects.
-
-    ``fast=False`` forces the per-record path; the result is the same either way.
-    """
-    if fast and not objects and lines:
-        from exporter.block_parser import BlockParser  # the fast path builds on this module
-
-        return BlockParser("predictions", spec).parse_lines(lines, now)
+                      objects: Sequence[Any] = ()) -> ParseResult:
+    """Prediction records (raw lines and/or decoded values) -> a PredictionBatch plus rejects."""
     return _predictions_per_record(lines, spec, now, objects)
 
 
@@ -439,17 +429,12 @@ def _predictions_per_record(lines: Sequence[bytes], spec: RecordSpec, now: float
 
 
 def parse_labels(lines: Sequence[bytes], spec: RecordSpec, now: float,
-                 objects: Sequence[Any] = (), *, fast: bool = True) -> ParseResult:
+                 objects: Sequence[Any] = ()) -> ParseResult:
     """Label records (raw lines and/or decoded values) -> a LabelBatch plus rejects.
 
     The label's model is the source's fixed ``model``, else the record's (``fields.model``),
     else None: a label joins whichever pending prediction carries its id.
-    ``fast=False`` forces the per-record path; the result is the same either way.
     """
-    if fast and not objects and lines:
-        from exporter.block_parser import BlockParser  # the fast path builds on this module
-
-        return BlockParser("labels", spec).parse_lines(lines, now)
     return _labels_per_record(lines, spec, now, objects)
 
 

@@ -34,14 +34,12 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from exporter.arrays import FloatArray, KindArray, ObjArray
 from exporter.config import Config, ModelConfig
 from exporter.records import PredictionBatch, RecordSpec, parse_predictions
 
 log = logging.getLogger(__name__)
 
-ObjArray = npt.NDArray[np.object_]
-FloatArray = npt.NDArray[np.float64]
-KindArray = npt.NDArray[np.int8]
 
 # Kinds of a raw feature value. A feature's type is the most common valid kind of its reference
 # values; a value of another kind is ``wrong_type``.

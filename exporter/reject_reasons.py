@@ -29,6 +29,7 @@ PARSE_REASONS: tuple[str, ...] = (
 )
 """Every reason the parsers (and the file source, for ``line_too_long``) can report, in the
 order they are checked."""
+INVALID_REASONS = PARSE_REASONS  # the name records.py exported in 0.1.0
 
 # --- applying records (exporter.pipeline) ------------------------------------------------------
 UNKNOWN_MODEL = "unknown_model"  # the record names a model that is not configured

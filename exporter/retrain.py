@@ -55,7 +55,7 @@ import math
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
@@ -66,9 +66,13 @@ from typing import Any, Protocol
 import requests
 
 from exporter.atomic_file import atomic_write
+from exporter.clock import Clock
 from exporter.config import RetrainingConfig
-from exporter.server import Response
-from exporter.snapshot import Sample, Snapshot, SnapshotBuilder
+from exporter.http_messages import Response
+from exporter.severities import SEVERITIES
+from exporter.snapshot import Snapshot, SnapshotBuilder
+from exporter.snapshot_index import SnapshotIndex as SnapshotIndex
+from exporter.snapshot_index import sample_value as sample_value
 
 log = logging.getLogger(__name__)
 
@@ -80,11 +84,9 @@ STATE_FORMAT = 1
 WEBHOOK_PATH = "/api/v1/alertmanager"
 # Every result of mlmon_retraining_requests_total, exported from the start at 0.
 RESULTS = ("sent", "failed", "deduplicated", "logged", "invalid")
-SEVERITIES = ("low", "high", "critical")
 # A version's entry is forgotten once its cooldown is over and nothing happened for this long.
 STATE_RETENTION = 30 * 86400.0
 
-Clock = Callable[[], float]
 VersionKey = tuple[str, str]
 
 
@@ -96,50 +98,6 @@ def rfc3339(t: float) -> str:
 def _finite(x: float) -> float | None:
     """JSON has no NaN: a missing number is null."""
     return float(x) if math.isfinite(x) else None
-
-
-# --------------------------------------------------------------------------------------------
-# Reading the published Snapshot (thread-safe: a Snapshot is immutable)
-# --------------------------------------------------------------------------------------------
-
-
-class SnapshotIndex:
-    """Sample values of one Snapshot, looked up by sample name and exact label set.
-
-    ``names`` restricts the index to those sample names (e.g. ``mlmon_accuracy_ratio``,
-    ``mlmon_predictions_total``), which keeps a lookup from an HTTP thread cheap.
-    """
-
-    def __init__(self, snapshot: Snapshot, names: Iterable[str] | None = None) -> None:
-        wanted = set(names) if names is not None else None
-        self._samples: dict[str, list[Sample]] = {}
-        self._values: dict[str, dict[frozenset[tuple[str, str]], float]] = {}
-        for fam in snapshot.families:
-            if wanted is not None and not any(w.startswith(fam.name) for w in wanted):
-                continue
-            for s in fam.samples:
-                if wanted is not None and s.name not in wanted:
-                    continue
-                self._samples.setdefault(s.name, []).append(s)
-                self._values.setdefault(s.name, {})[frozenset(s.labels)] = s.value
-
-    def value(self, name: str, labels: Mapping[str, str]) -> float | None:
-        """The value of the sample with exactly these labels, or None."""
-        return self._values.get(name, {}).get(frozenset(labels.items()))
-
-    def samples(self, name: str, **match: str) -> list[Sample]:
-        """Samples of ``name`` whose labels include ``match``, in exposition order."""
-        out = []
-        for s in self._samples.get(name, []):
-            labels = dict(s.labels)
-            if all(labels.get(k) == v for k, v in match.items()):
-                out.append(s)
-        return out
-
-
-def sample_value(snapshot: Snapshot, name: str, labels: Mapping[str, str]) -> float | None:
-    """One sample's value by name and exact label set (a convenience over ``SnapshotIndex``)."""
-    return SnapshotIndex(snapshot, (name,)).value(name, labels)
 
 
 @dataclass(frozen=True)

@@ -16,11 +16,12 @@ import re
 import socket
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import IO, Any
 
+from exporter.http_messages import PostHandler as PostHandler
+from exporter.http_messages import Response as Response
 from exporter.listen import ListenAddressError as ListenAddressError
 from exporter.listen import resolve_listen_address, split_listen_address
 from exporter.scrape import RenderedSnapshot as RenderedSnapshot  # its home before scrape.py
@@ -33,15 +34,6 @@ MAX_TRAILERS = 100
 _CHUNK_SIZE_RE = re.compile(rb"[0-9A-Fa-f]{1,15}")
 
 
-@dataclass(frozen=True)
-class Response:
-    status: int
-    body: bytes = b""
-    content_type: str = "text/plain; charset=utf-8"
-    headers: tuple[tuple[str, str], ...] = ()
-
-
-PostHandler = Callable[[dict[str, str], bytes], Response]
 Authenticator = Callable[[str | None], bool]
 
 
@@ -252,3 +244,9 @@ def parse_listen_address(address: str) -> tuple[str, int]:
     resolves hostnames when it binds.
     """
     return split_listen_address(address)
+
+
+def receiver_listener(address: str, max_body_bytes: int) -> ExporterHTTPServer:
+    """A server for POST receivers only, on its own address (an ``http_messages.ListenerFactory``):
+    its ``/metrics`` serves an empty snapshot. Bound, not yet serving."""
+    return ExporterHTTPServer(parse_listen_address(address), RenderedSnapshot(), max_body_bytes=max_body_bytes)

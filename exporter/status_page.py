@@ -30,11 +30,11 @@ from dataclasses import dataclass
 from exporter import __version__
 from exporter.config import Config
 from exporter.recent import DEFAULT_POINTS, RecentHistory, sample_step
-from exporter.retrain import SnapshotIndex
+from exporter.severities import SEVERITIES
 from exporter.snapshot import Sample, Snapshot
+from exporter.snapshot_index import SnapshotIndex
 
 log = logging.getLogger(__name__)
-SEVERITY_ORDER = ("low", "high", "critical")
 LINKS = (("/metrics", "/metrics"), ("/-/healthy", "/-/healthy"), ("/-/ready", "/-/ready"))
 
 _METRICS = (
@@ -107,7 +107,7 @@ def health_of(windows: Sequence[WindowStatus], threshold: float, min_samples: in
     out: list[Health] = []
     drifting = [w.severity for w in windows if w.drift_detected]
     if drifting:
-        tier = max(drifting, key=lambda s: SEVERITY_ORDER.index(s) if s in SEVERITY_ORDER else -1)
+        tier = max(drifting, key=lambda s: SEVERITIES.index(s) if s in SEVERITIES else -1)
         out.append(Health("drifting", f"drifting ({tier})"))
     if any(w.labeled >= min_samples and w.accuracy < threshold for w in windows):
         out.append(Health("below_threshold", "accuracy below threshold"))
@@ -171,7 +171,7 @@ class StatusTracker:
                     upper=_num(idx.value("mlmon_accuracy_upper_ratio", wl)),
                     drop=_num(idx.value("mlmon_accuracy_drop_ratio", wl)),
                     drift_detected=idx.value("mlmon_accuracy_drift_detected", wl) == 1.0,
-                    severity=next((t for t in SEVERITY_ORDER
+                    severity=next((t for t in SEVERITIES
                                    if idx.value("mlmon_accuracy_drift_severity", {**wl, "severity": t}) == 1.0),
                                   "low"),
                     coverage=_num(idx.value("mlmon_label_coverage_ratio", wl)),

@@ -29,12 +29,10 @@ from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
-import numpy.typing as npt
 import pyarrow as pa
 import pyarrow.compute as pc
 
-FloatArray = npt.NDArray[np.float64]
-IntArray = npt.NDArray[np.int64]
+from exporter.arrays import FloatArray, IntArray
 
 MILLISECONDS_ABOVE = 1e11
 """Epoch numbers above this are milliseconds (1e11 s is the year 5138; 1e11 ms is 1973)."""

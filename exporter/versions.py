@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from exporter.arrays import FloatArray, IntArray
 from exporter.classes import ClassIndex
 from exporter.config import ModelConfig, Window
 from exporter.drift_monitor import VersionDrift
@@ -43,8 +44,6 @@ from exporter.windows import (
     to_fixed_point,
 )
 
-IntArray = npt.NDArray[np.int64]
-FloatArray = npt.NDArray[np.float64]
 CALIBRATION_BINS = 10
 
 

@@ -50,6 +50,7 @@ import os
 import re
 import secrets
 import ssl
+import sys
 import threading
 from collections import OrderedDict
 from collections.abc import Mapping, Sequence
@@ -562,3 +563,18 @@ def apply_web_config(server: ExporterHTTPServer, cfg: WebConfig) -> None:
     server.authenticate = BasicAuthChecker(cfg.basic_auth_users) if cfg.basic_auth_users else None
     if cfg.basic_auth_users:
         log.info("basic auth is enabled", extra={"users": len(cfg.basic_auth_users)})
+
+
+def apply_or_report(server: ExporterHTTPServer, cfg: WebConfig | None) -> bool:
+    """``apply_web_config`` for the command line (``run`` and ``demo``), before ``start()``: TLS
+    wraps the listening socket. False, with the reason on stderr and the server closed, when the
+    certificate cannot be loaded; True (nothing to do) without a web config."""
+    if cfg is None:
+        return True
+    try:
+        apply_web_config(server, cfg)
+    except WebConfigError as e:
+        print(f"mlmon-exporter: invalid web configuration {cfg.file}:\n{e}", file=sys.stderr)
+        server.server_close()
+        return False
+    return True

@@ -27,8 +27,8 @@ from typing import Any, Generic, Protocol, TypeVar
 import numpy as np
 import numpy.typing as npt
 
-FloatArray = npt.NDArray[np.float64]
-IntArray = npt.NDArray[np.int64]
+from exporter.arrays import FloatArray, IntArray
+
 Columns = Mapping[str, npt.NDArray[Any]]
 
 #: Fixed-point quantum for sums of values in [0, 1]: 2**-32 keeps 2**31 events per int64 and an

@@ -1,4 +1,5 @@
-"""Shared test plumbing: free ports, waiting on real conditions, requiring real tools."""
+"""Shared test plumbing: free ports, waiting on real conditions, requiring real tools, a fake clock,
+object columns and snapshot samples. (Fixtures and command-line options live in conftest.py.)"""
 
 from __future__ import annotations
 
@@ -6,15 +7,20 @@ import math
 import os
 import shutil
 import socket
+import subprocess
 import time
-from collections.abc import Callable
-from typing import NoReturn, TypeVar
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any, NoReturn, TypeVar
 
 import numpy as np
 import numpy.typing as npt
 import pytest
 
+from exporter.snapshot import Snapshot
+
 T = TypeVar("T")
+#: Sample values by (sample name, label set).
+Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
 
 
 def free_port() -> int:
@@ -24,11 +30,17 @@ def free_port() -> int:
 
 
 def wait_for(fn: Callable[[], T | None], timeout: float = 30.0, what: str = "condition",
-             interval: float = 0.1) -> T:
-    """Poll ``fn`` until it returns something truthy; errors while waiting count as 'not yet'."""
+             interval: float = 0.1, *, alive: Sequence[subprocess.Popen[Any]] = ()) -> T:
+    """Poll ``fn`` until it returns something truthy; errors while waiting count as 'not yet'.
+
+    ``alive`` are processes the condition depends on: one that exits fails the wait at once,
+    naming it, instead of timing out later.
+    """
     deadline = time.monotonic() + timeout
     last_error: Exception | None = None
     while time.monotonic() < deadline:
+        for p in alive:
+            assert p.poll() is None, f"{p.args[0]} exited with {p.returncode} while waiting for {what}"
         try:
             value = fn()
             if value:
@@ -71,3 +83,15 @@ def in_window(ts: npt.ArrayLike, now: float, length: float, buckets: int = 60) -
     t = np.asarray(ts, dtype=np.float64)
     out: npt.NDArray[np.bool_] = np.floor(t / width) > math.floor((now - length) / width)
     return out
+
+
+def obj(values: Iterable[Any]) -> npt.NDArray[np.object_]:
+    """A 1-D object column of ``values`` as they are (ids, classes, versions, dicts, None): each
+    value one element, even a tuple or a list, which ``np.array(..., dtype=object)`` would split."""
+    items = list(values)
+    return np.fromiter(items, dtype=object, count=len(items))
+
+
+def samples(snapshot: Snapshot) -> Samples:
+    """Every sample of the snapshot by (name, label set), for lookups that ignore label order."""
+    return {(s.name, frozenset(s.labels)): s.value for f in snapshot.families for s in f.samples}

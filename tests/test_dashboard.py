@@ -20,14 +20,13 @@ import os
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
 import urllib.error
 import urllib.parse
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -36,7 +35,7 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.helpers import missing
+from tests.helpers import free_port, missing, wait_for
 
 ROOT = Path(__file__).resolve().parents[1]
 DASHBOARD = ROOT / "charts" / "mlmon-exporter" / "files" / "mlmon-exporter-dashboard.json"
@@ -269,31 +268,10 @@ def test_every_expression_parses(dashboard: dict[str, Any], tmp_path: Path) -> N
 # --------------------------------------------------------------------------------------------
 # End to end: real exporter (demo) + real Prometheus
 # --------------------------------------------------------------------------------------------
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def http_json(url: str, data: bytes | None = None, timeout: float = 5) -> Any:
     req = urllib.request.Request(url, data=data, headers={"Content-Type": "application/json"} if data else {})
     with urllib.request.urlopen(req, timeout=timeout) as r:
         return json.loads(r.read())
-
-
-def wait_for(fn: Callable[[], Any], timeout: float, what: str, procs: list[subprocess.Popen[bytes]]) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        for p in procs:
-            assert p.poll() is None, f"{p.args[0]} exited with {p.returncode} while waiting for {what}"
-        try:
-            value = fn()
-            if value:
-                return value
-        except (OSError, ValueError, KeyError, IndexError):
-            pass
-        time.sleep(0.25)
-    raise TimeoutError(f"timed out waiting for {what}")
 
 
 @dataclass
@@ -357,11 +335,12 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         s = Stack(d, f"http://127.0.0.1:{ex_port}", f"http://127.0.0.1:{prom_port}", procs)
         try:
             wait_for(lambda: urllib.request.urlopen(f"{s.exporter}/-/healthy", timeout=2).close() or True,
-                     60, "exporter healthy", procs)
+                     60, "exporter healthy", 0.25, alive=procs)
             wait_for(lambda: urllib.request.urlopen(f"{s.prometheus}/-/ready", timeout=2).close() or True,
-                     30, "prometheus ready", procs)
+                     30, "prometheus ready", 0.25, alive=procs)
             # Service discovery is throttled to 5 s: wait for the first successful scrape.
-            wait_for(lambda: s.query('up{job="mlmon-exporter"} == 1')["data"]["result"], 60, "target up", procs)
+            wait_for(lambda: s.query('up{job="mlmon-exporter"} == 1')["data"]["result"], 60, "target up", 0.25,
+                     alive=procs)
         except (AssertionError, TimeoutError) as e:
             pytest.fail(f"{e}\n{s.logs()}")
         yield s

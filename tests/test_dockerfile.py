@@ -18,7 +18,6 @@ import os
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -27,7 +26,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import missing
+from tests.helpers import free_port, missing
 
 ROOT = Path(__file__).resolve().parents[1]
 DOCKERFILE = ROOT / "Dockerfile"
@@ -239,12 +238,6 @@ def test_every_copy_source_is_in_the_context(dockerfile: str) -> None:
 # --------------------------------------------------------------------------------------------
 # The entrypoint, installed as the build stage installs it
 # --------------------------------------------------------------------------------------------
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def site_packages_dirs() -> list[str]:
     """This interpreter's site-packages directories (a venv's own, and the base's when it sees them)."""
     return [p for p in sys.path if os.path.basename(p) in ("site-packages", "dist-packages") and os.path.isdir(p)]
@@ -312,7 +305,7 @@ def test_entrypoint_serves_and_stops_on_sigterm(image_venv: Path, tmp_path: Path
         f"  - {{name: predictions, kind: predictions, type: file, path: '{logs}/predictions-*.jsonl', model: model}}\n"
         f"  - {{name: labels, kind: labels, type: file, path: '{logs}/labels-*.jsonl'}}\n")
     state = tmp_path / "state"
-    port = _free_port()
+    port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("PYTHON")}
     env.update(HOME=str(tmp_path), PYTHONDONTWRITEBYTECODE="1", PYTHONUNBUFFERED="1")
     out = (tmp_path / "exporter.log").open("w")

@@ -21,20 +21,14 @@ from exporter.drift_monitor import (
     FeatureDrift,
     VersionDrift,
     ks_against_reference,
-    positive_probabilities,
 )
+from exporter.probabilities import positive_probabilities
 from exporter.reference import RawColumn, Reference
 from exporter.snapshot import SnapshotBuilder
-from tests.helpers import in_window
+from tests.helpers import Samples, in_window, obj, samples
 
 CLASSES = ["0", "1"]
 WINDOWS = (Window("1m", 60.0), Window("5m", 300.0))
-
-
-def obj(values: Sequence[Any]) -> np.ndarray:
-    out = np.empty(len(values), dtype=object)
-    out[:] = list(values)
-    return out
 
 
 def model(features: tuple[str, ...] = ("amount", "country"), reference_size: int = 100,
@@ -416,11 +410,10 @@ def test_change_detector_state_holds_for_the_shortest_window() -> None:
 
 # --- exposition ----------------------------------------------------------------------------------------
 
-def _samples(vd: VersionDrift) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+def _samples(vd: VersionDrift) -> Samples:
     b = SnapshotBuilder()
     vd.families(b, (("model", "m"), ("model_version", "1")))
-    snap = b.build(0.0, True)
-    return {(s.name, s.labels): s.value for f in snap.families for s in f.samples}
+    return samples(b.build(0.0, True))
 
 
 def test_families_labels_and_nan_until_reference() -> None:
@@ -430,23 +423,23 @@ def test_families_labels_and_nan_until_reference() -> None:
     s = _samples(vd)
     base = (("model", "m"), ("model_version", "1"))
     wl = (*base, ("window", "1m"))
-    assert math.isnan(s[("mlmon_data_drift_psi", (*wl, ("feature", "amount")))])
-    assert math.isnan(s[("mlmon_data_drift_detected", (*wl, ("feature", "predicted_class")))])
-    assert ("mlmon_data_drift_ks_statistic", (*wl, ("feature", "confidence"))) in s
-    assert ("mlmon_data_drift_chi2_p_value", (*wl, ("feature", "predicted_class"))) in s
-    assert ("mlmon_data_drift_ks_statistic", (*wl, ("feature", "amount"))) not in s  # type not known yet
-    assert s[("mlmon_data_drift_reference_samples", base)] == 10
-    assert s[("mlmon_estimated_accuracy_ratio", wl)] == pytest.approx(0.9)
-    assert s[("mlmon_estimated_precision_ratio", (*wl, ("class", "1")))] == pytest.approx(0.8)
-    assert s[("mlmon_change_points_total", (*base, ("detector", "page_hinkley")))] == 0
-    assert s[("mlmon_change_detector_state", (*base, ("detector", "ddm")))] == 0
+    assert math.isnan(s[("mlmon_data_drift_psi", frozenset((*wl, ("feature", "amount"))))])
+    assert math.isnan(s[("mlmon_data_drift_detected", frozenset((*wl, ("feature", "predicted_class"))))])
+    assert ("mlmon_data_drift_ks_statistic", frozenset((*wl, ("feature", "confidence")))) in s
+    assert ("mlmon_data_drift_chi2_p_value", frozenset((*wl, ("feature", "predicted_class")))) in s
+    assert ("mlmon_data_drift_ks_statistic", frozenset((*wl, ("feature", "amount")))) not in s  # type not known yet
+    assert s[("mlmon_data_drift_reference_samples", frozenset(base))] == 10
+    assert s[("mlmon_estimated_accuracy_ratio", frozenset(wl))] == pytest.approx(0.9)
+    assert s[("mlmon_estimated_precision_ratio", frozenset((*wl, ("class", "1"))))] == pytest.approx(0.8)
+    assert s[("mlmon_change_points_total", frozenset((*base, ("detector", "page_hinkley"))))] == 0
+    assert s[("mlmon_change_detector_state", frozenset((*base, ("detector", "ddm"))))] == 0
 
     feed(vd, np.arange(10.0, 60.0), 60.0, {"amount": np.linspace(0, 1, 50).tolist(), "country": ["A"] * 50})
     s = _samples(vd)
-    assert not math.isnan(s[("mlmon_data_drift_psi", (*wl, ("feature", "amount")))])
-    assert ("mlmon_data_drift_ks_p_value", (*wl, ("feature", "amount"))) in s
-    assert ("mlmon_data_drift_chi2_p_value", (*wl, ("feature", "country"))) in s
-    assert ("mlmon_data_drift_ks_statistic", (*wl, ("feature", "country"))) not in s
+    assert not math.isnan(s[("mlmon_data_drift_psi", frozenset((*wl, ("feature", "amount"))))])
+    assert ("mlmon_data_drift_ks_p_value", frozenset((*wl, ("feature", "amount")))) in s
+    assert ("mlmon_data_drift_chi2_p_value", frozenset((*wl, ("feature", "country")))) in s
+    assert ("mlmon_data_drift_ks_statistic", frozenset((*wl, ("feature", "country")))) not in s
 
 
 def test_multiclass_has_no_binary_estimates() -> None:

@@ -35,13 +35,10 @@ from exporter.pipeline import Pipeline
 from exporter.records import LabelBatch, PredictionBatch
 from exporter.snapshot import Snapshot, SnapshotBuilder, render
 from tests.helpers import FakeClock as Clock
+from tests.helpers import obj
 
 T0 = datetime(2026, 11, 26, 10, 0, tzinfo=UTC).timestamp()
 
-
-
-def obj(values: list[str]) -> np.ndarray:
-    return np.array(values, dtype=object)
 
 
 BINARY = ModelConfig(name="fraud", task="binary", classes=("0", "1"), positive_class="1",

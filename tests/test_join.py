@@ -14,10 +14,7 @@ import pyarrow as pa
 import pytest
 
 from exporter.join import ArrivalBuffer, JoinedIds, Joiner, first_occurrences, stable_id_hashes
-
-
-def obj(*xs: object) -> np.ndarray:
-    return np.array(xs, dtype=object)
+from tests.helpers import obj
 
 
 def pred_cols(n: int, version: str = "1") -> dict[str, np.ndarray]:
@@ -26,12 +23,12 @@ def pred_cols(n: int, version: str = "1") -> dict[str, np.ndarray]:
 
 
 def test_first_occurrences() -> None:
-    assert first_occurrences(obj("a", "b", "a", "c", "b")).tolist() == [True, True, False, True, False]
+    assert first_occurrences(obj(["a", "b", "a", "c", "b"])).tolist() == [True, True, False, True, False]
 
 
 def test_arrival_buffer_expiry_bound_and_compaction() -> None:
     buf = ArrivalBuffer({"x": np.int64})
-    ids = obj(*[f"id{i}" for i in range(5000)])
+    ids = obj([f"id{i}" for i in range(5000)])
     buf.add(ids, np.arange(5000, dtype=np.float64), {"x": np.arange(5000)})
     taken = buf.take(buf.lookup([f"id{i}" for i in range(0, 4000, 2)]))  # holes in the middle
     assert taken["x"].tolist() == list(range(0, 4000, 2))
@@ -49,26 +46,26 @@ def test_arrival_buffer_expiry_bound_and_compaction() -> None:
 
 def test_label_after_prediction_and_before_it() -> None:
     j = Joiner({"m": (100.0, 1000)})
-    hit, matched, _ = j.add_predictions("m", obj("a", "b"), pred_cols(2), now=0.0)
+    hit, matched, _ = j.add_predictions("m", obj(["a", "b"]), pred_cols(2), now=0.0)
     assert not hit.any() and matched.label.size == 0
-    rows, found, dup = j.locate_labels(obj("b", "z"), obj(None, None))
+    rows, found, dup = j.locate_labels(obj(["b", "z"]), obj([None, None]))
     assert found.tolist() == [True, False] and not dup.any()
     pred = j.take_pending("m", rows["m"][found], now=1.0)
     assert pred["id"].tolist() == ["b"]
-    j.add_orphans(obj("z"), obj("1"), np.array([5.0]), obj(None), now=1.0)
-    hit, matched, _ = j.add_predictions("m", obj("z"), pred_cols(1), now=2.0)
+    j.add_orphans(obj(["z"]), obj(["1"]), np.array([5.0]), obj([None]), now=1.0)
+    hit, matched, _ = j.add_predictions("m", obj(["z"]), pred_cols(1), now=2.0)
     assert hit.tolist() == [True] and matched.label.tolist() == ["1"] and matched.pred["id"].tolist() == ["z"]
     # a second label for an id already joined is a duplicate, and a repeated prediction too
-    _, found, dup = j.locate_labels(obj("b", "z"), obj(None, None))
+    _, found, dup = j.locate_labels(obj(["b", "z"]), obj([None, None]))
     assert not found.any() and dup.tolist() == [True, True]
-    assert j.is_known("m", obj("a", "b", "q")).tolist() == [True, True, False]
+    assert j.is_known("m", obj(["a", "b", "q"])).tolist() == [True, True, False]
 
 
 def test_ttl_expiry_and_orphans() -> None:
     j = Joiner({"m": (10.0, 1000), "n": (50.0, 1000)})
-    j.add_predictions("m", obj("a"), pred_cols(1), now=0.0)
-    j.add_predictions("n", obj("b"), pred_cols(1), now=0.0)
-    j.add_orphans(obj("x"), obj("1"), np.array([0.0]), obj("m"), now=0.0)
+    j.add_predictions("m", obj(["a"]), pred_cols(1), now=0.0)
+    j.add_predictions("n", obj(["b"]), pred_cols(1), now=0.0)
+    j.add_orphans(obj(["x"]), obj(["1"]), np.array([0.0]), obj(["m"]), now=0.0)
     expired, orphan_models = j.expire(now=10.0)
     assert expired["m"]["id"].tolist() == ["a"] and "n" not in expired
     assert orphan_models.tolist() == []  # orphans wait for the longest TTL (50 s)
@@ -78,17 +75,17 @@ def test_ttl_expiry_and_orphans() -> None:
 
 def test_label_restricted_to_other_model_does_not_join() -> None:
     j = Joiner({"m": (10.0, 100), "n": (10.0, 100)})
-    j.add_predictions("m", obj("a"), pred_cols(1), now=0.0)
-    rows, found, _ = j.locate_labels(obj("a"), obj("n"))
+    j.add_predictions("m", obj(["a"]), pred_cols(1), now=0.0)
+    rows, found, _ = j.locate_labels(obj(["a"]), obj(["n"]))
     assert not found.any() and rows == {}
-    j.add_orphans(obj("q"), obj("1"), np.array([0.0]), obj("n"), now=0.0)
-    hit, _, _ = j.add_predictions("m", obj("q"), pred_cols(1), now=0.0)
+    j.add_orphans(obj(["q"]), obj(["1"]), np.array([0.0]), obj(["n"]), now=0.0)
+    hit, _, _ = j.add_predictions("m", obj(["q"]), pred_cols(1), now=0.0)
     assert not hit.any()
 
 
 def test_max_pending_bound_counts_oldest() -> None:
     j = Joiner({"m": (1e9, 3)})
-    j.add_predictions("m", obj("a", "b", "c", "d", "e"), pred_cols(5), now=0.0)
+    j.add_predictions("m", obj(["a", "b", "c", "d", "e"]), pred_cols(5), now=0.0)
     expired, _ = j.expire(now=1.0)
     assert expired["m"]["id"].tolist() == ["a", "b"]
     assert j.pending_count("m") == 3
@@ -96,11 +93,11 @@ def test_max_pending_bound_counts_oldest() -> None:
 
 def test_waiting_label_the_model_cannot_score_is_rejected_and_the_prediction_waits() -> None:
     j = Joiner({"m": (100.0, 1000)})
-    j.add_orphans(obj("a"), obj("7"), np.array([1.0]), obj(None), now=0.0, source="labels")
-    hit, matched, rejected = j.add_predictions("m", obj("a"), pred_cols(1), now=1.0,
+    j.add_orphans(obj(["a"]), obj(["7"]), np.array([1.0]), obj([None]), now=0.0, source="labels")
+    hit, matched, rejected = j.add_predictions("m", obj(["a"]), pred_cols(1), now=1.0,
                                               accepts=lambda labels: np.array([v in ("0", "1") for v in labels]))
     assert not hit.any() and matched.label.size == 0 and rejected.tolist() == ["labels"]
-    _, found, dup = j.locate_labels(obj("a"), obj(None))  # a valid label later still joins
+    _, found, dup = j.locate_labels(obj(["a"]), obj([None]))  # a valid label later still joins
     assert found.tolist() == [True] and not dup.any()
 
 
@@ -136,7 +133,7 @@ def test_stable_hash_matches_a_per_id_reference_at_every_length_and_alignment() 
 
 def test_stable_hash_is_the_same_for_every_input_form_and_process() -> None:
     texts = ["req-0000000001", "", "a", "a\0", "é", "\ud800lone", "x" * 70]
-    h = stable_id_hashes(obj(*texts))
+    h = stable_id_hashes(obj(texts))
     utf8 = [t.encode("utf-8", "surrogatepass") for t in texts]
     assert h.dtype == np.uint64 and h.tolist() == [_hash_ref(b) for b in utf8]
     assert stable_id_hashes(texts).tolist() == h.tolist()
@@ -158,7 +155,7 @@ def test_stable_hash_is_the_same_for_every_input_form_and_process() -> None:
 
 
 def test_stable_hash_has_no_collisions_on_a_million_similar_ids() -> None:
-    ids = obj(*[f"req-{i:010d}" for i in range(1_000_000)])
+    ids = obj([f"req-{i:010d}" for i in range(1_000_000)])
     h = stable_id_hashes(ids)
     assert np.unique(h).size == ids.size
     # nor on ids differing only in one bit anywhere, or only in trailing zero bytes
@@ -252,20 +249,20 @@ def test_restore_reads_the_state_of_earlier_releases() -> None:
     """0.1.0 kept one orphan buffer (model in a column) and joined ids whole: both still restore."""
     old = {
         "models": {"m": {
-            "pending": {"id": obj("p"), "expires": np.array([50.0]), "version": obj("1"),
+            "pending": {"id": obj(["p"]), "expires": np.array([50.0]), "version": obj(["1"]),
                         "pred_idx": np.array([1], dtype=np.int32), "confidence": np.array([0.9]),
                         "pred_ts": np.array([1.0])},
-            "joined": {"id": obj("j1", "j2"), "expires": np.array([40.0, 60.0])},
+            "joined": {"id": obj(["j1", "j2"]), "expires": np.array([40.0, 60.0])},
         }},
-        "orphans": {"id": obj("o1", "o2"), "expires": np.array([50.0, 50.0]), "label": obj("1", "0"),
-                    "label_ts": np.array([2.0, 3.0]), "model": obj("m", None), "source": obj("l", "l")},
+        "orphans": {"id": obj(["o1", "o2"]), "expires": np.array([50.0, 50.0]), "label": obj(["1", "0"]),
+                    "label_ts": np.array([2.0, 3.0]), "model": obj(["m", None]), "source": obj(["l", "l"])},
     }
     j = Joiner({"m": (100.0, 1000)})
     j.restore(old)
     assert (j.pending_count("m"), j.waiting_count("m"), j.waiting_count(None), j.joined_count("m")) == (1, 1, 1, 2)
-    _, found, dup = j.locate_labels(obj("p", "j1", "j2", "o1", "new"), obj(None, None, None, None, None))
+    _, found, dup = j.locate_labels(obj(["p", "j1", "j2", "o1", "new"]), obj([None, None, None, None, None]))
     assert found.tolist() == [True, False, False, False, False]
     assert dup.tolist() == [False, True, True, True, False]
     assert j.expire(now=45.0)[1].tolist() == [] and j.joined_count("m") == 1  # j1 expired at 40, by its TTL
-    hit, matched, _ = j.add_predictions("m", obj("o2", "o1"), pred_cols(2), now=46.0)
+    hit, matched, _ = j.add_predictions("m", obj(["o2", "o1"]), pred_cols(2), now=46.0)
     assert hit.tolist() == [True, True] and matched.label.tolist() == ["0", "1"]

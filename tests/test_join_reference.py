@@ -22,12 +22,7 @@ import pytest
 
 from exporter import state as checkpoint
 from exporter.join import Joiner, first_occurrences
-
-
-def obj(values: list[object]) -> np.ndarray:
-    out = np.empty(len(values), dtype=object)
-    out[:] = values
-    return out
+from tests.helpers import obj
 
 
 @dataclass

@@ -23,7 +23,7 @@ import requests
 from exporter.config import Config, DriftConfig, GlobalConfig, ModelConfig, SourceConfig, Window
 from exporter.pipeline import Pipeline
 from exporter.records import PredictionBatch, RecordSpec, parse_predictions
-from exporter.server import ExporterHTTPServer, RenderedSnapshot
+from exporter.server import ExporterHTTPServer, RenderedSnapshot, receiver_listener
 from exporter.snapshot import render
 from exporter.sources.file_tail import FileTailSource
 from exporter.sources.forwarder import Forwarder, forwardable_headers
@@ -396,8 +396,8 @@ def test_concurrent_posts_are_each_recorded_once(make_receiver: Any) -> None:
 
 def test_own_listener_without_auth() -> None:
     src = KServeSource(source_config(listen_address="127.0.0.1:0"), CONFIG.model)
-    host, port = src.start_listener()
-    assert src.start_listener() == (host, port)
+    host, port = src.start_listener(receiver_listener)
+    assert src.start_listener(receiver_listener) == (host, port)
     try:
         for path in (KSERVE_PATH, "/"):
             resp = requests.post(f"http://{host}:{port}{path}", data=b'{"predictions": [1]}', timeout=5, headers={
@@ -408,16 +408,16 @@ def test_own_listener_without_auth() -> None:
     finally:
         src.close()
     with pytest.raises(ValueError):
-        KServeSource(source_config()).start_listener()
+        KServeSource(source_config()).start_listener(receiver_listener)
 
 
 def test_listener_address_in_use_is_loud() -> None:
     a = KServeSource(source_config(listen_address="127.0.0.1:0"))
-    _, port = a.start_listener()
+    _, port = a.start_listener(receiver_listener)
     b = KServeSource(source_config(name="other", listen_address=f"127.0.0.1:{port}"))
     try:
         with pytest.raises(OSError):
-            b.start_listener()
+            b.start_listener(receiver_listener)
         assert not b.health.up and b.health.errors_total == 1
     finally:
         a.close()

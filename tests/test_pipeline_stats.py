@@ -16,11 +16,7 @@ from sklearn.metrics import accuracy_score, precision_recall_fscore_support
 from exporter.config import Baseline, Config, GlobalConfig, JoinConfig, ModelConfig, Thresholds, Window
 from exporter.pipeline import Pipeline
 from exporter.records import LabelBatch, PredictionBatch
-from tests.helpers import FakeClock, in_window
-
-
-def obj(values: list[str]) -> np.ndarray:
-    return np.array(values, dtype=object)
+from tests.helpers import FakeClock, in_window, obj
 
 
 def make_pipeline(model: ModelConfig, clock: FakeClock) -> Pipeline:

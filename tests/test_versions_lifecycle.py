@@ -10,17 +10,10 @@ import pytest
 from exporter.config import Config, GlobalConfig, ModelConfig, Window
 from exporter.pipeline import Pipeline
 from exporter.records import LabelBatch, PredictionBatch
-from exporter.snapshot import Snapshot
-from tests.helpers import FakeClock
+from tests.helpers import FakeClock, Samples, obj, samples
 
 IDLE = 600.0
 
-
-
-def obj(values: list[str]) -> np.ndarray:
-    out = np.empty(len(values), dtype=object)
-    out[:] = values
-    return out
 
 
 def pipeline(clock: FakeClock) -> Pipeline:
@@ -43,13 +36,6 @@ def predictions(ids: list[str], versions: list[str], preds: list[str], conf: lis
 def labels(ids: list[str], values: list[str], ts: list[float]) -> LabelBatch:
     return LabelBatch(id=obj(ids), label=obj(values), timestamp=np.array(ts, dtype=np.float64),
                       model=np.full(len(ids), None, dtype=object))
-
-
-Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
-
-
-def samples(snap: Snapshot) -> Samples:
-    return {(s.name, frozenset(s.labels)): s.value for f in snap.families for s in f.samples}
 
 
 def value(s: Samples, name: str, **labels: str) -> float:

@@ -61,9 +61,9 @@ from exporter.config import (
 from exporter.pipeline import Pipeline
 from exporter.records import PredictionBatch
 from exporter.state import Checkpointer
-from tests.helpers import FakeClock
+from tests.helpers import FakeClock, obj
 from tests.test_pipeline_significance import Exposed, exposed
-from tests.test_pipeline_stats import label_batch, obj
+from tests.test_pipeline_stats import label_batch
 
 WINDOWS = (Window("1m", 60.0), Window("10m", 600.0))
 CLASSES = ("a", "b", "c")
@@ -260,13 +260,7 @@ def prediction_batch(preds: list[Pred]) -> PredictionBatch:
         id=obj([p.rid for p in preds]), model=obj(["m"] * n), model_version=obj([p.version for p in preds]),
         timestamp=np.array([p.ts for p in preds], dtype=np.float64), prediction=obj([p.pred for p in preds]),
         confidence=np.array([p.conf for p in preds], dtype=np.float64), probabilities=np.full(n, None, dtype=object),
-        features={"amount": _objects([p.amount for p in preds]), "country": _objects([p.country for p in preds])})
-
-
-def _objects(values: list[object]) -> np.ndarray:
-    out = np.empty(len(values), dtype=object)
-    out[:] = values
-    return out
+        features={"amount": obj([p.amount for p in preds]), "country": obj([p.country for p in preds])})
 
 
 Readings = list[tuple[float, Exposed]]

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 
 import requests
 
-from exporter.sources.http_poll import safe_url
+from exporter.sources.redaction import safe_url
 
 log = logging.getLogger(__name__)
 

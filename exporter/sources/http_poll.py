@@ -57,13 +57,13 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
 import requests
 from urllib3.exceptions import InsecureRequestWarning
 
 from exporter.config import SourceConfig
 from exporter.sources.base import Poll, Source
+from exporter.sources.redaction import safe_url
 from exporter.timestamps import parse_timestamp
 
 log = logging.getLogger(__name__)
@@ -151,16 +151,6 @@ def _page_of(value: Any) -> Page:
 
 def _cursor_text(raw: Any) -> str:
     return raw if isinstance(raw, str) else json.dumps(raw)
-
-
-def safe_url(url: str) -> str:
-    """The URL without user info, query or fragment: fit for logs."""
-    parts = urlsplit(url)
-    host = parts.hostname or ""
-    if ":" in host:
-        host = f"[{host}]"
-    netloc = f"{host}:{parts.port}" if parts.port else host
-    return urlunsplit((parts.scheme, netloc, parts.path, "", ""))
 
 
 class HTTPSource(Source):

@@ -15,7 +15,7 @@ accepted too. A body using the Open Inference Protocol's binary tensor extension
 followed by raw tensor bytes; ``oip_binary``) is decoded into ordinary tensors.
 
 **Receiving.** ``handle(headers, body)`` is the POST handler (the app registers it at
-``/api/v1/kserve``; ``start_listener()`` serves it on ``listen_address`` too, without auth). It
+``/api/v1/kserve``; ``start_listener(listen)`` serves it on ``listen_address`` too, without auth). It
 validates the event, builds canonical prediction records (DESIGN §3) and puts them on a bounded
 queue of ``queue_size`` events; the pipeline drains the queue on each poll. Answers: ``200``
 accepted (KServe's logger treats anything else as an error), ``400`` with ``<reason>: <detail>``
@@ -109,7 +109,9 @@ from urllib.parse import unquote
 
 import requests
 
+from exporter.clock import Clock
 from exporter.config import ModelConfig, SourceConfig
+from exporter.http_messages import Listener, ListenerFactory, Response
 from exporter.records import class_text
 from exporter.reject_reasons import (
     BODY_TOO_LARGE,
@@ -126,7 +128,6 @@ from exporter.reject_reasons import (
     UNSUPPORTED_CONTENT_TYPE,
     UNSUPPORTED_EVENT_TYPE,
 )
-from exporter.server import ExporterHTTPServer, RenderedSnapshot, Response, parse_listen_address
 from exporter.sources import oip_binary
 from exporter.sources.base import Poll, Source
 from exporter.sources.forwarder import Forwarder
@@ -542,7 +543,7 @@ class KServeSource(Source):
     """
 
     def __init__(self, config: SourceConfig, models: ModelLookup | None = None, *,
-                 clock: Callable[[], float] = time.time, request_ttl: float = DEFAULT_REQUEST_TTL,
+                 clock: Clock = time.time, request_ttl: float = DEFAULT_REQUEST_TTL,
                  max_pending_requests: int = DEFAULT_MAX_PENDING_REQUESTS,
                  forward_session: requests.Session | None = None) -> None:
         super().__init__(config)
@@ -563,7 +564,7 @@ class KServeSource(Source):
         self._token = 0
         self._last_reject_log: dict[str, float] = {}
         self.forwarder = Forwarder(config.forward_to, forward_session) if config.forward_to else None
-        self.listener: ExporterHTTPServer | None = None
+        self.listener: Listener | None = None
         self._listener_thread: threading.Thread | None = None
         self.health.up = True
 
@@ -787,11 +788,13 @@ class KServeSource(Source):
 
     # --- own listener ----------------------------------------------------------------------------
 
-    def start_listener(self) -> tuple[str, int]:
+    def start_listener(self, listen: ListenerFactory) -> tuple[str, int]:
         """Serve ``handle`` on ``listen_address`` (POST ``/api/v1/kserve`` and ``/``), without auth.
 
-        Returns the bound (host, port). Raises ``OSError`` when the address cannot be bound (the
-        source is marked down and the error counted first), ``ValueError`` without an address.
+        ``listen`` makes the listener (the runtime passes ``server.receiver_listener``; the source
+        does not import the HTTP server above it). Returns the bound (host, port). Raises
+        ``OSError`` when the address cannot be bound (the source is marked down and the error
+        counted first), ``ValueError`` without an address.
         """
         if self.listener is not None:
             host, port = self.listener.server_address[:2]
@@ -799,8 +802,7 @@ class KServeSource(Source):
         if not self.config.listen_address:
             raise ValueError(f"source {self.name!r}: no listen_address configured")
         try:
-            server = ExporterHTTPServer(parse_listen_address(self.config.listen_address), RenderedSnapshot(),
-                                        max_body_bytes=self.config.max_body_bytes)
+            server = listen(self.config.listen_address, self.config.max_body_bytes)
         except OSError as e:
             self.health.up = False
             self.health.errors_total += 1

@@ -32,7 +32,7 @@ from typing import Any, Self
 import numpy as np
 import numpy.typing as npt
 
-FloatArray = npt.NDArray[np.float64]
+from exporter.arrays import FloatArray
 
 STABLE = 0
 WARNING = 1

@@ -16,8 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
-FloatArray = npt.NDArray[np.float64]
-IntArray = npt.NDArray[np.int64]
+from exporter.arrays import FloatArray, IntArray
 
 
 def confusion_add(cm: IntArray, true_idx: npt.ArrayLike, pred_idx: npt.ArrayLike, sign: int = 1) -> None:

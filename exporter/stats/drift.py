@@ -21,10 +21,8 @@ import math
 import numpy as np
 import numpy.typing as npt
 
+from exporter.arrays import FloatArray, IntArray
 from exporter.stats.significance import binom_pmf, chi2_sf
-
-FloatArray = npt.NDArray[np.float64]
-IntArray = npt.NDArray[np.int64]
 
 PSI_FLOOR = 1e-4
 

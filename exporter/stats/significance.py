@@ -17,7 +17,8 @@ import math
 import numpy as np
 import numpy.typing as npt
 
-FloatArray = npt.NDArray[np.float64]
+from exporter.arrays import FloatArray
+from exporter.severities import CRITICAL, HIGH, LOW
 
 _LN_2PI = math.log(2.0 * math.pi)
 _SQRT2 = math.sqrt(2.0)
@@ -272,12 +273,12 @@ def drift_severity(drop: float, high: float, critical: float) -> str:
     is ``low`` because there is no evidence of drift.
     """
     if math.isnan(drop):
-        return "low"
+        return LOW
     if drop > critical:
-        return "critical"
+        return CRITICAL
     if drop > high:
-        return "high"
-    return "low"
+        return HIGH
+    return LOW
 
 
 def _gamma_prefactor(a: float, x: float) -> float:

@@ -1,0 +1,27 @@
+"""Fixtures and options shared by the test modules (plain helpers live in tests/helpers.py)."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from tests.helpers import require_tool
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption("--update-golden", action="store_true", default=False,
+                     help="rewrite golden files (tests/data/golden/) from the current output instead of "
+                          "comparing with them; same as MLMON_UPDATE_GOLDEN=1")
+
+
+@pytest.fixture
+def update_golden(request: pytest.FixtureRequest) -> bool:
+    """Whether golden files are to be rewritten (``--update-golden`` or ``MLMON_UPDATE_GOLDEN=1``)."""
+    return bool(request.config.getoption("--update-golden")) or os.environ.get("MLMON_UPDATE_GOLDEN") == "1"
+
+
+@pytest.fixture(scope="session")
+def promtool() -> str:
+    """Path of ``promtool`` (a failure under ``CI``, a skip elsewhere, when it is missing)."""
+    return require_tool("promtool")
