@@ -88,7 +88,7 @@ from exporter.reference import (
 from exporter.snapshot import LabelPairs, SnapshotBuilder
 from exporter.stats.change import DDM, DRIFT, PageHinkley, detector_from_dict
 from exporter.stats.drift import bin_counts, chi2_p_value, js_distance, kstwo_sf, psi, quantile_edges
-from exporter.windows import FIXED_POINT_SCALE, BucketedStream, Columns, WideningCounts, merged_sum, to_fixed_point
+from exporter.windows import FIXED_POINT_SCALE, BucketedStream, Columns, WideningCounts, to_fixed_point
 
 NUMERIC = "numeric"
 CATEGORICAL = "categorical"
@@ -354,6 +354,14 @@ class DriftBucket:
         out.update({f"slots:{k}": v.counts for k, v in self.slots.items()})
         return out
 
+    def absorb(self, other: DriftBucket, sign: int) -> None:
+        for name in _SUMS:
+            setattr(self, name, getattr(self, name) + sign * getattr(other, name))
+        for k, v in self.counts.items():
+            v += sign * other.counts[k]
+        for k, w in self.slots.items():
+            w.add(sign * other.slots[k].counts.astype(np.int64))
+
     def load(self, arrays: Mapping[str, npt.NDArray[Any]]) -> None:
         for name in _SUMS:
             setattr(self, name, int(arrays[name]))
@@ -468,7 +476,8 @@ class VersionDrift:
 
     def _make_stream(self) -> BucketedStream[DriftBucket]:
         feats = [f for f in self.features.values() if f.kind != UNTYPED]
-        return BucketedStream([w.seconds for w in self.windows], self.window_buckets, lambda: DriftBucket(feats))
+        return BucketedStream([w.seconds for w in self.windows], self.window_buckets, lambda: DriftBucket(feats),
+                              totals=True)
 
     def _freeze(self, reference: Reference, now: float) -> None:
         """Fix the reference and the bins; rebuild the windows from the held-back predictions."""
@@ -577,11 +586,11 @@ class VersionDrift:
 
     # -- read ---------------------------------------------------------------------------------------
     def estimates(self, i: int) -> Estimates:
-        return merged_estimates(self.stream.live(i))
+        return merged_estimates([self.stream.total(i)])
 
     def window_drift(self, i: int) -> list[FeatureDrift]:
         """Every feature's drift statistics in window ``i``."""
-        buckets = self.stream.live(i)
+        total = self.stream.total(i)  # the window's buckets, summed as events came and went
         t = self.model.drift.thresholds
         nan = math.nan
         out: list[FeatureDrift] = []
@@ -592,12 +601,12 @@ class VersionDrift:
                 method = _method(kind, self.model.drift.methods) if kind != UNTYPED else "psi"
                 out.append(FeatureDrift(name, kind, 0, nan, nan, nan, nan, nan, method, nan))
                 continue
-            counts = merged_sum([b.counts[name] for b in buckets], (fm.n_bins,))
+            counts = total.counts[name].copy()
             p = psi(fm.ref_counts, counts)
             js = js_distance(fm.ref_counts, counts)
             ks_d = ks_p = chi_p = nan
             if fm.kind == NUMERIC:
-                slot_counts = merged_sum([b.slots[name].counts for b in buckets], (fm.n_slots,))
+                slot_counts = total.slots[name].counts.astype(np.int64)
                 left, right = fm.window_ranks(slot_counts)
                 ks_d, ks_p = ks_from_ranks(fm.ref_sorted, fm.ref_left, fm.ref_right, left, right,
                                            int(slot_counts.sum()))

@@ -33,7 +33,7 @@ from exporter.arrays import FloatArray, HashArray, IntArray, ObjArray
 from exporter.ids import decode_ids, encode_ids, object_array, stable_id_hashes
 from exporter.joined_ids import JoinedIds
 
-__all__ = ["ArrivalBuffer", "JoinedIds", "Joiner", "Matched", "ModelJoin", "first_occurrences", "stable_id_hashes"]
+__all__ = ["ArrivalBuffer", "JoinedIds", "Joiner", "Matched", "ModelJoin", "stable_id_hashes"]
 
 
 _EMPTY = -1  # table slot never used
@@ -458,13 +458,6 @@ class Matched:
     pred: dict[str, npt.NDArray[Any]]  # PENDING_COLUMNS + id
     label: npt.NDArray[np.object_]
     label_ts: FloatArray
-
-
-def first_occurrences(ids: npt.NDArray[np.object_]) -> npt.NDArray[np.bool_]:
-    """Mask of the first occurrence of each id within a batch (later ones are duplicates)."""
-    seen: set[str] = set()
-    add = seen.add
-    return np.fromiter((not (i in seen or add(i)) for i in ids.tolist()), dtype=bool, count=ids.size)
 
 
 class Joiner:

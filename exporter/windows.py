@@ -77,12 +77,25 @@ class Bucket(Protocol):
 B = TypeVar("B", bound=Bucket)
 
 
+class Summable(Protocol):
+    """A bucket whose every field adds and subtracts (no min or max): a window can keep a total."""
+
+    def absorb(self, other: Any, sign: int) -> None:
+        """Add (``sign`` 1) or take away (-1) another bucket's statistics."""
+        ...
+
+
 class BucketedWindow(Generic[B]):
-    """One window: its live buckets by index."""
+    """One window: its live buckets by index, and for ``Summable`` buckets their running total.
 
-    __slots__ = ("buckets", "length", "make", "n_buckets", "now_index", "width")
+    The total is what a reader wants when a bucket is large (a drift feature's KS counts have
+    thousands of slots): events are added to it as they arrive and an expiring bucket is taken
+    away, so reading the window costs one bucket, not ``n_buckets`` of them.
+    """
 
-    def __init__(self, length: float, n_buckets: int, make: Callable[[], B]) -> None:
+    __slots__ = ("buckets", "length", "make", "n_buckets", "now_index", "total", "width")
+
+    def __init__(self, length: float, n_buckets: int, make: Callable[[], B], total: bool = False) -> None:
         if not (length > 0 and n_buckets >= 1):
             raise ValueError("a window needs a positive length and at least one bucket")
         self.length = float(length)
@@ -91,6 +104,7 @@ class BucketedWindow(Generic[B]):
         self.make = make
         self.buckets: dict[int, B] = {}
         self.now_index: int | None = None
+        self.total: B | None = make() if total else None
 
     @property
     def cutoff(self) -> int:
@@ -108,7 +122,9 @@ class BucketedWindow(Generic[B]):
         self.now_index = k
         cutoff = self.cutoff
         for gone in [i for i in self.buckets if i <= cutoff]:
-            del self.buckets[gone]
+            b = self.buckets.pop(gone)
+            if self.total is not None:
+                self.total.absorb(b, -1)  # type: ignore[attr-defined]
 
     def add(self, ts: FloatArray, cols: Columns, now: float) -> None:
         """Events (any order); ``ts`` must already be clamped to ``now``."""
@@ -120,6 +136,8 @@ class BucketedWindow(Generic[B]):
         if not inside.all():
             idx = idx[inside]
             cols = {name: c[inside] for name, c in cols.items()}
+        if self.total is not None:
+            self.total.add(cols)
         first = int(idx[0])
         if (idx == first).all():
             self._bucket(first).add(cols)
@@ -159,10 +177,14 @@ class BucketedWindow(Generic[B]):
         saved_now = int(state["now_index"])
         self.now_index = None if saved_now == -(1 << 62) else saved_now
         fields = {str(n): np.asarray(a) for n, a in dict(state["fields"]).items()}
+        if self.total is not None:
+            self.total = self.make()
         for row, key in enumerate(np.asarray(state["keys"], dtype=np.int64).tolist()):
             b = self.make()
             b.load({n: a[row] for n, a in fields.items()})
             self.buckets[int(key)] = b
+            if self.total is not None:
+                self.total.absorb(b, 1)  # type: ignore[attr-defined]
         self.advance(now)
         return True
 
@@ -170,8 +192,8 @@ class BucketedWindow(Generic[B]):
 class BucketedStream(Generic[B]):
     """One event stream (e.g. a model version's predictions) seen through several windows."""
 
-    def __init__(self, lengths: Sequence[float], n_buckets: int, make: Callable[[], B]) -> None:
-        self.windows = [BucketedWindow(length, n_buckets, make) for length in lengths]
+    def __init__(self, lengths: Sequence[float], n_buckets: int, make: Callable[[], B], totals: bool = False) -> None:
+        self.windows = [BucketedWindow(length, n_buckets, make, totals) for length in lengths]
 
     def advance(self, now: float) -> None:
         for w in self.windows:
@@ -185,6 +207,13 @@ class BucketedStream(Generic[B]):
 
     def live(self, i: int) -> list[B]:
         return self.windows[i].live()
+
+    def total(self, i: int) -> B:
+        """Window ``i``'s running total (streams made with ``totals=True``)."""
+        t = self.windows[i].total
+        if t is None:
+            raise ValueError("this stream keeps no totals")
+        return t
 
     def bucket_count(self) -> int:
         """Buckets held over all windows (what memory is proportional to)."""

@@ -15,6 +15,7 @@ from scipy.spatial.distance import jensenshannon
 from scipy.stats import chi2_contingency, ks_2samp
 
 from exporter import state as checkpoint
+from exporter.batch_ops import positive_probabilities
 from exporter.config import DriftConfig, DriftThresholds, ModelConfig, Window
 from exporter.drift_monitor import (
     OTHER_CATEGORY,
@@ -22,7 +23,6 @@ from exporter.drift_monitor import (
     VersionDrift,
     ks_against_reference,
 )
-from exporter.probabilities import positive_probabilities
 from exporter.reference import RawColumn, Reference
 from exporter.snapshot import SnapshotBuilder
 from tests.helpers import Samples, in_window, obj, samples

@@ -36,7 +36,7 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
                     "exporter.snapshot", "exporter.stats", "exporter.stats.*")),
     ("config", ("exporter.config",)),
     # records -> columnar batches
-    ("ingest", ("exporter.records", "exporter.block_parser", "exporter.batch_ops", "exporter.probabilities")),
+    ("ingest", ("exporter.records", "exporter.block_parser", "exporter.batch_ops")),
     # where records come from; the package's __init__ is the registry of source types
     ("sources", ("exporter.sources", "exporter.sources.*")),
     # per-model and per-version state the cycle updates

@@ -13,7 +13,8 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
-from exporter.join import ArrivalBuffer, JoinedIds, Joiner, first_occurrences, stable_id_hashes
+from exporter.batch_ops import first_occurrences
+from exporter.join import ArrivalBuffer, JoinedIds, Joiner, stable_id_hashes
 from tests.helpers import obj
 
 

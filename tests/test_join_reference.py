@@ -21,7 +21,8 @@ import numpy as np
 import pytest
 
 from exporter import state as checkpoint
-from exporter.join import Joiner, first_occurrences
+from exporter.batch_ops import first_occurrences
+from exporter.join import Joiner
 from tests.helpers import obj
 
 
