@@ -16,19 +16,20 @@ from http import HTTPStatus
 from pathlib import Path
 
 from exporter.clock import Clock
-from exporter.config import Config, ConfigError, load_config
+from exporter.config import Config, ConfigError, ModelConfig, SourceConfig, load_config
 from exporter.history import HistoryWriter
 from exporter.pipeline import Pipeline
 from exporter.retrain import WEBHOOK_PATH, RetrainingService, evidence_from_pipeline
 from exporter.server import ExporterHTTPServer, RenderedSnapshot, Response, parse_listen_address, receiver_listener
 from exporter.snapshot import SnapshotBuilder
 from exporter.sources import build_source
-from exporter.sources.base import Source
-from exporter.sources.kserve import KSERVE_PATH, KServeSource
+from exporter.sources.base import Source, SourceContext
 from exporter.state import Checkpointer
 from exporter.status_page import StatusPage, StatusTracker
 
 log = logging.getLogger(__name__)
+#: the shared server's body-size limit when no source route accepts more
+DEFAULT_MAX_BODY_BYTES = 10 << 20
 FamiliesHook = Callable[[SnapshotBuilder, float], None]
 
 
@@ -40,9 +41,13 @@ class Exporter:
         self.clock = clock
         self.checkpointer = Checkpointer(Path(state_directory)) if state_directory else None
         self.rendered = RenderedSnapshot()
-        max_body = max([10 << 20, *(s.max_body_bytes for s in config.sources if s.type == "kserve")])
-        self.server = ExporterHTTPServer(parse_listen_address(listen_address), self.rendered, max_body_bytes=max_body)
+        self.server = ExporterHTTPServer(parse_listen_address(listen_address), self.rendered,
+                                         max_body_bytes=DEFAULT_MAX_BODY_BYTES)
         self.server.post_handlers["/-/reload"] = self._http_reload
+        #: POST paths the current sources declared (``Source.routes``), replaced on each reload
+        self._source_routes: set[str] = set()
+        # what every source is built with; `models` reads self.config, so it follows reloads
+        self._source_context = SourceContext(models=self._model, listen=receiver_listener)
         self.families_hooks: list[FamiliesHook] = [self._self_families]
         self.on_cycle: list[Callable[[], None]] = []
         # evidence comes from the published snapshot: `rendered` outlives pipelines swapped by reload
@@ -65,25 +70,50 @@ class Exporter:
         self._reload_result: tuple[bool, str] | None = None
         self._threads: list[threading.Thread] = []
         self._last_checkpoint = clock()
-        self.pipeline = self._new_pipeline(config, [build_source(s) for s in config.sources])
+        self.pipeline = self._new_pipeline(config, [self._build_source(s) for s in config.sources])
         if self.checkpointer is not None:
             state = self.checkpointer.load()
             if state is not None:
                 self.pipeline.restore_state(state, clock())
 
+    def _model(self, name: str) -> ModelConfig | None:
+        return self.config.model(name)
+
+    def _build_source(self, config: SourceConfig) -> Source:
+        return build_source(config, self._source_context)
+
     def _new_pipeline(self, config: Config, sources: list[Source]) -> Pipeline:
         pipeline = Pipeline(config, self.clock, sources=sources)
         pipeline.extra_families = self.families_hooks
-        self.server.post_handlers.pop(KSERVE_PATH, None)
         for src in sources:
-            if isinstance(src, KServeSource):
-                src.models = config.model
-                if src.config.listen_address:
-                    # its own port, without auth, for a logger in the same pod (idempotent)
-                    src.start_listener(receiver_listener)
-                else:
-                    self.server.post_handlers.setdefault(KSERVE_PATH, src.handle)
+            src.start()  # e.g. a listener of its own (idempotent for a source kept across a reload)
+        self._register_routes(sources)
         return pipeline
+
+    def _register_routes(self, sources: list[Source]) -> None:
+        """Serve the POST routes ``sources`` declare, in place of the previous sources' routes.
+
+        The first source to declare a path serves it (as before: a second kserve source without
+        an address of its own receives nothing). A path the runtime itself serves
+        (``/-/reload``, the webhook) cannot be taken. The shared body-size limit is the largest
+        any route accepts, as the server checks it before a handler sees the body.
+        """
+        handlers = self.server.post_handlers
+        for path in self._source_routes:
+            handlers.pop(path, None)
+        self._source_routes = set()
+        limit = DEFAULT_MAX_BODY_BYTES
+        for src in sources:
+            for path, handler in src.routes().items():
+                if path in handlers:
+                    if path not in self._source_routes:
+                        log.error("source %s: POST %s is served by the exporter itself; not registered",
+                                  src.name, path)
+                    continue
+                handlers[path] = handler
+                self._source_routes.add(path)
+            limit = max(limit, src.max_request_bytes())
+        self.server.max_body_bytes = limit
 
     @property
     def port(self) -> int:
@@ -160,7 +190,7 @@ class Exporter:
                 sources.append(prev)
                 kept.add(cfg.name)
             else:
-                sources.append(build_source(cfg))
+                sources.append(self._build_source(cfg))
         for name, src in old.items():
             if name not in kept:
                 src.close()

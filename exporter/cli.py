@@ -140,11 +140,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         from exporter.history import history_command
 
         return history_command(config, args.model, args.since)
-    web_config = None
-    if args.web_config_file:
-        web_config = _load_web_config(args.web_config_file)
-        if web_config is None:
-            return 1
+    loaded, web_config = _web_config_flag(args)
+    if not loaded:
+        return 1
     if args.config_check:
         for warning in config_warnings(config):
             print(f"mlmon-exporter: warning: {warning}", file=sys.stderr)
@@ -163,14 +161,20 @@ def config_warnings(config: Config) -> list[str]:
             for s in config.sources if s.type == "file" and s.path and not matching_files(s.path)]
 
 
-def _load_web_config(path: str) -> WebConfig | None:
+def _web_config_flag(args: argparse.Namespace) -> tuple[bool, WebConfig | None]:
+    """The web configuration ``--web.config.file`` names, for ``run`` and ``demo`` alike:
+    ``(True, None)`` without the flag, ``(False, None)`` once an invalid file has been reported
+    (the caller exits 1), else ``(True, config)``."""
     from exporter.webconfig import WebConfigError, load_web_config
 
+    path = args.web_config_file
+    if not path:
+        return True, None
     try:
-        return load_web_config(path)
+        return True, load_web_config(path)
     except WebConfigError as e:
         print(f"mlmon-exporter: invalid web configuration {path}:\n{e}", file=sys.stderr)
-        return None
+        return False, None
 
 
 def _demo(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
@@ -179,11 +183,9 @@ def _demo(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
     if args.config_file:
         parser.error("demo runs its own built-in configuration: --config.file does not apply "
                      "(to serve your configuration: mlmon-exporter --config.file=FILE)")
-    web_config = None
-    if args.web_config_file:
-        web_config = _load_web_config(args.web_config_file)
-        if web_config is None:
-            return 1
+    loaded, web_config = _web_config_flag(args)
+    if not loaded:
+        return 1
     if args.config_check:
         import tempfile
         from pathlib import Path

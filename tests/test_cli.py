@@ -80,12 +80,23 @@ def test_demo_config_check_checks_and_exits_without_serving() -> None:
     assert "demo: the built-in configuration is valid (1 model, 2 sources)" in r.stdout
 
 
-def test_demo_config_check_checks_the_web_config(tmp_path: Path) -> None:
+@pytest.mark.parametrize("mode", ["demo", "run"])
+def test_config_check_checks_the_web_config(tmp_path: Path, mode: str) -> None:
+    """``run`` and ``demo`` share one loader for --web.config.file: both refuse a bad one, exit 1."""
     bad = tmp_path / "web.yml"
     bad.write_text("tls_server_config: {cert_file: nope.crt, key_file: nope.key}\n")
-    r = run("demo", "--config.check", f"--web.config.file={bad}", timeout=30)
+    good = tmp_path / "web-ok.yml"
+    good.write_text("{}\n")
+    cfg = tmp_path / "c.yaml"
+    (tmp_path / "p.jsonl").write_text("")
+    cfg.write_text(f"models: [{{name: m}}]\n"
+                   f"sources: [{{name: p, kind: predictions, type: file, path: '{tmp_path}/p.jsonl', model: m}}]\n")
+    first = ["demo"] if mode == "demo" else [f"--config.file={cfg}"]
+    r = run(*first, "--config.check", f"--web.config.file={bad}", timeout=30)
     assert r.returncode == 1
     assert f"invalid web configuration {bad}" in r.stderr
+    r = run(*first, "--config.check", f"--web.config.file={good}", timeout=30)
+    assert r.returncode == 0, r.stderr
 
 
 def test_demo_refuses_a_config_file_clearly(tmp_path: Path) -> None:

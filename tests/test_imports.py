@@ -216,3 +216,14 @@ def test_siblings_do_not_import_one_another() -> None:
 def test_layers_are_ordered_as_declared(low: str, high: str) -> None:
     lo, hi = layer_of(low), layer_of(high)
     assert lo is not None and hi is not None and lo < hi
+
+
+def test_runtime_knows_no_source_kind_by_name() -> None:
+    """DESIGN §7 / issue 12: adding a source kind touches the registry, not the runtime. So
+    ``exporter.app`` imports no concrete source module (file_tail, http_poll, kserve, nor their
+    helpers), only the registry and the base class."""
+    graph = import_graph()
+    concrete = {m for m in graph if m.startswith("exporter.sources.") and m != "exporter.sources.base"}
+    assert {"exporter.sources.file_tail", "exporter.sources.http_poll", "exporter.sources.kserve"} <= concrete
+    assert "exporter.sources" in graph["exporter.app"]  # the check below looks at the real edges
+    assert not graph["exporter.app"] & concrete, sorted(graph["exporter.app"] & concrete)

@@ -6,7 +6,7 @@ Each source kind lives in its own module and registers its class in ``SOURCE_TYP
 from __future__ import annotations
 
 from exporter.config import SourceConfig
-from exporter.sources.base import Poll, Source, SourceHealth
+from exporter.sources.base import ModelLookup, Poll, Source, SourceContext, SourceHealth
 from exporter.sources.file_tail import FileTailSource
 from exporter.sources.http_poll import HTTPSource
 from exporter.sources.kserve import KServeSource
@@ -14,16 +14,18 @@ from exporter.sources.kserve import KServeSource
 SOURCE_TYPES: dict[str, type[Source]] = {"file": FileTailSource, "http": HTTPSource, "kserve": KServeSource}
 
 
-def build_source(config: SourceConfig) -> Source:
-    """The source for ``config``, by its ``type``; ValueError for a type with no class."""
+def build_source(config: SourceConfig, context: SourceContext | None = None) -> Source:
+    """The source for ``config``, by its ``type``, given what the runtime provides (``context``;
+    none by default); ValueError for a type with no class."""
     try:
         cls = SOURCE_TYPES[config.type]
     except KeyError:
         known = ", ".join(sorted(SOURCE_TYPES))
         raise ValueError(f"source {config.name!r}: unknown type {config.type!r} (known: {known})") from None
-    return cls(config)
+    return cls.build(config, context if context is not None else SourceContext())
 
 
 __all__ = [
-    "SOURCE_TYPES", "FileTailSource", "HTTPSource", "KServeSource", "Poll", "Source", "SourceHealth", "build_source",
+    "SOURCE_TYPES", "FileTailSource", "HTTPSource", "KServeSource", "ModelLookup", "Poll", "Source", "SourceContext",
+    "SourceHealth", "build_source",
 ]

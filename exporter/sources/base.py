@@ -10,11 +10,16 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections import Counter
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from exporter.block_parser import Block
-from exporter.config import SourceConfig
+from exporter.config import ModelConfig, SourceConfig
+from exporter.http_messages import ListenerFactory, PostHandler
+
+#: A model's config by name (``Config.model``), or None for a model the config does not name.
+ModelLookup = Callable[[str], ModelConfig | None]
 
 
 @dataclass
@@ -54,8 +59,29 @@ class SourceHealth:
     polled_once: bool = False
 
 
+@dataclass(frozen=True)
+class SourceContext:
+    """What the runtime hands every source it builds (``build_source``), so no source reaches
+    up into the runtime and the runtime patches no source after construction.
+
+    ``models`` looks a model's config up by name; the runtime passes one that follows config
+    reloads, so a source kept across a reload sees the new models. ``listen`` makes a listener
+    for a source that receives on an address of its own (``server.receiver_listener``). Either
+    is None where there is no runtime (tests, tools): a source then does without.
+    """
+
+    models: ModelLookup | None = None
+    listen: ListenerFactory | None = None
+
+
 class Source(ABC):
-    """A named input of prediction or label records."""
+    """A named input of prediction or label records.
+
+    A source kind is built by the registry through ``build(config, context)``; one that receives
+    HTTP POSTs on the exporter's own server declares them in ``routes()``, and one that needs
+    something running (a listener of its own) does it in ``start()``. The runtime calls both
+    for every source without knowing its kind.
+    """
 
     def __init__(self, config: SourceConfig) -> None:
         self.config = config
@@ -64,6 +90,28 @@ class Source(ABC):
         #: A byte budget for the next poll only, set by the pipeline to pace labels behind
         #: catching-up predictions; sources that read bytes (files) honour it, others ignore it.
         self.poll_budget: int | None = None
+
+    @classmethod
+    def build(cls, config: SourceConfig, context: SourceContext) -> Source:
+        """The source for ``config`` with what the runtime provides; kinds that need nothing of
+        ``context`` keep this default."""
+        return cls(config)
+
+    def routes(self) -> Mapping[str, PostHandler]:
+        """POST paths this source serves on the exporter's shared HTTP server, path -> handler.
+        Read by the runtime after each (re)build of the pipeline, so a source removed by a
+        reload takes its routes with it. Polling sources serve none."""
+        return {}
+
+    def max_request_bytes(self) -> int:
+        """The largest POST body its ``routes()`` accept (the shared server refuses bigger ones
+        before reading them); 0 without routes."""
+        return 0
+
+    def start(self) -> None:  # noqa: B027 - optional hook, most sources have nothing to start
+        """Begin receiving (e.g. open a listener of its own). Called by the runtime for every
+        source of a new pipeline, including ones kept across a reload: must be idempotent.
+        May raise ``OSError`` when an address cannot be bound."""
 
     @abstractmethod
     def poll(self, now: float) -> Poll:

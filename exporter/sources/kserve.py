@@ -101,7 +101,7 @@ import re
 import threading
 import time
 from collections import Counter, OrderedDict, deque
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from http import HTTPStatus
 from typing import Any
@@ -111,7 +111,7 @@ import requests
 
 from exporter.clock import Clock
 from exporter.config import ModelConfig, SourceConfig
-from exporter.http_messages import Listener, ListenerFactory, Response
+from exporter.http_messages import Listener, ListenerFactory, PostHandler, Response
 from exporter.records import class_text
 from exporter.reject_reasons import (
     BODY_TOO_LARGE,
@@ -129,7 +129,7 @@ from exporter.reject_reasons import (
     UNSUPPORTED_EVENT_TYPE,
 )
 from exporter.sources import oip_binary
-from exporter.sources.base import Poll, Source
+from exporter.sources.base import ModelLookup, Poll, Source, SourceContext
 from exporter.sources.forwarder import Forwarder
 from exporter.timestamps import parse_timestamp
 
@@ -145,7 +145,6 @@ STRUCTURED_CONTENT_TYPE = "application/cloudevents+json"
 DEFAULT_REQUEST_TTL = 60.0
 DEFAULT_MAX_PENDING_REQUESTS = 10_000
 
-ModelLookup = Callable[[str], ModelConfig | None]
 
 _PREDICTION_KEYS = ("prediction", "label", "class", "predicted_class")
 _CONFIDENCE_KEYS = ("confidence", "score", "probability")
@@ -537,12 +536,17 @@ class KServeSource(Source):
 
     ``models`` looks a model's config up by name (pass ``Config.model``): it supplies the
     ``classes`` that probability rows map onto and the ``drift.features`` that request columns
-    map onto; without it class ``i`` is ``str(i)`` and only named features are kept. It may be
-    replaced later (attribute ``models``), e.g. after a config reload. ``clock`` gives arrival
-    times. ``forward_session`` is the ``requests.Session`` the forwarder uses (tests).
+    map onto; without it class ``i`` is ``str(i)`` and only named features are kept (the runtime
+    passes, through ``build``, a lookup that follows config reloads). ``listen`` makes the
+    listener ``start()`` opens when ``listen_address`` is set. ``clock`` gives arrival times.
+    ``forward_session`` is the ``requests.Session`` the forwarder uses (tests).
+
+    Without ``listen_address`` it serves ``POST /api/v1/kserve`` on the exporter's own server
+    (``routes()``); with one, on that address only.
     """
 
     def __init__(self, config: SourceConfig, models: ModelLookup | None = None, *,
+                 listen: ListenerFactory | None = None,
                  clock: Clock = time.time, request_ttl: float = DEFAULT_REQUEST_TTL,
                  max_pending_requests: int = DEFAULT_MAX_PENDING_REQUESTS,
                  forward_session: requests.Session | None = None) -> None:
@@ -550,6 +554,7 @@ class KServeSource(Source):
         if config.kind != "predictions":
             raise ValueError(f"source {config.name!r}: a kserve source receives predictions (kind: predictions)")
         self.models = models
+        self._listen = listen
         self.clock = clock
         self.request_ttl = request_ttl
         self.max_pending_requests = max_pending_requests
@@ -786,7 +791,24 @@ class KServeSource(Source):
         with self._lock:
             return len(self._pending)
 
-    # --- own listener ----------------------------------------------------------------------------
+    # --- where it receives ---------------------------------------------------------------------------
+
+    @classmethod
+    def build(cls, config: SourceConfig, context: SourceContext) -> KServeSource:
+        return cls(config, context.models, listen=context.listen)
+
+    def routes(self) -> Mapping[str, PostHandler]:
+        """``POST /api/v1/kserve`` on the shared server, unless it has an address of its own."""
+        return {} if self.config.listen_address else {KSERVE_PATH: self.handle}
+
+    def max_request_bytes(self) -> int:
+        return self.config.max_body_bytes if self.routes() else 0
+
+    def start(self) -> None:
+        """Open the own listener when ``listen_address`` is set and a ``listen`` factory was
+        given (idempotent: a source kept across a reload keeps its listener)."""
+        if self.config.listen_address and self._listen is not None:
+            self.start_listener(self._listen)
 
     def start_listener(self, listen: ListenerFactory) -> tuple[str, int]:
         """Serve ``handle`` on ``listen_address`` (POST ``/api/v1/kserve`` and ``/``), without auth.
