@@ -231,6 +231,33 @@ class FeatureModel:
             b = b + more
         return b
 
+    @functools.cached_property
+    def _bin_of_slot(self) -> tuple[IntArray, npt.NDArray[np.bool_]]:
+        """The PSI bin of every slot, and the slots whose values can fall in different bins.
+
+        A value at a distinct reference value has that value's bin. A value strictly between two
+        adjacent distinct values has one bin unless a bin edge lies strictly between them too:
+        those few slots (at most one per edge) are searched value by value in ``encode``."""
+        uniq, edges = self._unique[0], self.edges
+        lower = np.concatenate(([-np.inf], uniq))  # the open interval of slot 2j is (lower[j], upper[j])
+        upper = np.concatenate((uniq, [np.inf]))
+        below = np.searchsorted(edges, lower, side="right")
+        lut = np.empty(2 * uniq.size + 1, dtype=np.int64)
+        lut[0::2] = below
+        lut[1::2] = np.searchsorted(edges, uniq, side="left")
+        split = np.zeros(lut.size, dtype=np.bool_)
+        split[0::2] = np.searchsorted(edges, upper, side="left") > below
+        return lut, split
+
+    def psi_bins(self, values: FloatArray, slots: IntArray) -> IntArray:
+        """``np.searchsorted(edges, values, side="left")`` (right-closed bins), from the values' slots."""
+        lut, split = self._bin_of_slot
+        out: IntArray = lut[slots]
+        odd = split[slots]
+        if odd.any():
+            out[odd] = np.searchsorted(self.edges, values[odd], side="left")
+        return out
+
     def slots(self, values: FloatArray) -> IntArray:
         """Slot of each value: ``2j`` below the j-th distinct reference value, ``2j + 1`` at it."""
         uniq = self._unique[0]
@@ -273,9 +300,9 @@ class FeatureModel:
         if self.kind == NUMERIC:
             v = col.number[valid]
             slot = np.full(len(col), -1, dtype=np.int64)
-            slot[valid] = self.slots(v)
+            slot[valid] = at = self.slots(v)
             psi_bin = np.full(len(col), -1, dtype=np.int64)
-            psi_bin[valid] = np.searchsorted(self.edges, v, side="left")
+            psi_bin[valid] = self.psi_bins(v, at)
             return {_column(self.name): slot, _bin_column(self.name): psi_bin}
         codes = np.full(len(col), -1, dtype=np.int64)
         if self.kind == CATEGORICAL and valid.any():

@@ -548,10 +548,11 @@ def test_restore_does_not_relearn_and_file_reference_wins() -> None:
 
 @pytest.mark.parametrize("case", ["normal", "rounded", "heavy_tails", "clustered", "few", "signed_zero"])
 def test_slots_match_a_binary_search_for_every_reference_shape(case: str) -> None:
-    """``slots`` finds positions with a cell table when that pays; it must equal the plain binary
-    search for every value, including values outside the reference range, values equal to
-    reference values, values between two adjacent ones and both zeros. A cell table that rounds
-    a value into the wrong cell, or stops stepping too early, fails here."""
+    """``slots`` finds positions with a cell table when that pays, and ``encode`` takes the PSI
+    bin from the slot; both must equal the plain binary search for every value, including values
+    outside the reference range, values equal to reference values, values between two adjacent
+    ones and both zeros. A cell table that rounds a value into the wrong cell, stops stepping too
+    early, or a slot whose values straddle a bin edge given one bin, fails here."""
     rng = np.random.default_rng(["normal", "rounded", "heavy_tails", "clustered", "few", "signed_zero"].index(case))
     ref = {"normal": rng.normal(size=5000),
            "rounded": np.round(rng.normal(size=5000) * 3, 2),
@@ -568,5 +569,9 @@ def test_slots_match_a_binary_search_for_every_reference_shape(case: str) -> Non
     b = np.searchsorted(uniq, values, side="left")
     expected = 2 * b + (uniq[np.minimum(b, uniq.size - 1)] == values) * (b < uniq.size)
     assert fm.slots(values).tolist() == expected.tolist()
+    assert fm.edges.size > 0
+    encoded = fm.encode(RawColumn.from_numbers(values))
+    assert encoded["f:x"].tolist() == expected.tolist()
+    assert encoded["b:x"].tolist() == np.searchsorted(fm.edges, values, side="left").tolist()
     if case in ("normal", "rounded", "signed_zero"):
         assert fm._guide is not None  # the table is in use, not only the fallback
