@@ -485,26 +485,34 @@ class Joiner:
         self.orphan_ttl = max((t for t, _ in models.values()), default=0.0)
         self.unnamed_max = sum(m for _, m in models.values())
 
-    def is_known(self, model: str, ids: npt.NDArray[np.object_]) -> npt.NDArray[np.bool_]:
-        """Ids already pending or joined for this model: a repeated prediction is a duplicate."""
+    def is_known(self, model: str, ids: npt.NDArray[np.object_],
+                 hashes: HashArray | None = None) -> npt.NDArray[np.bool_]:
+        """Ids already pending or joined for this model: a repeated prediction is a duplicate.
+        ``hashes``: their ``stable_id_hashes`` when the caller has them already."""
         mj = self.models[model]
-        h = stable_id_hashes(ids)
+        h = stable_id_hashes(ids) if hashes is None else hashes
         return mj.pending.contains(ids, h) | mj.joined.contains(h)
 
     def add_predictions(
         self, model: str, ids: npt.NDArray[np.object_], cols: Mapping[str, npt.NDArray[Any]], now: float,
         accepts: Callable[[npt.NDArray[np.object_]], npt.NDArray[np.bool_]] | None = None,
+        keys: tuple[pa.Array, HashArray] | None = None,
     ) -> tuple[npt.NDArray[np.bool_], Matched, npt.NDArray[np.object_]]:
         """Buffer new predictions (already de-duplicated); those whose label waited join at once.
 
         ``accepts`` says which waiting label values this model can score; a waiting label it
         cannot (a class outside its fixed classes) is dropped as invalid and the prediction keeps
         waiting for a valid one, exactly as if the label had come second. Returns the mask of
-        predictions that joined, the matches, and the source of each dropped label.
+        predictions that joined, the matches, and the source of each dropped label. ``keys``:
+        ``encode_ids(ids)`` and their ``stable_id_hashes`` when the caller has them already
+        (the pipeline hashed the ids to find duplicates: encoding them again cost as much).
         """
         mj = self.models[model]
-        encoded = encode_ids(ids)
-        h = stable_id_hashes(encoded)
+        if keys is None:
+            encoded = encode_ids(ids)
+            h = stable_id_hashes(encoded)
+        else:
+            encoded, h = keys
         n = int(ids.size)
         hit = np.zeros(n, dtype=bool)
         labels = np.empty(n, dtype=object)

@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 import numpy.typing as npt
+import pyarrow as pa
 
 from exporter import __version__
 from exporter.batch_ops import encode_by_value, factorize, first_occurrences, groups, positive_probabilities
@@ -24,6 +25,7 @@ from exporter.classes import ClassIndex
 from exporter.clock import Clock
 from exporter.config import Config, ModelConfig
 from exporter.exposition import build_families
+from exporter.ids import encode_ids, stable_id_hashes
 from exporter.join import Joiner
 from exporter.records import UNKNOWN_VERSION, LabelBatch, ParseResult, PredictionBatch, RecordSpec
 from exporter.reference import ReferenceStore
@@ -197,7 +199,9 @@ class Pipeline:
                 self.invalid(source, UNKNOWN_MODEL, int(sel.sum()), now)
                 continue
             ids = batch.id[sel]
-            dup = ~first_occurrences(ids) | self.joiner.is_known(model_name, ids)
+            encoded = encode_ids(ids)
+            hashes = stable_id_hashes(encoded)
+            dup = ~first_occurrences(ids) | self.joiner.is_known(model_name, ids, hashes)
             pred_idx = encode_by_value(self.classes[model_name].encode, batch.prediction[sel])
             unknown = (pred_idx < 0) & ~dup
             self.invalid(source, DUPLICATE, int(dup.sum()), now)
@@ -220,8 +224,9 @@ class Pipeline:
                     cols["pred_ts"][rows], cols["pred_idx"][rows], cols["confidence"][rows], now,
                     features={f: v[rows] for f, v in feats.items()}, p_positive=p_pos[rows])
             classes = self.classes[model_name]
+            keys = (encoded if ok.all() else encoded.filter(pa.array(ok)), hashes[ok])
             _, matched, rejected = self.joiner.add_predictions(model_name, ids[ok], cols, now,
-                                                               accepts=classes.accepts)
+                                                               accepts=classes.accepts, keys=keys)
             # a waiting label of a class this model cannot score is its own source's invalid record
             for label_source, n in Counter(rejected.tolist()).items():
                 self.invalid(label_source, UNKNOWN_CLASS, n, now, "labels that waited for their prediction")

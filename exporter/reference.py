@@ -122,15 +122,21 @@ class RawColumn:
         none_type = type(None)
         if not types <= {float, none_type} and not types <= {str, none_type}:
             return None
+        if float in types:
+            # numpy turns None into NaN; only the NaN slots are then asked whether they held None
+            # (a float NaN is NOT_FINITE, a None MISSING), so the common column costs no Python step per value
+            nums = np.array(items, dtype=np.float64)
+            finite = np.isfinite(nums)
+            missing = np.zeros(n, dtype=bool)
+            if none_type in types:
+                nan_at = np.flatnonzero(np.isnan(nums))
+                missing[nan_at] = [items[i] is None for i in nan_at.tolist()]
+            kinds = np.where(finite, NUMBER, np.where(missing, MISSING, NOT_FINITE)).astype(np.int8)
+            return cls(kinds, np.where(finite, nums, math.nan), np.full(n, "", dtype=object))
         arr = np.empty(n, dtype=object)
         arr[:] = items
         missing = (np.fromiter((v is None for v in items), dtype=bool, count=n) if none_type in types
                    else np.zeros(n, dtype=bool))
-        if float in types:
-            nums = np.where(missing, math.nan, arr).astype(np.float64)
-            finite = np.isfinite(nums)
-            kinds = np.where(finite, NUMBER, np.where(missing, MISSING, NOT_FINITE)).astype(np.int8)
-            return cls(kinds, np.where(finite, nums, math.nan), np.full(n, "", dtype=object))
         kinds = np.where(missing, MISSING, STRING).astype(np.int8)
         if none_type in types:
             arr[missing] = ""

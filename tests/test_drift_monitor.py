@@ -21,6 +21,7 @@ from exporter.drift_monitor import (
     OTHER_CATEGORY,
     FeatureDrift,
     VersionDrift,
+    build_feature_model,
     ks_against_reference,
 )
 from exporter.reference import RawColumn, Reference
@@ -543,3 +544,34 @@ def test_restore_does_not_relearn_and_file_reference_wins() -> None:
     assert drift_of(with_file, 0, "amount").samples == 0
     assert with_file.estimates(0).predictions == 40  # what does not depend on the reference is kept
     assert "reference" not in with_file.state()
+
+
+@pytest.mark.parametrize("case", ["normal", "rounded", "heavy_tails", "clustered", "few", "signed_zero"])
+def test_slots_match_a_binary_search_for_every_reference_shape(case: str) -> None:
+    """``slots`` finds positions with a cell table when that pays, and ``encode`` takes the PSI
+    bin from the slot; both must equal the plain binary search for every value, including values
+    outside the reference range, values equal to reference values, values between two adjacent
+    ones and both zeros. A cell table that rounds a value into the wrong cell, stops stepping too
+    early, or a slot whose values straddle a bin edge given one bin, fails here."""
+    rng = np.random.default_rng(["normal", "rounded", "heavy_tails", "clustered", "few", "signed_zero"].index(case))
+    ref = {"normal": rng.normal(size=5000),
+           "rounded": np.round(rng.normal(size=5000) * 3, 2),
+           "heavy_tails": rng.standard_cauchy(size=5000) * 1e6,
+           "clustered": np.concatenate([rng.normal(size=4000) * 1e-9, rng.normal(size=1000) * 1e9]),
+           "few": rng.integers(0, 10, size=5000).astype(float),
+           "signed_zero": np.concatenate([rng.normal(size=3000), np.zeros(100), -np.zeros(100)])}[case]
+    fm = build_feature_model("x", RawColumn.from_numbers(ref), 20, ("psi", "ks"))
+    uniq = np.unique(ref)
+    values = np.concatenate([rng.choice(ref, 3000), rng.normal(size=3000) * float(np.ptp(ref) or 1.0),
+                             np.nextafter(uniq, np.inf), np.nextafter(uniq, -np.inf),
+                             [0.0, -0.0, 1e308, -1e308, float(uniq[0]), float(uniq[-1])]])
+    rng.shuffle(values)
+    b = np.searchsorted(uniq, values, side="left")
+    expected = 2 * b + (uniq[np.minimum(b, uniq.size - 1)] == values) * (b < uniq.size)
+    assert fm.slots(values).tolist() == expected.tolist()
+    assert fm.edges.size > 0
+    encoded = fm.encode(RawColumn.from_numbers(values))
+    assert encoded["f:x"].tolist() == expected.tolist()
+    assert encoded["b:x"].tolist() == np.searchsorted(fm.edges, values, side="left").tolist()
+    if case in ("normal", "rounded", "signed_zero"):
+        assert fm._guide is not None  # the table is in use, not only the fallback
