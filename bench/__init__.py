@@ -33,7 +33,7 @@ from exporter.config import (
     SourceConfig,
     Window,
 )
-from exporter.records import LabelBatch, PredictionBatch
+from exporter.ingest.records import LabelBatch, PredictionBatch
 
 N_FEATURES = 10
 FEATURES = tuple(f"f{i}" for i in range(N_FEATURES))

@@ -42,10 +42,10 @@ from bench import (
     timed,
     write_lines,
 )
-from exporter.block_parser import Block, BlockParser
-from exporter.pipeline import Pipeline
-from exporter.records import RecordSpec
-from exporter.snapshot import render
+from exporter.core.pipeline import Pipeline
+from exporter.ingest.block_parser import Block, BlockParser
+from exporter.ingest.records import RecordSpec
+from exporter.report.snapshot import render
 
 SCENARIOS = ("binary", "multiclass", "nofeatures")
 

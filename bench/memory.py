@@ -32,7 +32,7 @@ import numpy as np
 import pyarrow as pa
 
 from bench import print_table, rss_bytes
-from exporter.join import Joiner
+from exporter.core.join import Joiner
 
 BATCH = 10_000
 

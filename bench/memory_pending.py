@@ -1,4 +1,4 @@
-"""Memory per entry of the join's three bounded structures (``exporter.join.Joiner``).
+"""Memory per entry of the join's three bounded structures (``exporter.core.join.Joiner``).
 
 Fills one model's Joiner with N entries (default 1,000,000) of one kind, the way the pipeline
 does, in batches of realistic request ids (``req-0000123456``), the caller dropping its own
@@ -22,9 +22,9 @@ Usage::
     python bench/memory_pending.py                    # all three, the exporter as installed
     python bench/memory_pending.py --what joined      # one of them
     python bench/memory_pending.py --n 200000         # smaller
-    python bench/memory_pending.py --what pending --git-rev HEAD   # exporter/join.py at a revision
+    python bench/memory_pending.py --what pending --git-rev HEAD   # exporter/core/join.py at a revision
 
-``--git-rev`` loads ``exporter/join.py`` from that revision (with ``git show``), so two
+``--git-rev`` loads ``exporter/core/join.py`` from that revision (with ``git show``), so two
 implementations can be compared on the same machine.
 """
 
@@ -75,10 +75,10 @@ def arrow_bytes() -> int:
 
 def load_join(git_rev: str | None) -> ModuleType:
     if git_rev is None:
-        import exporter.join as join
+        import exporter.core.join as join
 
         return join
-    text = subprocess.run(["git", "-C", str(ROOT), "show", f"{git_rev}:exporter/join.py"], check=True,
+    text = subprocess.run(["git", "-C", str(ROOT), "show", f"{git_rev}:exporter/core/join.py"], check=True,
                           capture_output=True, text=True).stdout
     path = Path(tempfile.mkdtemp()) / "join_at_rev.py"
     path.write_text(text)
@@ -245,7 +245,7 @@ def main() -> int:
     ap.add_argument("--version", default="3", help="model version text of every prediction")
     ap.add_argument("--what", choices=["pending", "waiting", "joined", "all"], default="all",
                     help="which structure to fill (default: each in turn)")
-    ap.add_argument("--git-rev", help="measure exporter/join.py as of this git revision")
+    ap.add_argument("--git-rev", help="measure exporter/core/join.py as of this git revision")
     ap.add_argument("--phase", choices=["heap", "rss"], help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.phase:
@@ -266,7 +266,7 @@ def report(args: argparse.Namespace) -> tuple[float, float, float]:
     n = args.n
     heap = run_phase("heap", args)
     rss = run_phase("rss", args)
-    source = f"exporter/join.py at {args.git_rev}" if args.git_rev else "exporter.join (installed tree)"
+    source = f"exporter/core/join.py at {args.git_rev}" if args.git_rev else "exporter.core.join (installed tree)"
     entry = ENTRY[args.what]
     print(f"{source}: {n:,} {entry}s, ids like 'req-0000123456', added {args.batch:,} at a time "
           f"({heap['seconds']:.1f} s under tracemalloc)")

@@ -137,10 +137,10 @@ def exporter_rss(n: int, timeout: float = 1800.0, windows: str = "[1h, 24h]") ->
 # --- windows in process, simulated time ---------------------------------------------------------
 
 def windows_child(rate: float, days: float, step: float) -> dict[str, Any]:
-    from exporter.classes import ClassIndex
     from exporter.config import DriftConfig, ModelConfig, Window
-    from exporter.state import encode
-    from exporter.versions import VersionState
+    from exporter.core.classes import ClassIndex
+    from exporter.core.versions import VersionState
+    from exporter.runtime.checkpoint import encode
 
     model = ModelConfig(name="fraud", task="binary", classes=("0", "1"),
                         drift=DriftConfig(reference_size=5000, features=FEATURES, methods=("psi", "ks")))

@@ -108,8 +108,8 @@ def peer_nannyml(data: Any) -> dict[str, Any]:
 
 def ours(data: Any, batch: int = 10_000) -> dict[str, Any]:
     from bench import FEATURES, Events, batch_config, binary_model, label_batch, prediction_batch, prediction_lines
-    from exporter.pipeline import Pipeline
-    from exporter.snapshot import render
+    from exporter.core.pipeline import Pipeline
+    from exporter.report.snapshot import render
 
     n = int(data["cur_p1"].size)
     t_end = 1_800_000_000.0

@@ -23,8 +23,8 @@ from typing import Any
 import numpy as np
 
 from bench import batch_config, binary_model, label_batch, make_events, prediction_batch, print_table
-from exporter.pipeline import Pipeline
-from exporter.snapshot import render
+from exporter.core.pipeline import Pipeline
+from exporter.report.snapshot import render
 
 BATCH = 10_000
 DAY = 86400.0

@@ -1,7 +1,7 @@
 """Part 3: the cost of /metrics for 1k, 10k and 100k series.
 
 Our exposition is rendered once per cycle, in the pipeline thread, from the Snapshot's families
-(``exporter.snapshot.render``); a scrape then only sends those bytes. prometheus-client renders
+(``exporter.report.snapshot.render``); a scrape then only sends those bytes. prometheus-client renders
 on every scrape (``generate_latest``). Both are measured in the same run on the same number of
 series with the same label sets (model, model_version, window, class), ours spread over 20
 gauge families, prometheus-client's as plain ``Gauge`` s:
@@ -29,8 +29,8 @@ import numpy as np
 from prometheus_client import CollectorRegistry, Gauge, generate_latest, start_http_server
 
 from bench import cpu_median_of, median_of, print_table
-from exporter.server import ExporterHTTPServer, RenderedSnapshot
-from exporter.snapshot import Family, Sample, Snapshot, render
+from exporter.http.server import ExporterHTTPServer, RenderedSnapshot
+from exporter.report.snapshot import Family, Sample, Snapshot, render
 
 FAMILIES = 20
 LABELS = ("model", "model_version", "window", "class")

@@ -16,11 +16,11 @@ from typing import TYPE_CHECKING, Any
 
 from exporter import __version__
 from exporter.config import Config, ConfigError, load_config
-from exporter.listen import EXAMPLES, ListenAddressError, split_listen_address
-from exporter.signals import install_signal_handlers
+from exporter.config.listen import EXAMPLES, ListenAddressError, split_listen_address
+from exporter.runtime.signals import install_signal_handlers
 
 if TYPE_CHECKING:
-    from exporter.webconfig import WebConfig
+    from exporter.http.webconfig import WebConfig
 
 log = logging.getLogger("exporter")
 
@@ -118,7 +118,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    from exporter.logs import setup_logging
+    from exporter.runtime.logs import setup_logging
 
     setup_logging(args.log_level, args.log_format)
     if args.mode in ("run", "demo"):
@@ -137,7 +137,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"mlmon-exporter: invalid configuration {args.config_file}:\n{e}", file=sys.stderr)
         return 1
     if args.mode == "history":
-        from exporter.history import history_command
+        from exporter.actions.history import history_command
 
         return history_command(config, args.model, args.since)
     loaded, web_config = _web_config_flag(args)
@@ -165,7 +165,7 @@ def _web_config_flag(args: argparse.Namespace) -> tuple[bool, WebConfig | None]:
     """The web configuration ``--web.config.file`` names, for ``run`` and ``demo`` alike:
     ``(True, None)`` without the flag, ``(False, None)`` once an invalid file has been reported
     (the caller exits 1), else ``(True, config)``."""
-    from exporter.webconfig import WebConfigError, load_web_config
+    from exporter.http.webconfig import WebConfigError, load_web_config
 
     path = args.web_config_file
     if not path:
@@ -204,7 +204,7 @@ def _demo(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
 
 
 def _serve(config: Config, args: argparse.Namespace, web_config: WebConfig | None) -> int:
-    from exporter.app import Exporter
+    from exporter.runtime.app import Exporter
 
     try:
         exporter = Exporter(config, args.listen_address, config_path=args.config_file,
@@ -213,7 +213,7 @@ def _serve(config: Config, args: argparse.Namespace, web_config: WebConfig | Non
         print(f"mlmon-exporter: cannot start: {e}", file=sys.stderr)
         return 1
     exporter.server.telemetry_path = args.telemetry_path
-    from exporter.webconfig import apply_or_report
+    from exporter.http.webconfig import apply_or_report
 
     if not apply_or_report(exporter.server, web_config):
         return 1

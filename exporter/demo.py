@@ -37,7 +37,7 @@ from exporter.config import (
 )
 
 if TYPE_CHECKING:
-    from exporter.webconfig import WebConfig
+    from exporter.http.webconfig import WebConfig
 
 log = logging.getLogger(__name__)
 
@@ -126,9 +126,9 @@ class Simulator:
 
 def run_demo(listen_address: str, state_directory: str | None = None, web_config: WebConfig | None = None, *,
              telemetry_path: str = "/metrics") -> int:
-    from exporter.app import Exporter
-    from exporter.signals import install_signal_handlers
-    from exporter.webconfig import apply_or_report
+    from exporter.http.webconfig import apply_or_report
+    from exporter.runtime.app import Exporter
+    from exporter.runtime.signals import install_signal_handlers
 
     directory = Path(tempfile.mkdtemp(prefix="mlmon-demo-"))
     sim = Simulator(directory)

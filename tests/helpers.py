@@ -16,7 +16,7 @@ import numpy as np
 import numpy.typing as npt
 import pytest
 
-from exporter.snapshot import Snapshot
+from exporter.report.snapshot import Snapshot
 
 T = TypeVar("T")
 #: Sample values by (sample name, label set).

@@ -9,9 +9,9 @@ import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from exporter.batch_ops import encode_by_value, first_occurrences, groups, positive_probabilities
-from exporter.classes import ClassIndex
 from exporter.config import ModelConfig
+from exporter.core.classes import ClassIndex
+from exporter.ingest.batch_ops import encode_by_value, first_occurrences, groups, positive_probabilities
 
 SEEDED = settings(max_examples=300, deadline=None, derandomize=True, database=None)
 

@@ -15,9 +15,9 @@ from prometheus_client.parser import text_string_to_metric_families
 
 import exporter
 from exporter import __version__
-from exporter.app import Exporter
-from exporter.build_info import commit_from_direct_url
 from exporter.config import Config, GlobalConfig, ModelConfig, Window
+from exporter.report.build_info import commit_from_direct_url
+from exporter.runtime.app import Exporter
 from tests.helpers import wait_for
 
 ROOT = Path(__file__).resolve().parents[1]

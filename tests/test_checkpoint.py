@@ -16,8 +16,8 @@ import pytest
 import requests
 from prometheus_client.parser import text_string_to_metric_families
 
-from exporter import state as state_module
-from exporter.state import CHECKPOINT_NAME, FORMAT_VERSION, Checkpointer, CheckpointError, decode, encode
+from exporter.runtime import checkpoint as state_module
+from exporter.runtime.checkpoint import CHECKPOINT_NAME, FORMAT_VERSION, Checkpointer, CheckpointError, decode, encode
 from tests.helpers import free_port, wait_for
 
 

@@ -118,7 +118,7 @@ def test_config_check_counts_in_singular(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("fmt", ["logfmt", "json"])
 def test_warnings_are_logged_as_level_warn(fmt: str) -> None:
-    code = (f"import logging; from exporter.logs import setup_logging; setup_logging('warn', {fmt!r}); "
+    code = (f"import logging; from exporter.runtime.logs import setup_logging; setup_logging('warn', {fmt!r}); "
             "log = logging.getLogger('t'); log.info('hidden'); log.warning('shown'); log.critical('worst')")
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=60)
     lines = r.stderr.splitlines()

@@ -23,7 +23,7 @@ from exporter.config import (
     load_config,
     parse_config,
 )
-from exporter.durations import format_duration, parse_duration
+from exporter.config.durations import format_duration, parse_duration
 
 DATA = Path(__file__).parent / "data" / "config"
 ROOT = Path(__file__).parent.parent

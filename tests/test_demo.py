@@ -11,9 +11,9 @@ import pytest
 import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
+from exporter.core.pipeline import Pipeline
 from exporter.demo import Simulator, demo_config
-from exporter.pipeline import Pipeline
-from exporter.snapshot import render
+from exporter.report.snapshot import render
 from tests.helpers import FakeClock
 
 

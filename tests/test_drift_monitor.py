@@ -14,18 +14,18 @@ import river.drift.binary
 from scipy.spatial.distance import jensenshannon
 from scipy.stats import chi2_contingency, ks_2samp
 
-from exporter import state as checkpoint
-from exporter.batch_ops import positive_probabilities
 from exporter.config import DriftConfig, DriftThresholds, ModelConfig, Window
-from exporter.drift_monitor import (
+from exporter.core.drift_monitor import (
     OTHER_CATEGORY,
     FeatureDrift,
     VersionDrift,
     build_feature_model,
     ks_against_reference,
 )
-from exporter.reference import RawColumn, Reference
-from exporter.snapshot import SnapshotBuilder
+from exporter.core.reference import RawColumn, Reference
+from exporter.ingest.batch_ops import positive_probabilities
+from exporter.report.snapshot import SnapshotBuilder
+from exporter.runtime import checkpoint
 from tests.helpers import Samples, in_window, obj, samples
 
 CLASSES = ["0", "1"]

@@ -31,7 +31,7 @@ import pytest
 import requests
 from prometheus_client.parser import text_string_to_metric_families
 
-from exporter.history import read_history
+from exporter.actions.history import read_history
 from tests.helpers import free_port
 from tests.stack import RecordingServer, Stack, prometheus_config, running_stack
 
@@ -167,7 +167,7 @@ def scenario(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Scenario]:
         probe = requests.post(f"{exporter}/api/v1/alertmanager", json={"version": "4", "alerts": []}, timeout=5)
         assert probe.status_code == 200, (
             f"POST /api/v1/alertmanager answered {probe.status_code}: the retraining webhook is not wired "
-            "into the exporter (exporter/app.py)")
+            "into the exporter (exporter/runtime/app.py)")
 
         rules = d / "rules.yml"
         subprocess.run([sys.executable, str(EXTRACT), str(RULES), str(rules), "--for-override", "2s"], check=True)

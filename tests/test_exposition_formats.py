@@ -36,10 +36,10 @@ from prometheus_client.openmetrics.parser import text_string_to_metric_families 
 from prometheus_client.parser import text_string_to_metric_families as parse_text
 from prometheus_client.registry import Collector, CollectorRegistry
 
-from exporter.app import Exporter
 from exporter.config import parse_config
-from exporter.scrape import RenderedSnapshot
-from exporter.snapshot import Snapshot, SnapshotBuilder, render
+from exporter.http.scrape import RenderedSnapshot
+from exporter.report.snapshot import Snapshot, SnapshotBuilder, render
+from exporter.runtime.app import Exporter
 from tests.helpers import require_tool
 from tests.stack import running_stack
 

@@ -17,7 +17,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from exporter.config import SourceConfig
-from exporter.records import RecordSpec, parse_predictions
+from exporter.ingest.records import RecordSpec, parse_predictions
 from exporter.sources import SOURCE_TYPES, FileTailSource, build_source
 from exporter.sources.base import Poll
 

@@ -6,7 +6,7 @@ a real ``Exporter`` on a ``FakeClock`` tails them through 16 cycles, checkpoints
 history, and a real HTTP GET of ``/metrics`` is compared with ``tests/data/golden/metrics.txt``.
 Nothing in the input depends on the wall clock, the process or the machine: the time is the
 fake clock's, the poll durations come from a fixed-step timer, and the per-scrape
-``process_*`` / ``python_*`` metrics (exporter/scrape.py adds them after the ``mlmon_*`` text)
+``process_*`` / ``python_*`` metrics (exporter/http/scrape.py adds them after the ``mlmon_*`` text)
 are cut off. The exporter runs in a fresh process (its own hash seed) with numpy's AVX-512
 kernels switched off (``NPY_DISABLE_CPU_FEATURES``): numpy's AVX-512 ``log`` differs from the
 scalar one in the last bit (it changed ``mlmon_data_drift_js_distance`` here), and with them off
@@ -36,8 +36,8 @@ from typing import Any
 import pytest
 import requests
 
-from exporter.app import Exporter
 from exporter.config import parse_config
+from exporter.runtime.app import Exporter
 from tests.helpers import FakeClock
 
 GOLDEN = Path(__file__).parent / "data" / "golden" / "metrics.txt"

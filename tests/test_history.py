@@ -14,6 +14,14 @@ import pyarrow.parquet as pq
 import pytest
 from sklearn.metrics import f1_score, precision_score, recall_score
 
+from exporter.actions.history import (
+    SCHEMA,
+    HistoryWriter,
+    history_command,
+    history_file,
+    print_history,
+    read_history,
+)
 from exporter.config import (
     Baseline,
     Config,
@@ -23,17 +31,9 @@ from exporter.config import (
     Thresholds,
     Window,
 )
-from exporter.history import (
-    SCHEMA,
-    HistoryWriter,
-    history_command,
-    history_file,
-    print_history,
-    read_history,
-)
-from exporter.pipeline import Pipeline
-from exporter.records import LabelBatch, PredictionBatch
-from exporter.snapshot import Snapshot, SnapshotBuilder, render
+from exporter.core.pipeline import Pipeline
+from exporter.ingest.records import LabelBatch, PredictionBatch
+from exporter.report.snapshot import Snapshot, SnapshotBuilder, render
 from tests.helpers import FakeClock as Clock
 from tests.helpers import obj
 

@@ -40,9 +40,9 @@ from hypothesis import strategies as st
 from prometheus_client.parser import text_string_to_metric_families
 
 from exporter.config import Config, parse_config
-from exporter.pipeline import Pipeline
-from exporter.server import Response
-from exporter.snapshot import render
+from exporter.core.pipeline import Pipeline
+from exporter.http.server import Response
+from exporter.report.snapshot import render
 from exporter.sources import FileTailSource, HTTPSource, KServeSource
 from exporter.sources.kserve import REQUEST_TYPE, RESPONSE_TYPE
 from tests.helpers import free_port, wait_for
@@ -609,7 +609,7 @@ import json, sys, tempfile, threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from exporter.config import parse_config
-from exporter.pipeline import Pipeline
+from exporter.core.pipeline import Pipeline
 
 kind, depth, n_good = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
 good = [json.dumps({"id": f"p{i}", "prediction": i % 2, "confidence": 0.75}).encode() for i in range(n_good)]

@@ -13,9 +13,9 @@ from pathlib import Path
 import pytest
 import requests
 
-from exporter.listen import ListenAddressError, split_listen_address
-from exporter.server import ExporterHTTPServer, RenderedSnapshot, Response
-from exporter.snapshot import SnapshotBuilder
+from exporter.config.listen import ListenAddressError, split_listen_address
+from exporter.http.server import ExporterHTTPServer, RenderedSnapshot, Response
+from exporter.report.snapshot import SnapshotBuilder
 from tests.helpers import free_port, wait_for
 
 

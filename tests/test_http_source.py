@@ -27,7 +27,6 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 from prometheus_client.utils import floatToGoString
 
-from exporter.block_parser import BlockParser
 from exporter.config import (
     BasicAuth,
     Config,
@@ -37,13 +36,14 @@ from exporter.config import (
     TLSClientConfig,
     Window,
 )
-from exporter.pipeline import Pipeline
-from exporter.records import RecordSpec, parse_labels
-from exporter.snapshot import render
+from exporter.core.pipeline import Pipeline
+from exporter.ingest.block_parser import BlockParser
+from exporter.ingest.records import RecordSpec, parse_labels
+from exporter.ingest.timestamps import parse_timestamp
+from exporter.report.snapshot import render
 from exporter.sources.base import Poll
 from exporter.sources.file_tail import FileTailSource
 from exporter.sources.http_poll import HTTPSource, HTTPToken, decode_body, safe_url
-from exporter.timestamps import parse_timestamp
 from tests.helpers import FakeClock as Clock
 
 T0 = 1_767_225_600.0  # 2026-01-01T00:00:00Z

@@ -27,31 +27,31 @@ PACKAGE_DIR = Path(__file__).resolve().parent.parent / "exporter"
 #: Lowest first. Each entry: (layer name, module names; ``x.*`` is every module of package x).
 LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
     # Values and pure functions every layer may use; they import nothing of the exporter.
-    # ``snapshot`` (families, samples, text rendering) is here because drift_monitor still
-    # builds its own families; once a typed Report exists it belongs with the catalogue.
-    ("foundation", ("exporter", "exporter.arrays", "exporter.clock", "exporter.severities", "exporter.reject_reasons",
-                    "exporter.durations", "exporter.listen", "exporter.timestamps", "exporter.ids",
-                    "exporter.atomic_file", "exporter.recent", "exporter.logs", "exporter.http_messages",
-                    "exporter.build_info",
-                    "exporter.snapshot", "exporter.stats", "exporter.stats.*")),
-    ("config", ("exporter.config",)),
+    ("foundation", ("exporter", "exporter.foundation", "exporter.foundation.*", "exporter.stats", "exporter.stats.*",
+                    "exporter.runtime.logs", "exporter.report.build_info")),
+    # frozen typed config and its value parsers (durations, listen addresses)
+    ("config", ("exporter.config", "exporter.config.*")),
     # records -> columnar batches
-    ("ingest", ("exporter.records", "exporter.block_parser", "exporter.batch_ops")),
+    ("ingest", ("exporter.ingest", "exporter.ingest.*")),
     # where records come from; the package's __init__ is the registry of source types
     ("sources", ("exporter.sources", "exporter.sources.*")),
+    # the families and their rendering: values the core fills (drift_monitor still builds its own
+    # families; once a typed Report exists the families belong with the catalogue)
+    ("report values", ("exporter.report", "exporter.report.snapshot")),
     # per-model and per-version state the cycle updates
-    ("core", ("exporter.classes", "exporter.joined_ids", "exporter.join", "exporter.windows",
-              "exporter.reference", "exporter.drift_monitor", "exporter.versions", "exporter.source_stats")),
+    ("core", ("exporter.core", "exporter.core.classes", "exporter.core.joined_ids", "exporter.core.join",
+              "exporter.core.windows", "exporter.core.reference", "exporter.core.drift_monitor",
+              "exporter.core.versions", "exporter.core.source_stats", "exporter.core.recent")),
     # the metric names: state -> families (until the Report, the cycle calls it, so it sits below)
-    ("catalogue", ("exporter.exposition",)),
+    ("catalogue", ("exporter.report.catalogue",)),
     # one cycle: poll -> parse -> join -> update -> Snapshot
-    ("cycle", ("exporter.pipeline",)),
+    ("cycle", ("exporter.core.pipeline",)),
     # readers of the published Snapshot
-    ("output", ("exporter.scrape", "exporter.snapshot_index", "exporter.status_page")),
-    ("http", ("exporter.server", "exporter.webconfig")),
-    ("actions", ("exporter.retrain", "exporter.history")),
+    ("output", ("exporter.http.scrape", "exporter.report.snapshot_index", "exporter.http.status_page")),
+    ("http", ("exporter.http", "exporter.http.server", "exporter.http.webconfig")),
+    ("actions", ("exporter.actions", "exporter.actions.*")),
     # the running process: threads, reload, checkpoints, signals
-    ("runtime", ("exporter.app", "exporter.state", "exporter.signals")),
+    ("runtime", ("exporter.runtime", "exporter.runtime.*")),
     ("entry", ("exporter.cli", "exporter.demo", "exporter.__main__")),
 )
 
@@ -59,12 +59,12 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
 #: that talk through what lies below them. Each source type stands alone (the registry and the
 #: runtime above put them together); the actions (retraining, history) and the HTTP server are
 #: parallel readers of the cycle's output (DESIGN §7: "(catalogue -> /metrics) and (actions)"),
-#: so a receiver answers with ``http_messages.Response``, not the server's.
+#: so a receiver answers with ``foundation.http_messages.Response``, not the server's.
 SIBLINGS: tuple[tuple[frozenset[str], ...], ...] = (
     (frozenset({"exporter.sources.file_tail"}), frozenset({"exporter.sources.http_poll"}),
      frozenset({"exporter.sources.kserve", "exporter.sources.forwarder", "exporter.sources.oip_binary"})),
-    (frozenset({"exporter.retrain"}), frozenset({"exporter.history"}),
-     frozenset({"exporter.server", "exporter.webconfig", "exporter.scrape"})),
+    (frozenset({"exporter.actions.retrain"}), frozenset({"exporter.actions.history"}),
+     frozenset({"exporter.http.server", "exporter.http.webconfig", "exporter.http.scrape"})),
 )
 
 
@@ -158,19 +158,19 @@ def test_cycle_finder_finds_cycles_and_only_cycles() -> None:
 
 def test_imports_are_found_at_every_depth(tmp_path: Path) -> None:
     src = ("from exporter.config import Config\n"
-           "import exporter.records\n"
+           "import exporter.ingest.records\n"
            "from exporter.sources import base\n"
            "from typing import TYPE_CHECKING\n"
-           "if TYPE_CHECKING:\n    from exporter.pipeline import Pipeline\n"
-           "def f():\n    from exporter.app import Exporter\n"
+           "if TYPE_CHECKING:\n    from exporter.core.pipeline import Pipeline\n"
+           "def f():\n    from exporter.runtime.app import Exporter\n"
            "from . import windows\n")
     path = tmp_path / "x.py"
     path.write_text(src)
-    modules = {"exporter.config", "exporter.records", "exporter.sources", "exporter.sources.base",
-               "exporter.pipeline", "exporter.app", "exporter.windows", "exporter.x"}
+    modules = {"exporter.config", "exporter.ingest.records", "exporter.sources", "exporter.sources.base",
+               "exporter.core.pipeline", "exporter.runtime.app", "exporter.windows", "exporter.x"}
     assert imports_of("exporter.x", path, modules) == {
-        "exporter.config", "exporter.records", "exporter.sources.base", "exporter.pipeline", "exporter.app",
-        "exporter.windows"}
+        "exporter.config", "exporter.ingest.records", "exporter.sources.base", "exporter.core.pipeline",
+        "exporter.runtime.app", "exporter.windows"}
 
 
 # --- the exporter package -------------------------------------------------------------------------------
@@ -211,8 +211,8 @@ def test_siblings_do_not_import_one_another() -> None:
 
 
 @pytest.mark.parametrize(("low", "high"), [("exporter.stats.drift", "exporter.config"),
-                                           ("exporter.sources.kserve", "exporter.server"),
-                                           ("exporter.pipeline", "exporter.status_page")])
+                                           ("exporter.sources.kserve", "exporter.http.server"),
+                                           ("exporter.core.pipeline", "exporter.http.status_page")])
 def test_layers_are_ordered_as_declared(low: str, high: str) -> None:
     lo, hi = layer_of(low), layer_of(high)
     assert lo is not None and hi is not None and lo < hi
@@ -220,10 +220,10 @@ def test_layers_are_ordered_as_declared(low: str, high: str) -> None:
 
 def test_runtime_knows_no_source_kind_by_name() -> None:
     """DESIGN §7 / issue 12: adding a source kind touches the registry, not the runtime. So
-    ``exporter.app`` imports no concrete source module (file_tail, http_poll, kserve, nor their
+    ``exporter.runtime.app`` imports no concrete source module (file_tail, http_poll, kserve, nor their
     helpers), only the registry and the base class."""
     graph = import_graph()
     concrete = {m for m in graph if m.startswith("exporter.sources.") and m != "exporter.sources.base"}
     assert {"exporter.sources.file_tail", "exporter.sources.http_poll", "exporter.sources.kserve"} <= concrete
-    assert "exporter.sources" in graph["exporter.app"]  # the check below looks at the real edges
-    assert not graph["exporter.app"] & concrete, sorted(graph["exporter.app"] & concrete)
+    assert "exporter.sources" in graph["exporter.runtime.app"]  # the check below looks at the real edges
+    assert not graph["exporter.runtime.app"] & concrete, sorted(graph["exporter.runtime.app"] & concrete)

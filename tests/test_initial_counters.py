@@ -1,7 +1,7 @@
 """Counters with a known label set start at 0, HELP included (issue 15, point 8).
 
 `mlmon_exporter_invalid_records_total` has a series for each source and each reason that source
-can produce (the registry in exporter.reject_reasons) before the first bad record;
+can produce (the registry in exporter.foundation.reject_reasons) before the first bad record;
 `mlmon_orphan_labels_total` and `mlmon_expired_predictions_total` exist at 0 per model. The
 registry is checked against what the real file source, parsers and pipeline actually count.
 """
@@ -14,9 +14,9 @@ from pathlib import Path
 from prometheus_client.parser import text_string_to_metric_families
 
 from exporter.config import Config, GlobalConfig, JoinConfig, ModelConfig, SourceConfig, Window
-from exporter.pipeline import Pipeline
-from exporter.reject_reasons import KSERVE_REASONS, PARSE_REASONS, reasons_for
-from exporter.snapshot import render
+from exporter.core.pipeline import Pipeline
+from exporter.foundation.reject_reasons import KSERVE_REASONS, PARSE_REASONS, reasons_for
+from exporter.report.snapshot import render
 from tests.helpers import FakeClock
 
 T0 = 1_800_000_000.0

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from exporter.config import parse_config
-from exporter.pipeline import Pipeline
+from exporter.core.pipeline import Pipeline
 
 GOOD = b'{"id": "%d", "prediction": 1}\n'
 BAD_CONF = b'{"id": "x%d", "prediction": 1, "confidence": 7}\n'
@@ -36,7 +36,7 @@ def test_log_lines_locate_and_add_up(tmp_path: Path, caplog: pytest.LogCaptureFi
     })
     clock = Clock(1_800_000_000.0)
     p = Pipeline(cfg, clock)
-    caplog.set_level(logging.WARNING, logger="exporter.pipeline")
+    caplog.set_level(logging.WARNING, logger="exporter.core.pipeline")
     first = GOOD % 1 + GOOD % 2
     preds.write_bytes(first + BAD_CONF % 1 + BAD_CONF % 2 + b"not json\n")
     p.run_cycle()
@@ -77,7 +77,7 @@ def test_refusals_after_parsing_are_located_by_the_poll_span(tmp_path: Path,
         "sources": [{"name": "p", "kind": "predictions", "type": "file", "path": str(preds), "model": "m"}],
     })
     p = Pipeline(cfg, Clock(1_800_000_000.0))
-    caplog.set_level(logging.WARNING, logger="exporter.pipeline")
+    caplog.set_level(logging.WARNING, logger="exporter.core.pipeline")
     p.run_cycle()
     (line,) = skipped(caplog)
     assert line.reason == "duplicate" and line.count == 1  # type: ignore[attr-defined]

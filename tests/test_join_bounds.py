@@ -20,10 +20,10 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from exporter.config import parse_config
-from exporter.pipeline import Pipeline
-from exporter.snapshot import render
+from exporter.core.pipeline import Pipeline
+from exporter.report.snapshot import render
+from exporter.runtime.checkpoint import Checkpointer
 from exporter.sources import FileTailSource
-from exporter.state import Checkpointer
 from tests.helpers import FakeClock
 
 T0 = 1_767_225_600.0

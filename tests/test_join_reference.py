@@ -7,7 +7,7 @@ prediction pending, is a duplicate when its id was joined and is still remembere
 may belong to, or already waits, and otherwise waits in its model's buffer (or the shared
 one). Each cycle, TTLs expire (entries due at ``now`` or before), then every buffer keeps only
 its newest ``max_pending`` (the shared one: their sum), counting what went. The Joiner is driven
-the way the pipeline drives it, through a checkpoint (``exporter.state``: npz, no pickle) now
+the way the pipeline drives it, through a checkpoint (``exporter.runtime.checkpoint``: npz, no pickle) now
 and then; every answer and every count must agree at every step.
 """
 
@@ -20,9 +20,9 @@ from dataclasses import dataclass, field
 import numpy as np
 import pytest
 
-from exporter import state as checkpoint
-from exporter.batch_ops import first_occurrences
-from exporter.join import Joiner
+from exporter.core.join import Joiner
+from exporter.ingest.batch_ops import first_occurrences
+from exporter.runtime import checkpoint
 from tests.helpers import obj
 
 

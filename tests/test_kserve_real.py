@@ -23,10 +23,10 @@ import pytest
 import requests
 
 from exporter.config import Config, ConfigError, GlobalConfig, ModelConfig, SourceConfig, Window, parse_config
-from exporter.pipeline import Pipeline
-from exporter.server import ExporterHTTPServer, RenderedSnapshot
+from exporter.core.pipeline import Pipeline
+from exporter.http.server import ExporterHTTPServer, RenderedSnapshot
+from exporter.ingest.timestamps import parse_timestamp
 from exporter.sources.kserve import KSERVE_PATH, REQUEST_TYPE, RESPONSE_TYPE, KServeSource
-from exporter.timestamps import parse_timestamp
 from tests.helpers import FakeClock
 from tests.test_kserve_source import CONFIG, IRIS, T0, source_config
 

@@ -21,10 +21,10 @@ import pytest
 import requests
 
 from exporter.config import Config, DriftConfig, GlobalConfig, ModelConfig, SourceConfig, Window
-from exporter.pipeline import Pipeline
-from exporter.records import PredictionBatch, RecordSpec, parse_predictions
-from exporter.server import ExporterHTTPServer, RenderedSnapshot, receiver_listener
-from exporter.snapshot import render
+from exporter.core.pipeline import Pipeline
+from exporter.http.server import ExporterHTTPServer, RenderedSnapshot, receiver_listener
+from exporter.ingest.records import PredictionBatch, RecordSpec, parse_predictions
+from exporter.report.snapshot import render
 from exporter.sources.file_tail import FileTailSource
 from exporter.sources.forwarder import Forwarder, forwardable_headers
 from exporter.sources.kserve import (

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from exporter.config import Baseline, Config, GlobalConfig, JoinConfig, ModelConfig, SourceConfig, Window
-from exporter.pipeline import Pipeline
+from exporter.core.pipeline import Pipeline
 from exporter.sources.file_tail import FileTailSource
 from tests.helpers import FakeClock
 
@@ -69,8 +69,8 @@ def test_without_pacing_the_bounded_join_loses_pairs(tmp_path: Path, monkeypatch
 
 def test_a_backlog_is_read_cycle_after_cycle_without_waiting_for_the_interval(tmp_path: Path) -> None:
     """With a 60 s poll interval, a backlog of ~10 polls' worth is read in seconds, not minutes."""
-    from exporter.app import Exporter
     from exporter.config import load_config
+    from exporter.runtime.app import Exporter
     from tests.helpers import wait_for
 
     n = 4_000

@@ -22,8 +22,8 @@ from prometheus_client.parser import text_string_to_metric_families
 from scipy.stats import binom, binomtest, norm
 
 from exporter.config import Baseline, JoinConfig, ModelConfig, Thresholds
-from exporter.pipeline import Pipeline
-from exporter.snapshot import render
+from exporter.core.pipeline import Pipeline
+from exporter.report.snapshot import render
 from tests.helpers import FakeClock
 from tests.test_pipeline_stats import label_batch, make_pipeline, pred_batch
 

@@ -14,8 +14,8 @@ import pytest
 from sklearn.metrics import accuracy_score, precision_recall_fscore_support
 
 from exporter.config import Baseline, Config, GlobalConfig, JoinConfig, ModelConfig, Thresholds, Window
-from exporter.pipeline import Pipeline
-from exporter.records import LabelBatch, PredictionBatch
+from exporter.core.pipeline import Pipeline
+from exporter.ingest.records import LabelBatch, PredictionBatch
 from tests.helpers import FakeClock, in_window, obj
 
 

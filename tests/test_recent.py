@@ -1,10 +1,10 @@
-"""The bounded recent history behind the status page's sparklines (exporter/recent.py)."""
+"""The bounded recent history behind the status page's sparklines (exporter/core/recent.py)."""
 
 from __future__ import annotations
 
 import pytest
 
-from exporter.recent import RecentHistory, sample_step
+from exporter.core.recent import RecentHistory, sample_step
 
 
 def test_one_point_per_step_and_never_more_than_the_capacity() -> None:

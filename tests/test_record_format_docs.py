@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 
 from exporter.config import Config, GlobalConfig, ModelConfig, SourceConfig, Window
-from exporter.pipeline import Pipeline
-from exporter.records import RecordSpec, parse_labels, parse_predictions
-from exporter.timestamps import parse_timestamp
+from exporter.core.pipeline import Pipeline
+from exporter.ingest.records import RecordSpec, parse_labels, parse_predictions
+from exporter.ingest.timestamps import parse_timestamp
 from tests.helpers import FakeClock
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -70,7 +70,7 @@ def test_the_rules_are_stated(doc: str, heading: str) -> None:
 
 
 def test_missing_version_is_logged_once_per_source(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
-    caplog.set_level(logging.INFO, logger="exporter.pipeline")
+    caplog.set_level(logging.INFO, logger="exporter.core.pipeline")
     files = {name: tmp_path / f"{name}.jsonl" for name in ("a", "b", "versioned")}
     config = Config(
         global_=GlobalConfig(windows=(Window("1h", 3600.0),)),

@@ -13,9 +13,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from exporter.block_parser import SMALL_RUN, Block, BlockParser
 from exporter.config import SourceConfig
-from exporter.records import (
+from exporter.ingest.block_parser import SMALL_RUN, Block, BlockParser
+from exporter.ingest.records import (
     INVALID_REASONS,
     LabelBatch,
     PredictionBatch,
@@ -26,7 +26,7 @@ from exporter.records import (
     parse_labels,
     parse_predictions,
 )
-from exporter.timestamps import parse_timestamp, parse_timestamps
+from exporter.ingest.timestamps import parse_timestamp, parse_timestamps
 
 NOW = 1_800_000_000.0
 SPEC = RecordSpec(model="fraud")

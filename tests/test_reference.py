@@ -15,9 +15,8 @@ import pyarrow.parquet as pq
 import pytest
 
 from exporter.config import Config, DriftConfig, ModelConfig, SourceConfig, Window
-from exporter.drift_monitor import VersionDrift
-from exporter.records import RecordSpec
-from exporter.reference import (
+from exporter.core.drift_monitor import VersionDrift
+from exporter.core.reference import (
     BOOL,
     MISSING,
     NOT_FINITE,
@@ -30,6 +29,7 @@ from exporter.reference import (
     load_reference,
     reference_spec,
 )
+from exporter.ingest.records import RecordSpec
 
 WINDOWS = (Window("1h", 3600.0),)
 

@@ -102,8 +102,8 @@ def test_reload_registers_and_removes_source_routes(tmp_path: Path) -> None:
     """POST /api/v1/kserve exists exactly while a kserve source without its own address is
     configured; a reload adds and removes it, the shared body limit follows the source's
     ``max_body_bytes``, and a source kept across a reload looks models up in the new config."""
-    from exporter.app import Exporter
     from exporter.config import load_config
+    from exporter.runtime.app import Exporter
     from exporter.sources.kserve import KServeSource
 
     (tmp_path / "labels.jsonl").write_text("")

@@ -16,8 +16,7 @@ import pytest
 import requests
 from prometheus_client.parser import text_string_to_metric_families
 
-from exporter.config import RetrainingConfig
-from exporter.retrain import (
+from exporter.actions.retrain import (
     CLOUDEVENTS_CONTENT_TYPE,
     EVENT_TYPE,
     STATE_FILE,
@@ -30,8 +29,9 @@ from exporter.retrain import (
     parse_webhook,
     sample_value,
 )
-from exporter.server import ExporterHTTPServer, RenderedSnapshot
-from exporter.snapshot import Snapshot, SnapshotBuilder, render
+from exporter.config import RetrainingConfig
+from exporter.http.server import ExporterHTTPServer, RenderedSnapshot
+from exporter.report.snapshot import Snapshot, SnapshotBuilder, render
 from tests.helpers import FakeClock as Clock
 from tests.stack import RecordingServer, Reply
 
@@ -333,7 +333,7 @@ def test_the_webhook_answers_at_once_while_the_pipeline_is_slow(service_factory:
 def test_endpoint_unset_logs_and_counts_the_request(service_factory: Any, tmp_path: Path,
                                                     caplog: pytest.LogCaptureFixture) -> None:
     svc = service_factory(None, tmp_path)
-    with caplog.at_level(logging.INFO, logger="exporter.retrain"):
+    with caplog.at_level(logging.INFO, logger="exporter.actions.retrain"):
         body = json.loads(svc.handle({}, payload(alert())).body)
     assert body["requests"] == {"fraud/3": "logged"}
     [rec] = [r for r in caplog.records if "logged, not sent" in r.getMessage()]

@@ -11,8 +11,8 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from exporter.config import Config, GlobalConfig, ModelConfig, SourceConfig, Window
-from exporter.pipeline import Pipeline
-from exporter.snapshot import render
+from exporter.core.pipeline import Pipeline
+from exporter.report.snapshot import render
 from exporter.sources.file_tail import NO_FILES_WARN_INTERVAL, FileTailSource
 from tests.helpers import FakeClock
 

@@ -26,13 +26,13 @@ import pytest
 import requests
 from scipy.stats import binomtest
 
-from exporter import status_page
-from exporter.app import Exporter
 from exporter.config import Config, GlobalConfig, Window, load_config
 from exporter.demo import DRIFT_AFTER_SECONDS, Simulator, demo_config
-from exporter.snapshot import Snapshot, SnapshotBuilder
-from exporter.status_page import StatusTracker, WindowStatus, health_of, render_page, sparkline
-from exporter.webconfig import apply_web_config, load_web_config
+from exporter.http import status_page
+from exporter.http.status_page import StatusTracker, WindowStatus, health_of, render_page, sparkline
+from exporter.http.webconfig import apply_web_config, load_web_config
+from exporter.report.snapshot import Snapshot, SnapshotBuilder
+from exporter.runtime.app import Exporter
 from tests.helpers import FakeClock, free_port, missing, wait_for
 from tests.test_webconfig import PASSWORD, _hash, basic, make_pki, tls_config, write_config
 

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 
 from exporter.config import Config, GlobalConfig, ModelConfig, Window
-from exporter.pipeline import Pipeline
-from exporter.records import LabelBatch, PredictionBatch
+from exporter.core.pipeline import Pipeline
+from exporter.ingest.records import LabelBatch, PredictionBatch
 from tests.helpers import FakeClock, Samples, obj, samples
 
 IDLE = 600.0

@@ -58,9 +58,9 @@ from exporter.config import (
     Thresholds,
     Window,
 )
-from exporter.pipeline import Pipeline
-from exporter.records import PredictionBatch
-from exporter.state import Checkpointer
+from exporter.core.pipeline import Pipeline
+from exporter.ingest.records import PredictionBatch
+from exporter.runtime.checkpoint import Checkpointer
 from tests.helpers import FakeClock, obj
 from tests.test_pipeline_significance import Exposed, exposed
 from tests.test_pipeline_stats import label_batch

@@ -10,14 +10,7 @@ import numpy as np
 import numpy.typing as npt
 import pytest
 
-from exporter.stats.confidence import (
-    MEDIAN_BINS,
-    confidence_stats,
-    confidence_stats_from_sums,
-    histogram_median,
-    median_bins,
-)
-from exporter.windows import (
+from exporter.core.windows import (
     FIXED_POINT_SCALE,
     BucketedStream,
     BucketedWindow,
@@ -26,6 +19,13 @@ from exporter.windows import (
     fixed_point_square_sums,
     square_sum,
     to_fixed_point,
+)
+from exporter.stats.confidence import (
+    MEDIAN_BINS,
+    confidence_stats,
+    confidence_stats_from_sums,
+    histogram_median,
+    median_bins,
 )
 
 

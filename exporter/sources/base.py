@@ -14,9 +14,9 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from exporter.block_parser import Block
 from exporter.config import ModelConfig, SourceConfig
-from exporter.http_messages import ListenerFactory, PostHandler
+from exporter.foundation.http_messages import ListenerFactory, PostHandler
+from exporter.ingest.block_parser import Block
 
 #: A model's config by name (``Config.model``), or None for a model the config does not name.
 ModelLookup = Callable[[str], ModelConfig | None]

@@ -24,7 +24,7 @@ Rules, in the order they are applied on each poll:
 * **Truncation** (copytruncate): when a file is shorter than its committed offset it is read
   again from 0.
 * **Blocks.** Complete lines are handed over as byte blocks (one per 1 MiB read), never split
-  here: the parser (``exporter.block_parser``) splits and decodes a block in C. Each block
+  here: the parser (``exporter.ingest.block_parser``) splits and decodes a block in C. Each block
   carries its path and byte offset, so a refused record can be located.
 * **Long lines** (over ``max_line_bytes``) that do not end within the chunk being read are
   skipped as they stream past, never held whole in memory, and counted in
@@ -63,9 +63,9 @@ from collections import Counter
 from dataclasses import dataclass
 from typing import Any
 
-from exporter.block_parser import Block
 from exporter.config import SourceConfig
-from exporter.reject_reasons import LINE_TOO_LONG
+from exporter.foundation.reject_reasons import LINE_TOO_LONG
+from exporter.ingest.block_parser import Block
 from exporter.sources.base import Poll, Source
 
 log = logging.getLogger(__name__)

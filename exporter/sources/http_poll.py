@@ -62,9 +62,9 @@ import requests
 from urllib3.exceptions import InsecureRequestWarning
 
 from exporter.config import SourceConfig
+from exporter.ingest.timestamps import parse_timestamp
 from exporter.sources.base import Poll, Source
 from exporter.sources.redaction import safe_url
-from exporter.timestamps import parse_timestamp
 
 log = logging.getLogger(__name__)
 

@@ -109,11 +109,10 @@ from urllib.parse import unquote
 
 import requests
 
-from exporter.clock import Clock
 from exporter.config import ModelConfig, SourceConfig
-from exporter.http_messages import Listener, ListenerFactory, PostHandler, Response
-from exporter.records import class_text
-from exporter.reject_reasons import (
+from exporter.foundation.clock import Clock
+from exporter.foundation.http_messages import Listener, ListenerFactory, PostHandler, Response
+from exporter.foundation.reject_reasons import (
     BODY_TOO_LARGE,
     INVALID_CONFIDENCE,
     INVALID_EVENT,
@@ -128,10 +127,11 @@ from exporter.reject_reasons import (
     UNSUPPORTED_CONTENT_TYPE,
     UNSUPPORTED_EVENT_TYPE,
 )
+from exporter.ingest.records import class_text
+from exporter.ingest.timestamps import parse_timestamp
 from exporter.sources import oip_binary
 from exporter.sources.base import ModelLookup, Poll, Source, SourceContext
 from exporter.sources.forwarder import Forwarder
-from exporter.timestamps import parse_timestamp
 
 log = logging.getLogger(__name__)
 
@@ -140,7 +140,7 @@ REQUEST_TYPE = "org.kubeflow.serving.inference.request"
 RESPONSE_TYPE = "org.kubeflow.serving.inference.response"
 STRUCTURED_CONTENT_TYPE = "application/cloudevents+json"
 
-# reasons (values of the `reason` label of mlmon_exporter_invalid_records_total): exporter.reject_reasons
+# reasons (values of the `reason` label of mlmon_exporter_invalid_records_total): exporter.foundation.reject_reasons
 
 DEFAULT_REQUEST_TTL = 60.0
 DEFAULT_MAX_PENDING_REQUESTS = 10_000

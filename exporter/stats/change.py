@@ -32,7 +32,7 @@ from typing import Any, Self
 import numpy as np
 import numpy.typing as npt
 
-from exporter.arrays import FloatArray
+from exporter.foundation.arrays import FloatArray
 
 STABLE = 0
 WARNING = 1

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
-from exporter.arrays import FloatArray, IntArray
+from exporter.foundation.arrays import FloatArray, IntArray
 
 
 def confusion_add(cm: IntArray, true_idx: npt.ArrayLike, pred_idx: npt.ArrayLike, sign: int = 1) -> None:

@@ -21,7 +21,7 @@ import math
 import numpy as np
 import numpy.typing as npt
 
-from exporter.arrays import FloatArray, IntArray
+from exporter.foundation.arrays import FloatArray, IntArray
 from exporter.stats.significance import binom_pmf, chi2_sf
 
 PSI_FLOOR = 1e-4

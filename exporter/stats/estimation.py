@@ -1,7 +1,7 @@
 """Expected calibration error from per-bin sums of labelled predictions.
 
 The label-free estimates (CBPE) that this error qualifies are computed by the drift monitor
-straight from its windows' fixed-point sums (``exporter.drift_monitor``): if the model is
+straight from its windows' fixed-point sums (``exporter.core.drift_monitor``): if the model is
 calibrated, a prediction made with confidence c is right with probability c. The expected
 calibration error, computed on labelled predictions, says how far that assumption is from true.
 """

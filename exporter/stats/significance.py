@@ -17,8 +17,8 @@ import math
 import numpy as np
 import numpy.typing as npt
 
-from exporter.arrays import FloatArray
-from exporter.severities import CRITICAL, HIGH, LOW
+from exporter.foundation.arrays import FloatArray
+from exporter.foundation.severities import CRITICAL, HIGH, LOW
 
 _LN_2PI = math.log(2.0 * math.pi)
 _SQRT2 = math.sqrt(2.0)

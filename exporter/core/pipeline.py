@@ -1,0 +1,401 @@
+"""One cycle: sources -> records -> join -> windows -> an immutable Snapshot.
+
+The pipeline owns all mutable model state and is driven by one thread; everything else (the
+HTTP server, scrapes) reads the Snapshot it publishes. Prediction sources are applied before
+label sources within a cycle, so a label read in the same cycle as its prediction joins at
+once instead of waiting as an orphan.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import Counter, defaultdict
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+import pyarrow as pa
+
+from exporter import __version__
+from exporter.config import Config, ModelConfig
+from exporter.core.classes import ClassIndex
+from exporter.core.join import Joiner
+from exporter.core.reference import ReferenceStore
+from exporter.core.source_stats import SourceStats
+from exporter.core.versions import VersionState
+from exporter.foundation.clock import Clock
+from exporter.foundation.reject_reasons import DUPLICATE, TOO_MANY_VERSIONS, UNKNOWN_CLASS, UNKNOWN_MODEL
+from exporter.ingest.batch_ops import encode_by_value, factorize, first_occurrences, groups, positive_probabilities
+from exporter.ingest.block_parser import BlockParser
+from exporter.ingest.ids import encode_ids, stable_id_hashes
+from exporter.ingest.records import UNKNOWN_VERSION, LabelBatch, ParseResult, PredictionBatch, RecordSpec
+from exporter.report.catalogue import build_families
+from exporter.report.snapshot import Snapshot, SnapshotBuilder
+from exporter.sources import build_source
+from exporter.sources.base import Poll, Source
+
+log = logging.getLogger(__name__)
+VersionKey = tuple[str, str]
+#: Pacing a label source behind catching-up predictions (``Pipeline._pace_labels``): the record
+#: size assumed before it has read any, and the smallest budget it gets.
+DEFAULT_LABEL_BYTES = 64
+MIN_LABEL_BUDGET = 4 << 10
+
+
+class RateLimitedLog:
+    """Log each (source, reason) at most once per interval, so a flood of bad lines stays readable.
+
+    A line's ``count`` is the number of records skipped for that source and reason since the
+    previous line for them (so the log adds up to the counter), and ``where`` locates the first
+    record skipped in the poll that wrote the line (``path:byte offset``, an HTTP page and record,
+    a CloudEvent id).
+    """
+
+    def __init__(self, interval: float = 60.0) -> None:
+        self.interval = interval
+        self._last: dict[tuple[str, str], float] = {}
+        self._unlogged: Counter[tuple[str, str]] = Counter()
+
+    def warn(self, source: str, reason: str, count: int, now: float, where: str | None = None) -> None:
+        key = (source, reason)
+        self._unlogged[key] += count
+        if now - self._last.get(key, -np.inf) >= self.interval:
+            self._last[key] = now
+            extra: dict[str, Any] = {"source": source, "reason": reason, "count": self._unlogged.pop(key)}
+            if where:
+                extra["where"] = where
+            log.warning("invalid records skipped", extra=extra)
+
+
+class Pipeline:
+    """The mutable model state and the cycle that updates it.
+
+    ``clock`` gives the wall time records and windows are judged against; ``timer`` measures
+    how long each source's poll takes (``mlmon_exporter_poll_duration_seconds``). Both are
+    injected so a test (the golden exposition) can make every number of a cycle reproducible.
+    """
+
+    def __init__(self, config: Config, clock: Clock = time.time, sources: Sequence[Source] | None = None,
+                 *, timer: Clock = time.perf_counter) -> None:
+        self.clock = clock
+        self.timer = timer
+        self.config = config
+        self.sources: list[Source] = list(sources) if sources is not None else [
+            build_source(s) for s in config.sources]
+        self.source_stats: dict[str, SourceStats] = defaultdict(SourceStats)
+        self.classes: dict[str, ClassIndex] = {m.name: ClassIndex(m) for m in config.models}
+        self.versions: dict[VersionKey, VersionState] = {}
+        self.joiner = Joiner({m.name: (m.join.ttl, m.join.max_pending) for m in config.models})
+        self.orphans_total: Counter[str] = Counter()
+        self.references = ReferenceStore(config)
+        self._specs = {s.name: RecordSpec.from_source(s.config, self._feature_names(s.config.model))
+                       for s in self.sources}
+        self._parsers = {s.name: BlockParser(s.config.kind, self._specs[s.name]) for s in self.sources}
+        self._invalid_log = RateLimitedLog()
+        self._backlog: dict[str, bool] = {}  # source -> its last poll stopped at its byte budget
+        self._poll_span: str | None = None
+        self._unversioned_logged: set[str] = set()  # sources already told about records without a version
+        self.cycles = 0
+        self.snapshot = Snapshot((), clock(), False)
+        self.extra_families: list[Callable[[SnapshotBuilder, float], None]] = []
+
+    def _feature_names(self, model: str | None) -> tuple[str, ...]:
+        models = [m for m in self.config.models if model is None or m.name == model]
+        return tuple(dict.fromkeys(f for m in models for f in m.drift.features))
+
+    # -- the cycle ----------------------------------------------------------------------------------
+    def run_cycle(self) -> Snapshot:
+        now = self.clock()
+        ordered = sorted(self.sources, key=lambda s: s.config.kind != "predictions")
+        read: dict[str | None, int] = {}  # records each prediction source read this cycle
+        for src in ordered:
+            if src.due(now):
+                self._pace_labels(src, read)
+                read[src.name] = self._poll(src, now)
+        self.advance(now)
+        self.cycles += 1
+        self.snapshot = self.build_snapshot(now)
+        return self.snapshot
+
+    def _poll(self, src: Source, now: float) -> int:
+        """Read, parse and apply one source; the number of records it read."""
+        started = self.timer()
+        poll = src.poll(now)
+        src.poll_budget = None
+        result, where = self._parsers[src.name].parse(poll.blocks, now, poll.lines, poll.objects, poll.origins)
+        # records refused after parsing (duplicate, unknown class, ...) are located by the poll's span
+        self._poll_span = _span(poll)
+        stats = self.source_stats[src.name]
+        self._count(src.name, result, poll.rejected, {**where, **poll.rejected_where}, now)
+        if isinstance(result.batch, PredictionBatch):
+            self._note_unversioned(src, self._specs[src.name], result.batch)
+            self.apply_predictions(src.name, result.batch, now)
+        elif isinstance(result.batch, LabelBatch):
+            self.apply_labels(src.name, result.batch, now)
+        src.commit(poll.token)
+        self._backlog[src.name] = poll.backlog
+        stats.bytes_read += sum(len(b.data) for b in poll.blocks) + sum(map(len, poll.lines)) + len(poll.lines)
+        self._poll_span = None
+        stats.poll_duration.observe(np.array([self.timer() - started]))
+        return result.records + sum(poll.rejected.values())
+
+    def _pace_labels(self, src: Source, read: dict[str | None, int]) -> None:
+        """Give a label source a byte budget that keeps it in step with catching-up predictions.
+
+        Catching up on a backlog (a first start on existing files, a long outage), a labels file
+        of short lines is read many times faster than the predictions file it belongs to; labels
+        whose predictions are still unread would wait in the bounded join and be pushed out as
+        orphans, and their predictions expire later for want of them. So while a prediction
+        source of the label source's model stopped at its byte budget this cycle, the label
+        source may read about as many records as those prediction sources did (its average record
+        size times their count); the rest waits on disk, costing no memory, for the next cycle.
+        """
+        if src.config.kind != "labels":
+            return
+        relevant = [p for p in self.sources if p.config.kind == "predictions" and self._backlog.get(p.name)
+                    and (src.config.model is None or p.config.model in (None, src.config.model))]
+        if not relevant:
+            return
+        records = sum(read.get(p.name, 0) for p in relevant)
+        st = self.source_stats[src.name]
+        per_record = st.bytes_read / st.records if st.records else DEFAULT_LABEL_BYTES
+        src.poll_budget = max(MIN_LABEL_BUDGET, int(records * per_record))
+
+    def _note_unversioned(self, src: Source, spec: RecordSpec, batch: PredictionBatch) -> None:
+        """Say once per source that records without a version are counted as version "unknown":
+        otherwise a misspelt version field shows only as an odd label value."""
+        if spec.model_version is not None or src.name in self._unversioned_logged:
+            return
+        if len(batch) and bool((batch.model_version == UNKNOWN_VERSION).any()):
+            self._unversioned_logged.add(src.name)
+            log.info('predictions without a model_version are counted as version "unknown" '
+                     "(set model_version or fields.model_version on the source to say where it is)",
+                     extra={"source": src.name, "field": spec.fields.get("model_version", "model_version")})
+
+    def _count(self, source: str, result: ParseResult, rejected: Counter[str], where: dict[str, str],
+               now: float) -> None:
+        stats = self.source_stats[source]
+        stats.records += result.records + sum(rejected.values())
+        for reason, n in (result.invalid + rejected).items():
+            self.invalid(source, reason, n, now, where.get(reason))
+        if result.newest_timestamp is not None:
+            stats.newest_timestamp = max(stats.newest_timestamp or -np.inf, result.newest_timestamp)
+
+    def invalid(self, source: str, reason: str, n: int, now: float, where: str | None = None) -> None:
+        if n:
+            self.source_stats[source].invalid[reason] += n
+            self._invalid_log.warn(source, reason, n, now, where or self._poll_span)
+
+    # -- predictions --------------------------------------------------------------------------------
+    def apply_predictions(self, source: str, batch: PredictionBatch, now: float) -> None:
+        if len(batch) == 0:
+            return
+        for model_name in sorted(set(batch.model.tolist())):
+            sel = batch.model == model_name
+            model = self.config.model(model_name)
+            if model is None:
+                self.invalid(source, UNKNOWN_MODEL, int(sel.sum()), now)
+                continue
+            ids = batch.id[sel]
+            encoded = encode_ids(ids)
+            hashes = stable_id_hashes(encoded)
+            dup = ~first_occurrences(ids) | self.joiner.is_known(model_name, ids, hashes)
+            pred_idx = encode_by_value(self.classes[model_name].encode, batch.prediction[sel])
+            unknown = (pred_idx < 0) & ~dup
+            self.invalid(source, DUPLICATE, int(dup.sum()), now)
+            self.invalid(source, UNKNOWN_CLASS, int(unknown.sum()), now)
+            ok = ~dup & ~unknown
+            over = ok & self._over_version_cap(model, batch.model_version[sel])
+            self.invalid(source, TOO_MANY_VERSIONS, int(over.sum()), now)
+            ok &= ~over
+            cols = {
+                "version": batch.model_version[sel][ok],
+                "pred_idx": pred_idx[ok],
+                "confidence": batch.confidence[sel][ok],
+                "pred_ts": np.minimum(batch.timestamp[sel][ok], now),  # a future stamp counts as now
+            }
+            feats = {f: batch.features[f][sel][ok] for f in model.drift.features if f in batch.features}
+            p_pos = (positive_probabilities(batch.probabilities[sel][ok], model.positive_class)
+                     if model.task == "binary" else np.full(int(ok.sum()), np.nan))
+            for version, rows in groups(cols["version"]):
+                self._version(model, version, now).add_predictions(
+                    cols["pred_ts"][rows], cols["pred_idx"][rows], cols["confidence"][rows], now,
+                    features={f: v[rows] for f, v in feats.items()}, p_positive=p_pos[rows])
+            classes = self.classes[model_name]
+            keys = (encoded if ok.all() else encoded.filter(pa.array(ok)), hashes[ok])
+            _, matched, rejected = self.joiner.add_predictions(model_name, ids[ok], cols, now,
+                                                               accepts=classes.accepts, keys=keys)
+            # a waiting label of a class this model cannot score is its own source's invalid record
+            for label_source, n in Counter(rejected.tolist()).items():
+                self.invalid(label_source, UNKNOWN_CLASS, n, now, "labels that waited for their prediction")
+            if matched.label.size:
+                self._apply_outcomes(model, matched.pred, encode_by_value(classes.encode, matched.label),
+                                     matched.label_ts, now)
+
+    # -- labels ----------------------------------------------------------------------------------------
+    def apply_labels(self, source: str, batch: LabelBatch, now: float) -> None:
+        if len(batch) == 0:
+            return
+        restrict = self._source_model(source)
+        models = batch.model.copy()
+        if restrict is not None:
+            models[:] = restrict
+        first = first_occurrences(batch.id)
+        self.invalid(source, DUPLICATE, int((~first).sum()), now)
+        ids, labels, ts, models = batch.id[first], batch.label[first], batch.timestamp[first], models[first]
+        rows_by_model, found, dup = self.joiner.locate_labels(ids, models)
+        self.invalid(source, DUPLICATE, int(dup.sum()), now)
+        for model_name, rows in rows_by_model.items():
+            model = self.config.model(model_name)
+            assert model is not None
+            sel = rows >= 0
+            true_idx = encode_by_value(self.classes[model_name].encode, labels[sel])
+            good = true_idx >= 0
+            self.invalid(source, UNKNOWN_CLASS, int((~good).sum()), now)
+            pred = self.joiner.take_pending(model_name, rows[sel][good], now)
+            self._apply_outcomes(model, pred, true_idx[good], ts[sel][good], now)
+        waiting = ~found & ~dup
+        if waiting.any():
+            # labels naming an unknown model can never join
+            named = models[waiting]
+            codes, names = factorize(named)
+            unknown = np.array([m is not None and self.config.model(m) is None for m in names.tolist()],
+                               dtype=bool)[codes]
+            self.invalid(source, UNKNOWN_MODEL, int(unknown.sum()), now)
+            idx = np.flatnonzero(waiting)[~unknown]
+            self.joiner.add_orphans(ids[idx], labels[idx], ts[idx], models[idx], now, source)
+
+    def _over_version_cap(self, model: ModelConfig, versions: npt.NDArray[np.object_]) -> npt.NDArray[np.bool_]:
+        """Rows of versions that would exceed ``max_versions`` (new versions admitted in sorted order)."""
+        known = {v for (m, v) in self.versions if m == model.name}
+        room = model.max_versions - len(known)
+        new = sorted(set(versions.tolist()) - known)
+        refused = set(new[max(room, 0):])
+        if not refused:
+            return np.zeros(versions.size, dtype=bool)
+        return np.fromiter((v in refused for v in versions.tolist()), dtype=bool, count=versions.size)
+
+    def _source_model(self, source: str) -> str | None:
+        for s in self.sources:
+            if s.name == source:
+                return s.config.model
+        return None
+
+    def _apply_outcomes(self, model: ModelConfig, pred: dict[str, npt.NDArray[Any]],
+                        true_idx: npt.NDArray[np.int32], label_ts: npt.NDArray[np.float64], now: float) -> None:
+        for version, rows in groups(pred["version"]):
+            vs = self._version(model, version, now)
+            vs.add_outcomes(label_ts[rows], pred["pred_ts"][rows], pred["pred_idx"][rows].astype(np.int32),
+                            true_idx[rows], pred["confidence"][rows], now)
+            vs.last_seen = max(vs.last_seen, now)
+
+    def _version(self, model: ModelConfig, version: str, now: float) -> VersionState:
+        key = (model.name, version)
+        vs = self.versions.get(key)
+        if vs is None:
+            vs = self.versions[key] = VersionState(model, self.classes[model.name], self.config.global_.windows, now,
+                                                   self.references.get(model), self.config.global_.window_buckets)
+            log.info("new model version", extra={"model": model.name, "model_version": version})
+        return vs
+
+    # -- the clock --------------------------------------------------------------------------------------
+    def advance(self, now: float) -> None:
+        expired, orphan_models = self.joiner.expire(now)
+        for model_name, gone in expired.items():
+            for version, rows in groups(gone["version"]):
+                vs = self.versions.get((model_name, version))
+                if vs is not None:
+                    vs.expired_total += int(rows.size)
+        for m in orphan_models.tolist():
+            self.orphans_total[m or ""] += 1
+        idle = self.config.global_.version_idle_expiry
+        for key in [k for k, vs in self.versions.items() if vs.last_seen < now - idle]:
+            log.info("model version idle, series dropped", extra={"model": key[0], "model_version": key[1]})
+            del self.versions[key]
+        for vs in self.versions.values():
+            vs.advance(now)
+
+    # -- checkpoint / reload ------------------------------------------------------------------------------
+    def export_state(self) -> dict[str, Any]:
+        """Everything needed to continue exactly where this pipeline is (committed positions only)."""
+        return {
+            "sources": {s.name: s.state() for s in self.sources},
+            "source_stats": {name: {"records": st.records, "invalid": dict(st.invalid),
+                                    "newest_timestamp": st.newest_timestamp}
+                             for name, st in self.source_stats.items()},
+            "classes": {name: list(ci.names) for name, ci in self.classes.items()},
+            "join": self.joiner.state(),
+            "versions": [[m, v, vs.state()] for (m, v), vs in self.versions.items()],
+            "orphans_total": dict(self.orphans_total),
+        }
+
+    def restore_state(self, state: dict[str, Any], now: float) -> None:
+        """Continue from ``export_state`` output, possibly of an older config (reload, restart).
+
+        State of models that are gone is dropped; a model whose fixed classes changed starts
+        empty, because its saved class indices would no longer mean the same classes.
+        """
+        compatible: set[str] = set()
+        for name, names in state["classes"].items():
+            ci = self.classes.get(name)
+            if ci is None:
+                continue
+            if names[: len(ci.names)] == ci.names[: len(names)] and len(names) <= ci.capacity:
+                ci.restore(names)
+                compatible.add(name)
+            else:
+                log.warning("classes of model changed; its saved state is dropped", extra={"model": name})
+        for src in self.sources:
+            saved = state["sources"].get(src.name)
+            if saved is not None:
+                src.restore(saved)
+        for name, saved in state["source_stats"].items():
+            st = self.source_stats[name]
+            st.records = int(saved["records"])
+            st.invalid = Counter({k: int(v) for k, v in saved["invalid"].items()})
+            st.newest_timestamp = saved["newest_timestamp"]
+        join_state = state["join"]
+        join_state = {**join_state, "models": {k: v for k, v in join_state["models"].items() if k in compatible}}
+        self.joiner.restore(join_state)
+        for model_name, version, saved in state["versions"]:
+            model = self.config.model(model_name)
+            if model is None or model_name not in compatible:
+                continue
+            vs = self._version(model, version, now)
+            vs.restore(saved, now)
+        self.orphans_total = Counter({k: int(v) for k, v in state["orphans_total"].items()})
+
+    @property
+    def has_backlog(self) -> bool:
+        """A source stopped at its byte budget in the last cycle, with more to read."""
+        return any(self._backlog.values())
+
+    @property
+    def ready(self) -> bool:
+        return all(s.health.polled_once for s in self.sources)
+
+    def build_snapshot(self, now: float) -> Snapshot:
+        b = SnapshotBuilder()
+        build_families(self, b, now)
+        for extra in self.extra_families:
+            extra(b, now)
+        return b.build(now, self.ready)
+
+
+def _span(poll: Poll) -> str | None:
+    """Where a poll's records came from, for refusals that cannot point at one record: the byte
+    ranges of its blocks per file, or the pages / events it read."""
+    if poll.blocks:
+        ranges: dict[str, tuple[int, int]] = {}
+        for b in poll.blocks:
+            lo, hi = ranges.get(b.origin, (b.offset, b.offset))
+            ranges[b.origin] = (min(lo, b.offset), max(hi, b.offset + len(b.data)))
+        return ", ".join(f"{origin}:{lo}-{hi}" for origin, (lo, hi) in ranges.items())
+    if poll.origins:
+        return "; ".join(text for _, text in poll.origins)
+    return None
+
+
+BUILD_VERSION = __version__

@@ -1,0 +1,550 @@
+"""Byte blocks of JSON lines -> prediction / label batches, with no Python step per record.
+
+Sources hand over whole blocks of complete lines (``Block``). msgspec decodes a block in one
+call into structs that hold only the fields the source's mapping reads (features only when a
+model monitors them for drift): every other key is skipped by the C decoder without building a
+Python object. The columns are then pulled out with ``map(attrgetter)`` and checked with numpy,
+so no Python bytecode runs per record on well-formed input.
+
+The per-record parser in ``exporter.ingest.records`` is the reference; this path must give exactly its
+result (``tests/test_block_parser.py`` fuzzes the two against each other, seeded). Where the two
+could disagree, the lines in question are handed to the reference instead:
+
+* **Line guards**, vectorised over the block: a line must start with ``{`` and end with ``}``.
+  Then no JSON value can span two lines (``}`` newline ``{`` is never valid inside a value,
+  and a string cannot hold a raw newline), so the decoder's record count equals the line count
+  exactly when each line holds exactly one object. Lines over ``max_line_bytes``, non-UTF-8
+  lines, and long lines that could nest deep enough to hit ``json``'s recursion limit or hold an
+  integer too long for ``int()`` go to the reference too. Empty lines are skipped.
+* **Decode errors** (bad JSON, NaN literals, numbers beyond float range, lone surrogates, a
+  mapped object that is not an object) split the run of lines in halves until the bad lines are
+  isolated; small pieces are parsed per record. So a bad line costs a few decodes, not the block.
+* **Odd types** inside a column (an integer id among strings, a probability given as ``1``)
+  keep the fast decode but convert that column with the reference's own scalar functions.
+
+Decoding holds the GIL (it builds Python objects), so this path uses one core per source.
+"""
+
+from __future__ import annotations
+
+import bisect
+import operator
+import re
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass
+from itertools import chain, compress, pairwise, repeat
+from typing import Any, Literal
+
+import msgspec
+import numpy as np
+import numpy.typing as npt
+
+from exporter.ingest.records import (
+    INVALID_CLASS,
+    INVALID_CONFIDENCE,
+    INVALID_PROBABILITIES,
+    INVALID_TIMESTAMP,
+    MISSING_ID,
+    MISSING_LABEL,
+    MISSING_MODEL,
+    MISSING_PREDICTION,
+    UNKNOWN_VERSION,
+    FloatArray,
+    LabelBatch,
+    ObjArray,
+    ParseResult,
+    PredictionBatch,
+    RecordSpec,
+    _feature,
+    _labels_per_record,
+    _predictions_per_record,
+    _probabilities,
+    _probability,
+    class_text,
+    concat_batches,
+)
+from exporter.ingest.timestamps import parse_timestamp_column
+
+Kind = Literal["predictions", "labels"]
+BoolArray = npt.NDArray[np.bool_]
+IntArray = npt.NDArray[np.int64]
+
+UNSET = msgspec.UNSET
+_NoneType = type(None)
+
+RUN = 4096
+"""Lines decoded per call: small enough that the decoded objects are still in the CPU cache when
+their columns are pulled out (measured ~10% faster than whole 16 MiB blocks)."""
+PIECE = 256
+"""A run of lines the decoder refused is retried in pieces of this many lines, ..."""
+SMALL_RUN = 4
+"""... and a refused piece is halved until it is this small, then parsed per record: a bad
+line costs about two decodes of its piece and a few reference parses, not its block."""
+_LONG_LINE = 2000  # lines longer than this are checked for deep nesting and huge integers
+_MAX_BRACKETS = 400  # far below json's recursion limit (~1000 frames)
+_HUGE_INT = re.compile(rb"[0-9]{4000}")  # int() refuses more than 4300 digits
+
+
+@dataclass(frozen=True)
+class Block:
+    """Complete lines of one source, as read: ``data`` holds lines separated by ``\\n`` (a final
+    newline is optional); ``origin`` names where they were read (a file path, an HTTP page) and
+    ``offset`` is the byte offset of ``data[0]`` there, so a refused record can be located."""
+
+    data: bytes
+    origin: str = ""
+    offset: int = 0
+
+
+class _Retry(Exception):
+    """The decoder refused this run of lines: split it, or parse it per record."""
+
+
+@dataclass
+class _Part:
+    """The result of one run of lines, and the line (index into the block's lines) of each
+    record the result counts."""
+
+    result: ParseResult
+    lines: IntArray
+
+
+def _obj(values: Sequence[Any]) -> ObjArray:
+    """An object array of the values as they are (no search for nested sequences)."""
+    out: ObjArray = np.fromiter(values, dtype=object, count=len(values))
+    return out
+
+
+def _is(values: list[Any], what: Any) -> BoolArray:
+    return np.fromiter(map(operator.is_, values, repeat(what)), dtype=np.bool_, count=len(values))
+
+
+def _id_text(value: Any) -> str | None:
+    return None if type(value) is bool else class_text(value)
+
+
+def _texts(values: list[Any], *, bools: bool) -> tuple[ObjArray, BoolArray, bool]:
+    """``class_text`` of every value (``_id_text`` when booleans are refused), None where
+    refused; where it is not None; and whether any value is UNSET (absent)."""
+    types = set(map(type, values))
+    if types <= {str, _NoneType, msgspec.UnsetType}:
+        out = _obj(values)
+        ok: BoolArray = out != ""
+        if len(types) > 1 or _NoneType in types:
+            ok &= ~_is(values, None)
+            if msgspec.UnsetType in types:
+                ok &= ~_is(values, UNSET)
+        if not ok.all():
+            out[~ok] = None
+        return out, ok, msgspec.UnsetType in types
+    if types <= {int}:
+        return _obj(list(map(str, values))), np.ones(len(values), dtype=np.bool_), False
+    out = _obj(list(map(class_text if bools else _id_text, values)))
+    return out, ~_is(out.tolist(), None), msgspec.UnsetType in types
+
+
+class BlockParser:
+    """Parses one source's records; built once per source, since the decoder depends on its
+    field mapping."""
+
+    def __init__(self, kind: Kind, spec: RecordSpec, *, small_run: int = SMALL_RUN) -> None:
+        self.kind = kind
+        self.spec = spec
+        self.small_run = small_run  # tests use 1, so every line the decoder can take is decoded
+        names: list[str]
+        if kind == "predictions":
+            names = ["id", "timestamp", "prediction", "confidence", "probabilities"]
+            names += [n for n, fixed in (("model", spec.model), ("model_version", spec.model_version))
+                      if fixed is None]
+        else:
+            names = ["id", "timestamp", "label"] + (["model"] if spec.model is None else [])
+        self._paths: dict[str, tuple[str, ...]] = {n: spec.path(n) for n in names}
+        if kind == "predictions" and spec.feature_names:
+            self._paths["features"] = spec.path("features")
+        self._unset_leaves = {self._paths["prediction" if kind == "predictions" else "label"]}
+        self._attrs: dict[tuple[str, ...], str] = {}
+        self._decoder = self._build_decoder()
+        self.fast_records = 0  # records the decoder took (the rest went to the reference): for tests, bench
+
+    # --- the decoder ------------------------------------------------------------------------
+
+    def _build_decoder(self) -> msgspec.json.Decoder[Any] | None:
+        """A decoder of list-of-structs holding just the mapped paths; None if two paths clash
+        (one is a prefix of another), which only the per-record parser handles."""
+        leaves = set(self._paths.values())
+        if "features" in self._paths:
+            leaves.discard(self._paths["features"])
+            leaves |= {(*self._paths["features"], f) for f in self.spec.feature_names}
+        tree: dict[str, Any] = {}
+        for path in sorted(leaves, key=len):
+            node = tree
+            for key in path[:-1]:
+                child = node.setdefault(key, {})
+                if not isinstance(child, dict):
+                    return None
+                node = child
+            if path[-1] in node:
+                return None  # a path through a leaf, or the same leaf twice (cannot happen after set())
+            node[path[-1]] = path
+        counter = iter(range(1 << 30))
+
+        def build(node: dict[str, Any], prefix: tuple[str, ...]) -> type:
+            fields: list[tuple[str, Any, Any]] = []
+            rename: dict[str, str] = {}
+            for key, sub in node.items():
+                attr = f"f{next(counter)}"
+                rename[attr] = key
+                path = (*prefix, key)
+                self._attrs[path] = attr
+                if isinstance(sub, dict):
+                    fields.append((attr, build(sub, path) | None, None))
+                elif path in self._unset_leaves:
+                    fields.append((attr, Any, UNSET))
+                else:
+                    fields.append((attr, Any, None))
+            return msgspec.defstruct(f"Rec{next(counter)}", fields, rename=rename, gc=False)
+
+        return msgspec.json.Decoder(build(tree, ()))
+
+    def _column(self, recs: list[Any], path: tuple[str, ...]) -> list[Any]:
+        """The values at ``path``: None (UNSET for prediction / label) where a parent is missing."""
+        missing = UNSET if path in self._unset_leaves else None
+        col = recs
+        for depth in range(len(path)):
+            attr = self._attrs[path[:depth + 1]]
+            if depth and _is(col, None).any():
+                col = [missing if v is None else getattr(v, attr) for v in col]
+            else:
+                col = list(map(operator.attrgetter(attr), col))
+        return col
+
+    # --- entry points -----------------------------------------------------------------------
+
+    def parse(self, blocks: Sequence[Block], now: float, lines: Sequence[bytes] = (), objects: Sequence[Any] = (),
+              origins: Sequence[tuple[int, str]] = ()) -> tuple[ParseResult, dict[str, str]]:
+        """All records of one poll as one result (blocks, then lines, then decoded objects), and
+        per refusal reason where the first refused record is: ``origin:byte offset`` in a block,
+        else the ``origins`` entry covering it (``(first record index, text)`` pairs over the
+        lines and objects) and the record's number within it."""
+        parts: list[ParseResult] = []
+        where: dict[str, str] = {}
+        for block in blocks:
+            if not block.data:
+                continue
+            starts, ends = _line_bounds(block.data)
+            keep = ends > starts  # empty lines are no records
+            starts, ends = starts[keep], ends[keep]
+            for part in self._parse_lines_of(block.data, starts, ends, now, skip_blank=True):
+                parts.append(part.result)
+                for reason, i in part.result.first_bad.items():
+                    if reason not in where:
+                        where[reason] = f"{block.origin}:{block.offset + int(starts[part.lines[i]])}"
+        if lines or objects:
+            if objects:
+                rest = (_predictions_per_record if self.kind == "predictions" else _labels_per_record)(
+                    lines, self.spec, now, objects)
+            else:
+                rest = self.parse_lines(lines, now)
+            parts.append(rest)
+            for reason, i in rest.first_bad.items():
+                where.setdefault(reason, _origin_of(origins, i))
+        return self._combine(parts), where
+
+    def parse_lines(self, lines: Sequence[bytes], now: float) -> ParseResult:
+        """Lines as the reference takes them (every line is a record, blank ones too)."""
+        if any(b"\n" in line for line in lines):
+            return self._reference(list(lines), now)
+        data = b"\n".join(lines)
+        lens = np.fromiter(map(len, lines), dtype=np.int64, count=len(lines))
+        ends = np.cumsum(lens + 1) - 1
+        starts = ends - lens
+        return self._combine([p.result for p in self._parse_lines_of(data, starts, ends, now, skip_blank=False)])
+
+    # --- the work ---------------------------------------------------------------------------
+
+    def _combine(self, parts: list[ParseResult]) -> ParseResult:
+        if not parts:
+            return ParseResult(batch=self._reference([], 0.0).batch)
+        invalid: Counter[str] = Counter()
+        first: dict[str, int] = {}
+        base = 0
+        newest: float | None = None
+        for r in parts:
+            invalid.update(r.invalid)
+            for reason, i in r.first_bad.items():
+                first.setdefault(reason, base + i)
+            base += r.records
+            if r.newest_timestamp is not None:
+                newest = r.newest_timestamp if newest is None else max(newest, r.newest_timestamp)
+        return ParseResult(batch=concat_batches([r.batch for r in parts]), invalid=+invalid, records=base,
+                           newest_timestamp=newest, first_bad=first)
+
+    def _parse_lines_of(self, data: bytes, starts: IntArray, ends: IntArray, now: float, *,
+                        skip_blank: bool) -> list[_Part]:
+        """Runs of lines that pass the guards go to the decoder, the others to the reference."""
+        n = len(starts)
+        if n == 0:
+            return []
+        suspect = self._suspects(data, starts, ends)
+        parts: list[_Part] = []
+        cuts = np.flatnonzero(np.diff(suspect.astype(np.int8))) + 1
+        bounds = [0, *cuts.tolist(), n]
+        for a, b in pairwise(bounds):
+            if suspect[a]:
+                parts.append(self._reference_part(data, starts, ends, a, b, now, skip_blank))
+                continue
+            for lo in range(a, b, RUN):  # decoded objects are still in cache when their columns are built
+                self._decode_run(data, starts, ends, lo, min(lo + RUN, b), now, skip_blank, parts)
+        return parts
+
+    def _suspects(self, data: bytes, starts: IntArray, ends: IntArray) -> BoolArray:
+        """Lines the decoder must not see (see the module docstring)."""
+        buf = np.frombuffer(data, dtype=np.uint8)
+        lens = ends - starts
+        nonempty = lens > 0
+        suspect = ~nonempty | (lens > self.spec.max_line_bytes)
+        if self._decoder is None or not data:
+            return np.ones(len(starts), dtype=np.bool_)
+        first = np.where(nonempty, buf[np.minimum(starts, len(buf) - 1)], 0)
+        last = np.where(nonempty, buf[np.maximum(ends - 1, 0)], 0)
+        suspect |= (first != ord("{")) | (last != ord("}"))
+        for i in np.flatnonzero((lens > _LONG_LINE) & ~suspect).tolist():
+            line = data[starts[i]:ends[i]]
+            if line.count(b"[") + line.count(b"{") > _MAX_BRACKETS or _HUGE_INT.search(line):
+                suspect[i] = True
+        if not data.isascii():
+            try:
+                data.decode("utf-8")
+            except UnicodeDecodeError:
+                for i in np.flatnonzero(~suspect).tolist():
+                    try:
+                        data[starts[i]:ends[i]].decode("utf-8")
+                    except UnicodeDecodeError:
+                        suspect[i] = True
+        return suspect
+
+    def _decode_run(self, data: bytes, starts: IntArray, ends: IntArray, a: int, b: int, now: float,
+                    skip_blank: bool, parts: list[_Part]) -> None:
+        try:
+            assert self._decoder is not None
+            recs = self._decoder.decode_lines(memoryview(data)[int(starts[a]):int(ends[b - 1])])
+            if len(recs) != b - a:
+                raise _Retry
+            result = self._columns(recs, now)
+        except (_Retry, msgspec.MsgspecError, ValueError, RecursionError, OverflowError):
+            if b - a <= self.small_run:
+                parts.append(self._reference_part(data, starts, ends, a, b, now, skip_blank))
+                return
+            step = PIECE if b - a > PIECE else (b - a + 1) // 2
+            for lo in range(a, b, step):
+                self._decode_run(data, starts, ends, lo, min(lo + step, b), now, skip_blank, parts)
+            return
+        self.fast_records += b - a
+        parts.append(_Part(result, np.arange(a, b, dtype=np.int64)))
+
+    def _reference_part(self, data: bytes, starts: IntArray, ends: IntArray, a: int, b: int, now: float,
+                        skip_blank: bool) -> _Part:
+        idx = list(range(a, b))
+        lines = [data[starts[i]:ends[i]] for i in idx]
+        if skip_blank:  # as the file source always did: blank lines are no records
+            kept = [(i, line) for i, line in zip(idx, lines, strict=True) if line and not line.isspace()]
+            idx, lines = [i for i, _ in kept], [line for _, line in kept]
+        return _Part(self._reference(lines, now), np.array(idx, dtype=np.int64))
+
+    def _reference(self, lines: list[bytes], now: float) -> ParseResult:
+        if self.kind == "predictions":
+            return _predictions_per_record(lines, self.spec, now, ())
+        return _labels_per_record(lines, self.spec, now, ())
+
+    def _columns(self, recs: list[Any], now: float) -> ParseResult:
+        if self.kind == "predictions":
+            return self._prediction_columns(recs, now)
+        return self._label_columns(recs, now)
+
+    # --- columns ----------------------------------------------------------------------------
+
+    def _prediction_columns(self, recs: list[Any], now: float) -> ParseResult:
+        spec, n = self.spec, len(recs)
+        col = self._column
+        ids, id_ok, _ = _texts(col(recs, self._paths["id"]), bools=False)
+        if spec.model is not None:
+            models, model_ok = np.full(n, spec.model, dtype=object), np.ones(n, dtype=np.bool_)
+        else:
+            models, model_ok, _ = _texts(col(recs, self._paths["model"]), bools=True)
+        raw_pred = col(recs, self._paths["prediction"])
+        preds, pred_ok, some_missing = _texts(raw_pred, bools=True)
+        pred_missing = _is(raw_pred, UNSET) if some_missing else np.zeros(n, dtype=np.bool_)
+        conf, conf_present, conf_bad = _confidences(col(recs, self._paths["confidence"]))
+        probs, probs_max, probs_bad = _probability_column(col(recs, self._paths["probabilities"]))
+        if spec.model_version is not None:
+            versions = np.full(n, spec.model_version, dtype=object)
+        else:
+            versions, version_ok, _ = _texts(col(recs, self._paths["model_version"]), bools=True)
+            if not version_ok.all():
+                versions[~version_ok] = UNKNOWN_VERSION
+        ts = parse_timestamp_column(col(recs, self._paths["timestamp"]), now)
+        feats: dict[str, ObjArray] = {}
+        if spec.feature_names:
+            fobjs = col(recs, self._paths["features"])
+            some_absent = bool(_is(fobjs, None).any())
+            for name in spec.feature_names:
+                attr = self._attrs[(*self._paths["features"], name)]
+                if some_absent:
+                    values = [None if v is None else getattr(v, attr) for v in fobjs]
+                else:
+                    values = list(map(operator.attrgetter(attr), fobjs))
+                feats[name] = _features(values)
+        invalid: Counter[str] = Counter()
+        first: dict[str, int] = {}
+        keep = _apply_reasons(n, [
+            (MISSING_ID, ~id_ok), (MISSING_MODEL, ~model_ok),
+            (MISSING_PREDICTION, pred_missing), (INVALID_CLASS, ~pred_ok & ~pred_missing),
+            (INVALID_CONFIDENCE, conf_bad), (INVALID_PROBABILITIES, probs_bad), (INVALID_TIMESTAMP, np.isnan(ts)),
+        ], invalid, first)
+        confidence = np.where(conf_present, conf, probs_max)
+        if not keep.all():
+            batch = PredictionBatch(
+                id=ids[keep], model=models[keep], model_version=versions[keep], timestamp=ts[keep],
+                prediction=preds[keep], confidence=confidence[keep], probabilities=probs[keep],
+                features={k: v[keep] for k, v in feats.items()})
+        else:
+            batch = PredictionBatch(id=ids, model=models, model_version=versions, timestamp=ts, prediction=preds,
+                                    confidence=confidence, probabilities=probs, features=feats)
+        return ParseResult(batch=batch, invalid=invalid, records=n, newest_timestamp=_newest(batch.timestamp),
+                           first_bad=first)
+
+    def _label_columns(self, recs: list[Any], now: float) -> ParseResult:
+        spec, n = self.spec, len(recs)
+        col = self._column
+        ids, id_ok, _ = _texts(col(recs, self._paths["id"]), bools=False)
+        raw = col(recs, self._paths["label"])
+        labels, label_ok, some_missing = _texts(raw, bools=True)
+        missing = _is(raw, UNSET) if some_missing else np.zeros(n, dtype=np.bool_)
+        if spec.model is not None:
+            models = np.full(n, spec.model, dtype=object)
+        else:
+            models, _, _ = _texts(col(recs, self._paths["model"]), bools=True)
+        ts = parse_timestamp_column(col(recs, self._paths["timestamp"]), now)
+        invalid: Counter[str] = Counter()
+        first: dict[str, int] = {}
+        keep = _apply_reasons(n, [
+            (MISSING_ID, ~id_ok), (MISSING_LABEL, missing),
+            (INVALID_CLASS, ~label_ok & ~missing), (INVALID_TIMESTAMP, np.isnan(ts)),
+        ], invalid, first)
+        if keep.all():
+            batch = LabelBatch(id=ids, label=labels, timestamp=ts, model=models)
+        else:
+            batch = LabelBatch(id=ids[keep], label=labels[keep], timestamp=ts[keep], model=models[keep])
+        return ParseResult(batch=batch, invalid=invalid, records=n, newest_timestamp=_newest(batch.timestamp),
+                           first_bad=first)
+
+
+# --- column conversions (the reference's rules, vectorised for the usual types) --------------
+
+def _origin_of(origins: Sequence[tuple[int, str]], index: int) -> str:
+    """Where record ``index`` (of a poll's lines and objects) came from."""
+    at = bisect.bisect_right([i for i, _ in origins], index) - 1
+    if at < 0:
+        return f"record {index + 1}"
+    start, text = origins[at]
+    return f"{text}, record {index - start + 1}"
+
+
+def _line_bounds(data: bytes) -> tuple[IntArray, IntArray]:
+    """Start and end (exclusive) of every line; a final newline ends the last line."""
+    nl = np.flatnonzero(np.frombuffer(data, dtype=np.uint8) == 10)
+    starts = np.concatenate(([0], nl + 1)).astype(np.int64)
+    ends = np.concatenate((nl, [len(data)])).astype(np.int64)
+    return starts, ends
+
+
+def _confidences(values: list[Any]) -> tuple[FloatArray, BoolArray, BoolArray]:
+    """The confidence (NaN where absent), where it is given, and where it is invalid."""
+    if set(map(type, values)) <= {float, _NoneType}:
+        conf = np.array(values, dtype=np.float64)  # None -> NaN (a NaN literal never decodes)
+        present = ~np.isnan(conf)
+        with np.errstate(invalid="ignore"):
+            bad = present & ~((conf >= 0.0) & (conf <= 1.0))
+        return conf, present, bad
+    present = ~_is(values, None)
+    checked = [None if v is None else _probability(v) for v in values]
+    conf = np.array(checked, dtype=np.float64)
+    return conf, present, present & np.isnan(conf)
+
+
+def _probability_column(values: list[Any]) -> tuple[ObjArray, FloatArray, BoolArray]:
+    """The probability dicts (None where absent or empty), their max (NaN where none) and where
+    the record's probabilities are invalid."""
+    n = len(values)
+    present = ~_is(values, None)
+    out = _obj(values)
+    best = np.full(n, np.nan)
+    bad = np.zeros(n, dtype=np.bool_)
+    if not present.any():
+        return out, best, bad
+    dicts = list(compress(values, present.tolist()))
+    if set(map(type, dicts)) <= {dict} and "" not in set(chain.from_iterable(dicts)):
+        lens = np.fromiter(map(len, dicts), dtype=np.int64, count=len(dicts))
+        try:  # one pass over the values, which also refuses any that is not a float (int, bool, text)
+            v = np.fromiter(map(float.__float__, chain.from_iterable(map(dict.values, dicts))),
+                            dtype=np.float64, count=int(lens.sum()))
+        except TypeError:
+            v = None
+        if v is not None:
+            rows = np.flatnonzero(present)
+            with np.errstate(invalid="ignore"):
+                bad_value = ~((v >= 0.0) & (v <= 1.0))
+            k = int(lens[0])
+            if k and (lens == k).all():  # the usual case: every record names the same number of classes
+                bad[rows] = bad_value.reshape(-1, k).any(axis=1)
+                best[rows] = v.reshape(-1, k).max(axis=1)
+                return out, best, bad
+            owner = np.repeat(np.arange(len(dicts)), lens)
+            row_bad = np.zeros(len(dicts), dtype=np.bool_)
+            row_bad[owner[bad_value]] = True
+            bad[rows] = row_bad
+            filled = lens > 0
+            offsets = np.cumsum(lens) - lens
+            row_best = np.full(len(dicts), np.nan)
+            if filled.any():
+                row_best[filled] = np.maximum.reduceat(v, offsets[filled])
+            best[rows] = row_best
+            out[rows[~filled]] = None  # an empty object is absent
+            return out, best, bad
+    for i in np.flatnonzero(present).tolist():  # odd types: the reference's rule, record by record
+        probs = _probabilities(values[i])
+        if probs is None:
+            bad[i] = True
+            out[i] = None
+        elif probs:
+            out[i] = probs
+            best[i] = max(probs.values())
+        else:
+            out[i] = None
+    return out, best, bad
+
+
+def _features(values: list[Any]) -> ObjArray:
+    if set(map(type, values)) <= {float, str, bool, _NoneType}:
+        return _obj(values)  # strings are valid UTF-8: the decoder refuses lone surrogates
+    return _obj(list(map(_feature, values)))
+
+
+def _apply_reasons(n: int, checks: list[tuple[str, BoolArray]], invalid: Counter[str],
+                   first: dict[str, int]) -> BoolArray:
+    """Count each record under the first reason whose mask marks it bad; the good ones."""
+    ok = np.ones(n, dtype=np.bool_)
+    for reason, bad in checks:
+        hit = ok & bad
+        count = int(hit.sum())
+        if count:
+            invalid[reason] += count
+            first[reason] = int(np.argmax(hit))
+            ok &= ~hit
+    return ok
+
+
+def _newest(ts: FloatArray) -> float | None:
+    return float(ts.max()) if len(ts) else None
+
