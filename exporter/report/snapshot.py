@@ -89,7 +89,7 @@ _cache = _PrefixCache()
 def render(families: Iterable[Family], *, openmetrics: bool = False) -> bytes:
     """Prometheus text format 0.0.4, or OpenMetrics 1.0 (with its ``# EOF``), byte for byte as
     prometheus-client's ``generate_latest`` / ``openmetrics.exposition.generate_latest`` write the
-    same families (tests/test_exposition_formats.py holds it to that), 10 to 50 times faster
+    same families (tests/report/test_exposition_formats.py holds it to that), 10 to 50 times faster
     than they do. The two formats differ only in the HELP and TYPE lines and the final ``# EOF``.
 
     Safe to call from several threads: the prefix cache is swapped whole, never mutated, so a race

@@ -7,7 +7,7 @@ originals::
 
     python -m tests.crds.vendor /path/to/crds          # writes tests/crds/*.json
 
-``tests/test_canary_analysis.py`` checks the vendored copies against the originals whenever
+``tests/deploy/test_canary_analysis.py`` checks the vendored copies against the originals whenever
 the original directory is present.
 """
 

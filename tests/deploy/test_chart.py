@@ -27,7 +27,7 @@ import yaml
 
 from tests.helpers import missing
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 CHART = ROOT / "charts" / "mlmon-exporter"
 ALERTS = ROOT / "alerts" / "mlmon-exporter.rules.yaml"
 CHART_RULES = CHART / "files" / "mlmon-exporter.rules.yaml"

@@ -28,7 +28,7 @@ import pytest
 
 from tests.helpers import free_port, missing
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 DOCKERFILE = ROOT / "Dockerfile"
 DOCKERIGNORE = ROOT / ".dockerignore"
 BASE_IMAGE = "python:3.11-slim-bookworm"

@@ -88,7 +88,7 @@ def test_health_ready_landing(served: tuple[str, Path]) -> None:
 
 
 def test_config_check_exit_codes(tmp_path: Path) -> None:
-    good = Path(__file__).parent / "data" / "config" / "design-example.yaml"
+    good = Path(__file__).resolve().parents[1] / "data" / "config" / "design-example.yaml"
     r = subprocess.run([sys.executable, "-m", "exporter", "--config.check", f"--config.file={good}"],
                        capture_output=True, text=True, env={"LABELS_TOKEN": "t", "PATH": "/usr/bin:/bin"})
     assert r.returncode == 0, r.stderr

@@ -136,7 +136,7 @@ def test_reference_ece_hand_worked_on_bin_edges() -> None:
 
 #: Stamps are multiples of 10 s, so a window holds the same events under the exact rule
 #: (``ts > now - L``, used by ``check_window``) and under DESIGN §2's buckets (widths 1 s and 10 s
-#: for 1m and 10m with the default 60 buckets). Off-grid stamps: tests/test_window_oracle.py.
+#: for 1m and 10m with the default 60 buckets). Off-grid stamps: tests/core/test_window_oracle.py.
 GRID = 10.0
 
 

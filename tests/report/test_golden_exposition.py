@@ -17,7 +17,7 @@ conftest.py: a failure under ``CI`` when it is missing, a skip elsewhere).
 Any change to a metric name, label, HELP text, series order, number or number spelling shows
 up here as a diff. When the change is intended, regenerate the file and review its diff::
 
-    .venv/bin/python -m pytest tests/test_golden_exposition.py --update-golden
+    .venv/bin/python -m pytest tests/report/test_golden_exposition.py --update-golden
 
 (``MLMON_UPDATE_GOLDEN=1`` does the same), then commit the new file with the change.
 """
@@ -40,8 +40,8 @@ from exporter.config import parse_config
 from exporter.runtime.app import Exporter
 from tests.helpers import FakeClock
 
-GOLDEN = Path(__file__).parent / "data" / "golden" / "metrics.txt"
-REPO = Path(__file__).resolve().parent.parent
+GOLDEN = Path(__file__).resolve().parents[1] / "data" / "golden" / "metrics.txt"
+REPO = Path(__file__).resolve().parents[2]
 T0 = 1_767_225_600.0  # 2026-01-01T00:00:00Z
 CYCLES = 16  # past the fraud model's 2 m join TTL: expired predictions, orphan labels
 STEP = 10.0  # seconds between cycles (the poll interval)
@@ -195,7 +195,7 @@ def _avx512_features() -> list[str]:
 
 def render_in_fresh_process(tmp: Path) -> bytes:
     env = {**os.environ, "NPY_DISABLE_CPU_FEATURES": " ".join(_avx512_features()), "PYTHONHASHSEED": "random"}
-    result = subprocess.run([sys.executable, "-m", "tests.test_golden_exposition", str(tmp)], cwd=REPO, env=env,
+    result = subprocess.run([sys.executable, "-m", "tests.report.test_golden_exposition", str(tmp)], cwd=REPO, env=env,
                             capture_output=True, timeout=300, check=False)
     assert result.returncode == 0, result.stderr.decode()
     return result.stdout

@@ -37,7 +37,7 @@ import yaml
 
 from tests.helpers import free_port, missing, wait_for
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 DASHBOARD = ROOT / "charts" / "mlmon-exporter" / "files" / "mlmon-exporter-dashboard.json"
 ALERTS = ROOT / "alerts" / "mlmon-exporter.rules.yaml"
 DOCS = [ROOT / "README.md"]

@@ -34,9 +34,9 @@ from exporter.http.webconfig import apply_web_config, load_web_config
 from exporter.report.snapshot import Snapshot, SnapshotBuilder
 from exporter.runtime.app import Exporter
 from tests.helpers import FakeClock, free_port, missing, wait_for
-from tests.test_webconfig import PASSWORD, _hash, basic, make_pki, tls_config, write_config
+from tests.http.test_webconfig import PASSWORD, _hash, basic, make_pki, tls_config, write_config
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 T0 = 1_800_000_000.0
 
 

@@ -79,7 +79,7 @@ class Receiver:
             "Ce-Specversion": "1.0",
             "Ce-Id": ce_id,
             "Ce-Type": ce_type,
-            # a sender that names the pod (real KServe sends http://localhost:9081/: tests/test_kserve_real.py)
+            # a sender that names the pod (real KServe sends http://localhost:9081/: tests/sources/test_kserve_real.py)
             "Ce-Source": f"http://localhost:9081/{isvc}-predictor-{revision}-deployment-6c9f7d8b5d-x7k2p",
             "Ce-Inferenceservicename": isvc,
             "Ce-Namespace": "models",

@@ -25,8 +25,8 @@ from exporter.config import (
 )
 from exporter.config.durations import format_duration, parse_duration
 
-DATA = Path(__file__).parent / "data" / "config"
-ROOT = Path(__file__).parent.parent
+DATA = Path(__file__).resolve().parents[1] / "data" / "config"
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def parse(text: str, environ: dict[str, str] | None = None) -> Config:

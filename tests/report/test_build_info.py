@@ -20,7 +20,7 @@ from exporter.report.build_info import commit_from_direct_url
 from exporter.runtime.app import Exporter
 from tests.helpers import wait_for
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture

@@ -35,7 +35,7 @@ from exporter.actions.history import read_history
 from tests.helpers import free_port
 from tests.stack import RecordingServer, Stack, prometheus_config, running_stack
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 RULES = REPO / "alerts" / "mlmon-exporter.rules.yaml"
 EXTRACT = REPO / "alerts" / "extract_rules.py"
 JOB = "mlmon-exporter"

@@ -16,7 +16,7 @@ from exporter.ingest.records import RecordSpec, parse_labels, parse_predictions
 from exporter.ingest.timestamps import parse_timestamp
 from tests.helpers import FakeClock
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 README = (ROOT / "README.md").read_text()
 CONFIGURATION = (ROOT / "CONFIGURATION.md").read_text()
 

@@ -23,7 +23,7 @@ import yaml
 
 from tests.helpers import require_tool
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 ALERTS = ROOT / "alerts"
 RULES = ALERTS / "mlmon-exporter.rules.yaml"
 EXTRACT = ALERTS / "extract_rules.py"

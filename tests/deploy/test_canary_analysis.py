@@ -38,7 +38,7 @@ from tests.crds import vendor
 from tests.helpers import free_port, missing
 from tests.stack import Stack, prometheus_config, running_stack
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 CHART = ROOT / "charts" / "mlmon-exporter"
 README = ROOT / "README.md"
 RULES = ROOT / "alerts" / "mlmon-exporter.rules.yaml"

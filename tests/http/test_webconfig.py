@@ -36,7 +36,7 @@ from exporter.http.webconfig import BasicAuthChecker, WebConfigError, apply_web_
 from exporter.report.snapshot import Family, Sample, Snapshot
 from tests.helpers import free_port, require_tool, wait_for
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE = ROOT / "examples" / "web-config.yml"
 EXAMPLE_PASSWORD = "change-me-now"  # stated in the example's comment
 
