@@ -24,8 +24,8 @@ from scipy.stats import binom, binomtest, norm
 from exporter.config import Baseline, JoinConfig, ModelConfig, Thresholds
 from exporter.core.pipeline import Pipeline
 from exporter.report.snapshot import render
-from tests.helpers import FakeClock
 from tests.core.test_pipeline_stats import label_batch, make_pipeline, pred_batch
+from tests.helpers import FakeClock
 
 Z95 = 1.959964  # DESIGN §2 "Accuracy interval"
 WINDOWS = (("1m", 60.0), ("10m", 600.0))

@@ -61,9 +61,9 @@ from exporter.config import (
 from exporter.core.pipeline import Pipeline
 from exporter.ingest.records import PredictionBatch
 from exporter.runtime.checkpoint import Checkpointer
-from tests.helpers import FakeClock, obj
 from tests.core.test_pipeline_significance import Exposed, exposed
 from tests.core.test_pipeline_stats import label_batch
+from tests.helpers import FakeClock, obj
 
 WINDOWS = (Window("1m", 60.0), Window("10m", 600.0))
 CLASSES = ("a", "b", "c")
