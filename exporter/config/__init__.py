@@ -83,7 +83,6 @@ from exporter.config.sources import (
     KServeSourceConfig,
     SourceConfig,
     SourceKind,
-    SourceType,
     TLSClientConfig,
     VersionFrom,
 )
@@ -178,7 +177,6 @@ __all__ = [
     "SeverityTiers",
     "SourceConfig",
     "SourceKind",
-    "SourceType",
     "TLSClientConfig",
     "TaskKind",
     "Thresholds",

@@ -25,7 +25,6 @@ from exporter.config.listen import ListenAddressError, split_listen_address
 
 SourceKind = Literal["predictions", "labels"]
 SOURCE_KINDS: tuple[SourceKind, ...] = get_args(SourceKind)
-SourceType = Literal["file", "http", "kserve"]
 StartAt = Literal["beginning", "end"]
 ModelFrom = Literal["inferenceservicename"]
 VersionFrom = Literal["metadata", "annotation", "header", "source_revision"]
