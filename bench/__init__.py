@@ -27,10 +27,10 @@ from exporter.config import (
     Baseline,
     Config,
     DriftConfig,
+    FileSourceConfig,
     GlobalConfig,
     JoinConfig,
     ModelConfig,
-    SourceConfig,
     Window,
 )
 from exporter.ingest.records import LabelBatch, PredictionBatch
@@ -159,9 +159,9 @@ def file_config(model: ModelConfig, pred_path: str, label_path: str) -> Config:
         global_=GlobalConfig(poll_interval=5.0, windows=WINDOWS),
         models=(model,),
         sources=(
-            SourceConfig(name=f"{model.name}-predictions", kind="predictions", type="file", path=pred_path,
-                         model=model.name),
-            SourceConfig(name=f"{model.name}-labels", kind="labels", type="file", path=label_path),
+            FileSourceConfig(name=f"{model.name}-predictions", kind="predictions", path=pred_path,
+                             model=model.name),
+            FileSourceConfig(name=f"{model.name}-labels", kind="labels", path=label_path),
         ),
     )
 

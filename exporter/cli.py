@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from exporter import __version__
-from exporter.config import Config, ConfigError, load_config
+from exporter.config import Config, ConfigError, FileSourceConfig, load_config
 from exporter.config.listen import EXAMPLES, ListenAddressError, split_listen_address
 from exporter.runtime.signals import install_signal_handlers
 
@@ -158,7 +158,7 @@ def config_warnings(config: Config) -> list[str]:
     from exporter.sources.file_tail import matching_files
 
     return [f"sources: {s.name!r}: path {s.path!r} matches no file yet (it is read once files appear)"
-            for s in config.sources if s.type == "file" and s.path and not matching_files(s.path)]
+            for s in config.sources if isinstance(s, FileSourceConfig) and s.path and not matching_files(s.path)]
 
 
 def _web_config_flag(args: argparse.Namespace) -> tuple[bool, WebConfig | None]:

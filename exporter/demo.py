@@ -29,9 +29,9 @@ from exporter.config import (
     Baseline,
     Config,
     DriftConfig,
+    FileSourceConfig,
     GlobalConfig,
     ModelConfig,
-    SourceConfig,
     Thresholds,
     Window,
 )
@@ -61,9 +61,9 @@ def demo_config(directory: Path) -> Config:
         global_=GlobalConfig(poll_interval=1.0, windows=(Window("1m", 60.0), Window("5m", 300.0))),
         models=(model,),
         sources=(
-            SourceConfig(name="demo-predictions", kind="predictions", type="file",
-                         path=str(directory / "predictions*.jsonl"), model="fraud-demo"),
-            SourceConfig(name="demo-labels", kind="labels", type="file", path=str(directory / "labels*.jsonl")),
+            FileSourceConfig(name="demo-predictions", kind="predictions",
+                             path=str(directory / "predictions*.jsonl"), model="fraud-demo"),
+            FileSourceConfig(name="demo-labels", kind="labels", path=str(directory / "labels*.jsonl")),
         ),
     )
 

@@ -99,6 +99,14 @@ def test_config_check_checks_the_web_config(tmp_path: Path, mode: str) -> None:
     assert r.returncode == 0, r.stderr
 
 
+def test_a_duplicate_key_in_the_web_config_is_reported_with_file_and_line(tmp_path: Path) -> None:
+    web = tmp_path / "web.yml"
+    web.write_text("http_server_config:\n  http2: true\n  http2: false\n")
+    r = run("demo", "--config.check", f"--web.config.file={web}", timeout=30)
+    assert r.returncode == 1
+    assert f'invalid web configuration {web}:\ninvalid YAML at line 3, column 3: duplicate key "http2"' in r.stderr
+
+
 def test_demo_refuses_a_config_file_clearly(tmp_path: Path) -> None:
     r = run("demo", f"--config.file={tmp_path / 'c.yaml'}", timeout=30)
     assert r.returncode == 2

@@ -15,8 +15,10 @@ github.com/prometheus/exporter-toolkit read, so ``promtool check web-config`` va
       prometheus: $2y$10$...          # bcrypt, as ``htpasswd -nBC 10 "" | tr -d ':\\n'`` writes it
 
 ``load_web_config`` parses and validates the file strictly (unknown keys are errors naming their
-path, like exporter-toolkit's strict YAML) and loads the certificates once so a broken file is
-refused at startup. ``apply_web_config`` then secures an ``ExporterHTTPServer`` before it serves:
+path, like exporter-toolkit's strict YAML; the YAML is read by the config's strict loader,
+``exporter.config.yaml_loader``, so a duplicate key is refused with its line) and loads the
+certificates once so a broken file is refused at startup. ``apply_web_config`` then secures an
+``ExporterHTTPServer`` before it serves:
 
 * TLS: the listening socket is wrapped with an ``ssl.SSLContext`` with
   ``do_handshake_on_connect=False``; each connection's handshake runs in its own handler thread
@@ -56,12 +58,11 @@ from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler
-from pathlib import Path
 from typing import Any, ClassVar
 
 import bcrypt
-import yaml
 
+from exporter.config.yaml_loader import YAMLFileError, load_yaml
 from exporter.http.server import ExporterHTTPServer
 
 log = logging.getLogger(__name__)
@@ -176,13 +177,9 @@ def load_web_config(path: str | os.PathLike[str]) -> WebConfig:
     """
     file = os.fspath(path)
     try:
-        text = Path(file).read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as e:
-        raise WebConfigError(f"cannot read web config file: {e}", file=file) from None
-    try:
-        raw = yaml.safe_load(text)
-    except yaml.YAMLError as e:
-        raise WebConfigError(f"invalid YAML: {e}", file=file) from None
+        raw = load_yaml(file)
+    except YAMLFileError as e:
+        raise WebConfigError(str(e), file=file) from None
     cfg = parse_web_config(raw, base_dir=os.path.dirname(os.path.abspath(file)), file=file)
     if cfg.tls is not None:
         build_ssl_context(cfg.tls, file=file)

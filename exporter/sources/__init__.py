@@ -1,6 +1,8 @@
 """Source kinds by their config ``type``, so the pipeline builds sources without knowing them.
 
-Each source kind lives in its own module and registers its class in ``SOURCE_TYPES``.
+Each source kind lives in its own module and registers its class in ``SOURCE_TYPES``; its config
+class (``Source.config_type``) is registered under the same name in
+``exporter.config.sources.SOURCE_CONFIG_TYPES``.
 """
 
 from __future__ import annotations
@@ -22,6 +24,9 @@ def build_source(config: SourceConfig, context: SourceContext | None = None) -> 
     except KeyError:
         known = ", ".join(sorted(SOURCE_TYPES))
         raise ValueError(f"source {config.name!r}: unknown type {config.type!r} (known: {known})") from None
+    if not isinstance(config, cls.config_type):
+        raise TypeError(f"source {config.name!r}: type {config.type!r} is built from a {cls.config_type.__name__}, "
+                        f"got a {type(config).__name__}")
     return cls.build(config, context if context is not None else SourceContext())
 
 

@@ -12,7 +12,7 @@ from abc import ABC, abstractmethod
 from collections import Counter
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 from exporter.config import ModelConfig, SourceConfig
 from exporter.foundation.http_messages import ListenerFactory, PostHandler
@@ -81,7 +81,13 @@ class Source(ABC):
     HTTP POSTs on the exporter's own server declares them in ``routes()``, and one that needs
     something running (a listener of its own) does it in ``start()``. The runtime calls both
     for every source without knowing its kind.
+
+    Each kind is built from its own config class (``config_type``, one of
+    ``exporter.config.sources``), and narrows ``config`` to it.
     """
+
+    #: The config class of this kind; ``build_source`` refuses any other.
+    config_type: ClassVar[type[SourceConfig]] = SourceConfig
 
     def __init__(self, config: SourceConfig) -> None:
         self.config = config

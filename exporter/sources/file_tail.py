@@ -63,7 +63,7 @@ from collections import Counter
 from dataclasses import dataclass
 from typing import Any
 
-from exporter.config import SourceConfig
+from exporter.config import FileSourceConfig
 from exporter.foundation.reject_reasons import LINE_TOO_LONG
 from exporter.ingest.block_parser import Block
 from exporter.sources.base import Poll, Source
@@ -142,7 +142,10 @@ def _head(fd: int, offset: int) -> tuple[int, str] | None:
 class FileTailSource(Source):
     """A ``type: file`` source; ``path`` (a glob) overrides ``config.path``, e.g. in tests."""
 
-    def __init__(self, config: SourceConfig, path: str | None = None, *,
+    config_type = FileSourceConfig
+    config: FileSourceConfig
+
+    def __init__(self, config: FileSourceConfig, path: str | None = None, *,
                  max_bytes_per_poll: int | None = None,
                  rotate_wait: float = DEFAULT_ROTATE_WAIT) -> None:
         super().__init__(config)

@@ -61,7 +61,7 @@ from typing import Any
 import requests
 from urllib3.exceptions import InsecureRequestWarning
 
-from exporter.config import SourceConfig
+from exporter.config import HTTPSourceConfig
 from exporter.ingest.timestamps import parse_timestamp
 from exporter.sources.base import Poll, Source
 from exporter.sources.redaction import safe_url
@@ -162,7 +162,10 @@ class HTTPSource(Source):
     response body.
     """
 
-    def __init__(self, config: SourceConfig, session: requests.Session | None = None, *,
+    config_type = HTTPSourceConfig
+    config: HTTPSourceConfig
+
+    def __init__(self, config: HTTPSourceConfig, session: requests.Session | None = None, *,
                  rng: random.Random | None = None,
                  max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES) -> None:
         super().__init__(config)

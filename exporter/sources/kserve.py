@@ -109,7 +109,7 @@ from urllib.parse import unquote
 
 import requests
 
-from exporter.config import ModelConfig, SourceConfig
+from exporter.config import KServeSourceConfig, ModelConfig, SourceConfig
 from exporter.foundation.clock import Clock
 from exporter.foundation.http_messages import Listener, ListenerFactory, PostHandler, Response
 from exporter.foundation.reject_reasons import (
@@ -545,7 +545,10 @@ class KServeSource(Source):
     (``routes()``); with one, on that address only.
     """
 
-    def __init__(self, config: SourceConfig, models: ModelLookup | None = None, *,
+    config_type = KServeSourceConfig
+    config: KServeSourceConfig
+
+    def __init__(self, config: KServeSourceConfig, models: ModelLookup | None = None, *,
                  listen: ListenerFactory | None = None,
                  clock: Clock = time.time, request_ttl: float = DEFAULT_REQUEST_TTL,
                  max_pending_requests: int = DEFAULT_MAX_PENDING_REQUESTS,
@@ -795,6 +798,8 @@ class KServeSource(Source):
 
     @classmethod
     def build(cls, config: SourceConfig, context: SourceContext) -> KServeSource:
+        if not isinstance(config, KServeSourceConfig):
+            raise TypeError(f"source {config.name!r}: a kserve source needs a KServeSourceConfig, got {config!r}")
         return cls(config, context.models, listen=context.listen)
 
     def routes(self) -> Mapping[str, PostHandler]:

@@ -17,8 +17,8 @@ from exporter.config import (
     TOP_LEVEL_KEYS,
     Config,
     ConfigError,
+    KServeSourceConfig,
     ModelConfig,
-    SourceConfig,
     Window,
     load_config,
     parse_config,
@@ -402,7 +402,7 @@ def test_source_defaults_per_type() -> None:
     config = parse(
         MINIMAL + "sources: [{name: k, kind: predictions, type: kserve, model_from: inferenceservicename}]"
     )
-    defaults = SourceConfig(name="k", kind="predictions", type="kserve", model_from="inferenceservicename")
+    defaults = KServeSourceConfig(name="k", kind="predictions", model_from="inferenceservicename")
     assert config.sources == (defaults,)
 
 

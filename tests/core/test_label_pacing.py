@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from exporter.config import Baseline, Config, GlobalConfig, JoinConfig, ModelConfig, SourceConfig, Window
+from exporter.config import Baseline, Config, FileSourceConfig, GlobalConfig, JoinConfig, ModelConfig, Window
 from exporter.core.pipeline import Pipeline
 from exporter.sources.file_tail import FileTailSource
 from tests.helpers import FakeClock
@@ -32,9 +32,9 @@ def _write_backlog(tmp: Path) -> None:
 def _run(tmp: Path) -> Pipeline:
     model = ModelConfig(name="m", task="binary", classes=("0", "1"), baseline=Baseline(accuracy=0.9),
                         join=JoinConfig(ttl=72 * 3600.0, max_pending=MAX_PENDING))
-    preds = SourceConfig(name="p", kind="predictions", type="file", path=str(tmp / "predictions.jsonl"), model="m",
-                         max_line_bytes=4096)
-    labels = SourceConfig(name="l", kind="labels", type="file", path=str(tmp / "labels.jsonl"), max_line_bytes=4096)
+    preds = FileSourceConfig(name="p", kind="predictions", path=str(tmp / "predictions.jsonl"), model="m",
+                             max_line_bytes=4096)
+    labels = FileSourceConfig(name="l", kind="labels", path=str(tmp / "labels.jsonl"), max_line_bytes=4096)
     cfg = Config(global_=GlobalConfig(windows=(Window("1h", 3600.0),)), models=(model,), sources=(preds, labels))
     clock = FakeClock(1_800_010_000.0)
     sources = [FileTailSource(preds, max_bytes_per_poll=BUDGET), FileTailSource(labels, max_bytes_per_poll=BUDGET)]

@@ -14,7 +14,15 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from exporter.config import Config, DriftConfig, ModelConfig, SourceConfig, Window
+from exporter.config import (
+    Config,
+    DriftConfig,
+    FileSourceConfig,
+    KServeSourceConfig,
+    ModelConfig,
+    SourceConfig,
+    Window,
+)
 from exporter.core.drift_monitor import VersionDrift
 from exporter.core.reference import (
     BOOL,
@@ -40,9 +48,9 @@ def model(path: Path | None = None, features: tuple[str, ...] = ("amount", "coun
 
 
 def mapped_source(**kw: Any) -> SourceConfig:
-    return SourceConfig(name="fraud-predictions", kind="predictions", type="file", path="/x/*.jsonl",
-                        model="fraud", fields={"id": "request_id", "prediction": "output.label",
-                                               "confidence": "output.score", "features": "input"}, **kw)
+    return FileSourceConfig(name="fraud-predictions", kind="predictions", path="/x/*.jsonl",
+                            model="fraud", fields={"id": "request_id", "prediction": "output.label",
+                                                   "confidence": "output.score", "features": "input"}, **kw)
 
 
 def mapped_record(i: int, amount: Any, country: Any, label: int = 1, score: float = 0.9) -> dict[str, Any]:
@@ -126,7 +134,7 @@ def test_parquet_reference_with_nested_columns(tmp_path: Path) -> None:
 
 
 def test_canonical_format_when_no_record_source(tmp_path: Path) -> None:
-    kserve = SourceConfig(name="ks", kind="predictions", type="kserve", model_from="inferenceservicename")
+    kserve = KServeSourceConfig(name="ks", kind="predictions", model_from="inferenceservicename")
     cfg = Config(models=(model(),), sources=(kserve,))
     spec = reference_spec(cfg, cfg.models[0])
     assert spec.fields == {} and spec.feature_names == ("amount", "country")
@@ -138,10 +146,10 @@ def test_canonical_format_when_no_record_source(tmp_path: Path) -> None:
 
 
 def test_reference_spec_prefers_the_models_own_source() -> None:
-    generic = SourceConfig(name="all", kind="predictions", type="file", path="/a", fields={"prediction": "p"})
-    other = SourceConfig(name="other", kind="predictions", type="file", path="/b", model="other",
-                         fields={"prediction": "q"})
-    labels = SourceConfig(name="labels", kind="labels", type="file", path="/c", model="fraud")
+    generic = FileSourceConfig(name="all", kind="predictions", path="/a", fields={"prediction": "p"})
+    other = FileSourceConfig(name="other", kind="predictions", path="/b", model="other",
+                             fields={"prediction": "q"})
+    labels = FileSourceConfig(name="labels", kind="labels", path="/c", model="fraud")
     own = mapped_source()
     cfg = Config(models=(model(),), sources=(generic, other, labels, own))
     assert reference_spec(cfg, cfg.models[0]).fields["prediction"] == "output.label"

@@ -520,8 +520,18 @@ def test_tls_settings_without_a_certificate_are_checked_whole(tmp_path: Path) ->
     assert load_web_config(empty).tls is None
 
 
+def test_a_duplicate_key_is_refused_with_its_line(tmp_path: Path) -> None:
+    """The config's strict YAML loader reads the web config too: PyYAML alone would keep the last of
+    two users silently (or the last of two tls_server_config sections)."""
+    path = write_config(tmp_path, f"basic_auth_users:\n  alice: '{HASH}'\n  bob: '{HASH}'\n  alice: '{HASH}'\n")
+    with pytest.raises(WebConfigError) as info:
+        load_web_config(path)
+    assert str(info.value) == 'invalid YAML at line 4, column 3: duplicate key "alice"'
+    assert info.value.file == str(path)
+
+
 def test_a_missing_file_is_refused(tmp_path: Path) -> None:
-    with pytest.raises(WebConfigError, match="cannot read web config file"):
+    with pytest.raises(WebConfigError, match=r"^cannot read: No such file or directory$"):
         load_web_config(tmp_path / "nope.yml")
 
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from exporter.config import Config, GlobalConfig, ModelConfig, SourceConfig, Window
+from exporter.config import Config, FileSourceConfig, GlobalConfig, ModelConfig, Window
 from exporter.core.pipeline import Pipeline
 from exporter.ingest.records import RecordSpec, parse_labels, parse_predictions
 from exporter.ingest.timestamps import parse_timestamp
@@ -75,7 +75,7 @@ def test_missing_version_is_logged_once_per_source(tmp_path: Path, caplog: pytes
     config = Config(
         global_=GlobalConfig(windows=(Window("1h", 3600.0),)),
         models=(ModelConfig(name="m", classes=("0", "1")),),
-        sources=tuple(SourceConfig(name=n, kind="predictions", type="file", path=str(f), model="m")
+        sources=tuple(FileSourceConfig(name=n, kind="predictions", path=str(f), model="m")
                       for n, f in files.items()),
     )
     clock = FakeClock(1_800_000_000.0)

@@ -13,7 +13,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from exporter.config import SourceConfig
+from exporter.config import FileSourceConfig
 from exporter.ingest.block_parser import SMALL_RUN, Block, BlockParser
 from exporter.ingest.records import (
     INVALID_REASONS,
@@ -89,11 +89,11 @@ def test_canonical_label_record() -> None:
 
 
 def test_dotted_path_mapping_and_fixed_model() -> None:
-    src = SourceConfig(name="s", kind="predictions", type="file", path="/x", model="fraud",
-                       fields={"id": "request_id", "prediction": "output.label",
-                               "confidence": "output.score", "model_version": "version",
-                               "features": "input.features", "timestamp": "meta.ts"},
-                       max_line_bytes=4096)
+    src = FileSourceConfig(name="s", kind="predictions", path="/x", model="fraud",
+                           fields={"id": "request_id", "prediction": "output.label",
+                                   "confidence": "output.score", "model_version": "version",
+                                   "features": "input.features", "timestamp": "meta.ts"},
+                           max_line_bytes=4096)
     spec = RecordSpec.from_source(src, ("amount",))
     assert spec.max_line_bytes == 4096 and spec.model == "fraud" and spec.feature_names == ("amount",)
     rec = {"request_id": "r1", "model": "ignored", "version": 7,

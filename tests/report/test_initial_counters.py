@@ -13,7 +13,15 @@ from pathlib import Path
 
 from prometheus_client.parser import text_string_to_metric_families
 
-from exporter.config import Config, GlobalConfig, JoinConfig, ModelConfig, SourceConfig, Window
+from exporter.config import (
+    Config,
+    FileSourceConfig,
+    GlobalConfig,
+    JoinConfig,
+    KServeSourceConfig,
+    ModelConfig,
+    Window,
+)
 from exporter.core.pipeline import Pipeline
 from exporter.foundation.reject_reasons import KSERVE_REASONS, PARSE_REASONS, reasons_for
 from exporter.report.snapshot import render
@@ -41,12 +49,12 @@ def make_config(tmp_path: Path) -> Config:
         models=(ModelConfig(name="m", classes=("0", "1"), max_versions=1, join=JoinConfig(ttl=60.0)),
                 ModelConfig(name="n", classes=("0", "1"), join=JoinConfig(ttl=60.0))),
         sources=(
-            SourceConfig(name="preds", kind="predictions", type="file", path=str(tmp_path / "p.jsonl"),
-                         max_line_bytes=300),
-            SourceConfig(name="fixed", kind="predictions", type="file", path=str(tmp_path / "f.jsonl"), model="n"),
-            SourceConfig(name="labels", kind="labels", type="file", path=str(tmp_path / "l.jsonl"),
-                         max_line_bytes=300),
-            SourceConfig(name="kserve", kind="predictions", type="kserve", model="n"),
+            FileSourceConfig(name="preds", kind="predictions", path=str(tmp_path / "p.jsonl"),
+                             max_line_bytes=300),
+            FileSourceConfig(name="fixed", kind="predictions", path=str(tmp_path / "f.jsonl"), model="n"),
+            FileSourceConfig(name="labels", kind="labels", path=str(tmp_path / "l.jsonl"),
+                             max_line_bytes=300),
+            KServeSourceConfig(name="kserve", kind="predictions", model="n"),
         ),
     )
 

@@ -16,7 +16,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from exporter.config import SourceConfig
+from exporter.config import FileSourceConfig
 from exporter.ingest.records import RecordSpec, parse_predictions
 from exporter.sources import SOURCE_TYPES, FileTailSource, build_source
 from exporter.sources.base import Poll
@@ -40,8 +40,8 @@ class LineView(FileTailSource):
 
 def make(pattern: Path | str, *, start_at: str = "beginning", max_line_bytes: int = 1 << 20,
          **kw: Any) -> FileTailSource:
-    cfg = SourceConfig(name="preds", kind="predictions", type="file", path=str(pattern),
-                       start_at=cast(Any, start_at), max_line_bytes=max_line_bytes)
+    cfg = FileSourceConfig(name="preds", kind="predictions", path=str(pattern),
+                           start_at=cast(Any, start_at), max_line_bytes=max_line_bytes)
     return LineView(cfg, **kw)
 
 
@@ -375,14 +375,12 @@ def test_restore_of_a_truncated_file_starts_from_zero(tmp_path: Path) -> None:
 
 
 def test_registry_builds_file_sources(tmp_path: Path) -> None:
-    cfg = SourceConfig(name="f", kind="labels", type="file", path=str(tmp_path / "*.jsonl"))
+    cfg = FileSourceConfig(name="f", kind="labels", path=str(tmp_path / "*.jsonl"))
     src = build_source(cfg)
     assert isinstance(src, FileTailSource) and SOURCE_TYPES["file"] is FileTailSource
     src.close()
-    with pytest.raises(ValueError, match="unknown type"):
-        build_source(SourceConfig(name="x", kind="labels", type=cast(Any, "carrier-pigeon")))
     with pytest.raises(ValueError, match="needs a path"):
-        FileTailSource(SourceConfig(name="x", kind="labels", type="file"))
+        FileTailSource(FileSourceConfig(name="x", kind="labels", path=""))
 
 
 # --- property: whatever the write/poll interleaving, every complete line exactly once ------
@@ -466,7 +464,7 @@ def test_blocks_are_located(tmp_path: Path) -> None:
     """Blocks carry their file and byte offset, and a line too long to hold is located too."""
     log = tmp_path / "a.jsonl"
     log.write_bytes(b"one\ntwo\n")
-    src = FileTailSource(SourceConfig(name="p", kind="predictions", type="file", path=str(log), max_line_bytes=10))
+    src = FileTailSource(FileSourceConfig(name="p", kind="predictions", path=str(log), max_line_bytes=10))
     first = src.poll(1.0)
     src.commit(first.token)
     assert [(b.data, b.origin, b.offset) for b in first.blocks] == [(b"one\ntwo", str(log), 0)]
@@ -481,11 +479,11 @@ def test_blocks_are_located(tmp_path: Path) -> None:
 
 
 def test_budget_comes_from_the_source_config(tmp_path: Path) -> None:
-    cfg = SourceConfig(name="p", kind="predictions", type="file", path=str(tmp_path / "a"), max_bytes_per_poll=5000)
+    cfg = FileSourceConfig(name="p", kind="predictions", path=str(tmp_path / "a"), max_bytes_per_poll=5000)
     assert FileTailSource(cfg).max_bytes_per_poll == 1 << 20 | 1  # at least one longest line
-    assert FileTailSource(SourceConfig(name="p", kind="predictions", type="file", path="x",
-                                       max_line_bytes=100, max_bytes_per_poll=5000)).max_bytes_per_poll == 5000
-    assert FileTailSource(SourceConfig(name="p", kind="predictions", type="file", path="x")).max_bytes_per_poll == \
+    assert FileTailSource(FileSourceConfig(name="p", kind="predictions", path="x",
+                                           max_line_bytes=100, max_bytes_per_poll=5000)).max_bytes_per_poll == 5000
+    assert FileTailSource(FileSourceConfig(name="p", kind="predictions", path="x")).max_bytes_per_poll == \
         4 << 20
 
 

@@ -30,9 +30,10 @@ from prometheus_client.utils import floatToGoString
 from exporter.config import (
     BasicAuth,
     Config,
+    FileSourceConfig,
     GlobalConfig,
+    HTTPSourceConfig,
     ModelConfig,
-    SourceConfig,
     TLSClientConfig,
     Window,
 )
@@ -154,10 +155,9 @@ def served() -> Iterator[tuple[Store, str, _StoreServer]]:
 
 
 def make(url: str, **kw: Any) -> HTTPSource:
-    opts: dict[str, Any] = {"name": "labels", "kind": "labels", "type": "http", "url": url, "interval": 30.0,
-                            "timeout": 2.0}
+    opts: dict[str, Any] = {"name": "labels", "kind": "labels", "url": url, "interval": 30.0, "timeout": 2.0}
     opts.update(kw)
-    return HTTPSource(SourceConfig(**opts), rng=random.Random(7))
+    return HTTPSource(HTTPSourceConfig(**opts), rng=random.Random(7))
 
 
 SPEC = RecordSpec()
@@ -363,7 +363,7 @@ def test_oversized_response_is_an_error(served: tuple[Store, str, _StoreServer])
     store, url, _ = served
     store.mode = "since"
     store.records = [label(i) for i in range(200)]
-    src = HTTPSource(SourceConfig(name="labels", kind="labels", type="http", url=url), max_response_bytes=1000)
+    src = HTTPSource(HTTPSourceConfig(name="labels", kind="labels", url=url), max_response_bytes=1000)
     assert src.poll(T0).objects == [] and src.health.errors_total == 1
     assert src.last_error is not None and "larger than 1000" in src.last_error
 
@@ -549,7 +549,7 @@ def test_pipeline_accuracy_exact_with_failures_and_inclusive_cursor(
     truth = {f"r{i}": i % 2 for i in range(20)}
     cfg = Config(global_=GlobalConfig(poll_interval=5.0, windows=(Window("1h", 3600.0),)),
                  models=(ModelConfig(name="fraud", classes=("0", "1")),))
-    file_src = FileTailSource(SourceConfig(name="preds", kind="predictions", type="file", path=str(preds)))
+    file_src = FileTailSource(FileSourceConfig(name="preds", kind="predictions", path=str(preds)))
     http_src = make(url, cursor_param="since", interval=30.0)
     clock = Clock(now)
     p = Pipeline(cfg, clock, sources=[file_src, http_src])

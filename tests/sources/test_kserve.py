@@ -20,7 +20,15 @@ from typing import Any
 import pytest
 import requests
 
-from exporter.config import Config, DriftConfig, GlobalConfig, ModelConfig, SourceConfig, Window
+from exporter.config import (
+    Config,
+    DriftConfig,
+    FileSourceConfig,
+    GlobalConfig,
+    KServeSourceConfig,
+    ModelConfig,
+    Window,
+)
 from exporter.core.pipeline import Pipeline
 from exporter.http.server import ExporterHTTPServer, RenderedSnapshot, receiver_listener
 from exporter.ingest.records import PredictionBatch, RecordSpec, parse_predictions
@@ -54,11 +62,10 @@ CONFIG = Config(
 
 
 
-def source_config(**kw: Any) -> SourceConfig:
-    opts: dict[str, Any] = {"name": "kserve", "kind": "predictions", "type": "kserve",
-                            "model_from": "inferenceservicename"}
+def source_config(**kw: Any) -> KServeSourceConfig:
+    opts: dict[str, Any] = {"name": "kserve", "kind": "predictions", "model_from": "inferenceservicename"}
     opts.update(kw)
-    return SourceConfig(**opts)
+    return KServeSourceConfig(**opts)
 
 
 @dataclass
@@ -112,7 +119,7 @@ def start_server(handler: Any, max_body_bytes: int = 10 << 20) -> ExporterHTTPSe
 def make_receiver() -> Iterator[Any]:
     made: list[Receiver] = []
 
-    def make(cfg: SourceConfig | None = None, *, server_limit: int = 10 << 20, **kw: Any) -> Receiver:
+    def make(cfg: KServeSourceConfig | None = None, *, server_limit: int = 10 << 20, **kw: Any) -> Receiver:
         clock = Clock(T0 + 20)
         src = KServeSource(cfg or source_config(), CONFIG.model, clock=clock, **kw)
         r = Receiver(src, start_server(src.handle, server_limit), clock)
@@ -579,7 +586,7 @@ def test_pipeline_accuracy_exact_with_labels_from_a_file(make_receiver: Any, tmp
     r = make_receiver()
     labels_file = tmp_path / "labels.jsonl"
     labels_file.write_text("")
-    labels = FileTailSource(SourceConfig(name="labels", kind="labels", type="file", path=str(labels_file)))
+    labels = FileTailSource(FileSourceConfig(name="labels", kind="labels", path=str(labels_file)))
     clock = Clock(T0 + 60)
     p = Pipeline(CONFIG, clock, sources=[r.source, labels])
     truth: dict[str, Any] = {}

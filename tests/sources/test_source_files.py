@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from exporter.config import Config, GlobalConfig, ModelConfig, SourceConfig, Window
+from exporter.config import Config, FileSourceConfig, GlobalConfig, ModelConfig, Window
 from exporter.core.pipeline import Pipeline
 from exporter.report.snapshot import render
 from exporter.sources.file_tail import NO_FILES_WARN_INTERVAL, FileTailSource
@@ -27,7 +27,7 @@ def warnings_of(caplog: pytest.LogCaptureFixture) -> list[str]:
 def test_no_match_is_counted_and_warned_rate_limited(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.INFO, logger="exporter.sources.file_tail")
     pattern = str(tmp_path / "predictions-*.jsonl")
-    src = FileTailSource(SourceConfig(name="preds", kind="predictions", type="file", path=pattern, model="m"))
+    src = FileTailSource(FileSourceConfig(name="preds", kind="predictions", path=pattern, model="m"))
     src.poll(T0)
     assert src.files_matched == 0
     assert warnings_of(caplog) == [f"source preds: path {pattern} matches no file yet"]
@@ -59,9 +59,9 @@ def test_files_gauge_per_file_source(tmp_path: Path) -> None:
     config = Config(
         global_=GlobalConfig(poll_interval=1.0, windows=(Window("1h", 3600.0),)),
         models=(ModelConfig(name="m", classes=("0", "1")),),
-        sources=(SourceConfig(name="preds", kind="predictions", type="file", path=str(tmp_path / "typo-*.jsonl"),
-                              model="m"),
-                 SourceConfig(name="labels", kind="labels", type="file", path=str(tmp_path / "labels*.jsonl"))),
+        sources=(FileSourceConfig(name="preds", kind="predictions", path=str(tmp_path / "typo-*.jsonl"),
+                                  model="m"),
+                 FileSourceConfig(name="labels", kind="labels", path=str(tmp_path / "labels*.jsonl"))),
     )
     clock = FakeClock(T0)
     p = Pipeline(config, clock)
