@@ -86,13 +86,20 @@ from exporter.core.reference import (
 )
 from exporter.core.windows import FIXED_POINT_SCALE, BucketedStream, Columns, WideningCounts, to_fixed_point
 from exporter.foundation.arrays import BoolArray, FloatArray, Int32Array, IntArray, ObjArray
-from exporter.report.snapshot import LabelPairs, SnapshotBuilder
+from exporter.report.model import (
+    CATEGORICAL,
+    NUMERIC,
+    UNTYPED,
+    ChangeDetectorValues,
+    DriftReport,
+    Estimates,
+    FeatureDrift,
+    InvalidFeatureValues,
+    WindowDrift,
+)
 from exporter.stats.change import DDM, DRIFT, PageHinkley, detector_from_dict
 from exporter.stats.drift import bin_counts, chi2_p_value, js_distance, kstwo_sf, psi, quantile_edges
 
-NUMERIC = "numeric"
-CATEGORICAL = "categorical"
-UNTYPED = "unknown"
 OTHER_CATEGORY = "__other__"
 PSI_BINS = 10
 CONFIDENCE = "confidence"
@@ -352,33 +359,6 @@ def build_feature_model(name: str, col: RawColumn, max_categories: int, methods:
 
 def _method(kind: str, methods: Sequence[str]) -> str:
     return next((m for m in methods if m in METHODS[kind]), "psi")
-
-
-@dataclass(frozen=True)
-class FeatureDrift:
-    """One feature's drift statistics in one window (NaN where not applicable or unknown)."""
-
-    feature: str
-    kind: str
-    samples: int  # valid values in the window
-    psi: float
-    js_distance: float
-    ks_statistic: float
-    ks_p_value: float
-    chi2_p_value: float
-    method: str
-    detected: float  # 1.0, 0.0, or NaN when the method's statistic is NaN
-
-
-@dataclass(frozen=True)
-class Estimates:
-    """Label-free estimates of one window (CBPE)."""
-
-    predictions: int
-    accuracy: float
-    precision: float
-    recall: float
-    f1: float
 
 
 _SUMS = ("n", "conf_n", "conf_fixed", "pos_n", "tp_fixed", "fn_fixed")
@@ -700,63 +680,17 @@ class VersionDrift:
             out.append(FeatureDrift(name, fm.kind, int(counts.sum()), p, js, ks_d, ks_p, chi_p, fm.method, detected))
         return out
 
-    def families(self, b: SnapshotBuilder, base: LabelPairs) -> None:
-        """Samples of this version's drift, estimation and change-detection families."""
-        g = b.family
-        f_psi = g("mlmon_data_drift_psi", "gauge",
-                  "Population stability index of the feature in the window vs the reference "
-                  "(10 reference-quantile bins or categories, shares floored at 1e-4).")
-        f_ks = g("mlmon_data_drift_ks_statistic", "gauge",
-                 "Two-sample Kolmogorov-Smirnov statistic of a numeric feature, window vs reference.")
-        f_ks_p = g("mlmon_data_drift_ks_p_value", "gauge",
-                   "Two-sample Kolmogorov-Smirnov p-value (asymptotic, two-sided) of a numeric feature.")
-        f_js = g("mlmon_data_drift_js_distance", "gauge",
-                 "Jensen-Shannon distance (base 2) of the feature's binned distribution, window vs reference.")
-        f_chi = g("mlmon_data_drift_chi2_p_value", "gauge",
-                  "Chi-square test p-value of a categorical feature's counts, window vs reference.")
-        f_det = g("mlmon_data_drift_detected", "gauge",
-                  "1 when the feature's configured drift method crosses its threshold, 0 if not, "
-                  "NaN while unknown (no reference yet or no values in the window).")
-        f_ref = g("mlmon_data_drift_reference_samples", "gauge",
-                  "Predictions in the version's drift reference (a learned one is complete at reference_size).")
-        f_acc = g("mlmon_estimated_accuracy_ratio", "gauge",
-                  "Label-free accuracy estimate (CBPE): mean top-class confidence of the window's predictions.")
-        f_prec = g("mlmon_estimated_precision_ratio", "gauge",
-                   "Label-free precision estimate of the positive class from predicted probabilities (binary).")
-        f_rec = g("mlmon_estimated_recall_ratio", "gauge",
-                  "Label-free recall estimate of the positive class from predicted probabilities (binary).")
-        f_f1 = g("mlmon_estimated_f1_ratio", "gauge",
-                 "Label-free F1 estimate of the positive class from predicted probabilities (binary).")
-        f_cp = g("mlmon_change_points", "counter",
-                 "Change points found in the version's error stream by the detector (Page-Hinkley, DDM).")
-        f_cs = g("mlmon_change_detector_state", "gauge",
-                 "Change detector state on the error stream: 0 stable, 1 warning (DDM), 2 drift "
-                 "(held for the shortest window after a change point).")
-
-        f_ref.add(base, self.reference_samples)
-        for i, w in enumerate(self.windows):
-            wl: LabelPairs = (*base, ("window", w.name))
-            est = self.estimates(i)
-            f_acc.add(wl, est.accuracy)
-            if self.model.task == "binary":
-                cl: LabelPairs = (*wl, ("class", self.model.positive_class))
-                f_prec.add(cl, est.precision)
-                f_rec.add(cl, est.recall)
-                f_f1.add(cl, est.f1)
-            for fd in self.window_drift(i):
-                fl: LabelPairs = (*wl, ("feature", fd.feature))
-                f_psi.add(fl, fd.psi)
-                f_js.add(fl, fd.js_distance)
-                if fd.kind == NUMERIC:
-                    f_ks.add(fl, fd.ks_statistic)
-                    f_ks_p.add(fl, fd.ks_p_value)
-                elif fd.kind == CATEGORICAL:
-                    f_chi.add(fl, fd.chi2_p_value)
-                f_det.add(fl, fd.detected)
-        for name, det in self.detectors.items():
-            dl: LabelPairs = (*base, ("detector", name))
-            f_cp.add(dl, det.detections)
-            f_cs.add(dl, det.state)
+    def report(self) -> DriftReport:
+        """This version's drift, estimates and change detection, for the cycle's Report."""
+        return DriftReport(
+            reference_samples=self.reference_samples,
+            windows=tuple(WindowDrift(w.name, self.estimates(i), tuple(self.window_drift(i)))
+                          for i, w in enumerate(self.windows)),
+            change_detectors=tuple(ChangeDetectorValues(name, det.detections, det.state)
+                                   for name, det in self.detectors.items()),
+            invalid_feature_values=tuple(InvalidFeatureValues(feature, reason, n)
+                                         for (feature, reason), n in sorted(self.invalid_feature_values.items())),
+        )
 
     # -- checkpoint ---------------------------------------------------------------------------------
     def state(self) -> dict[str, Any]:
