@@ -40,7 +40,8 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("sources", ("exporter.sources", "exporter.sources.*")),
     # per-model and per-version state the cycle updates, and the state -> Report copy
     ("core", ("exporter.core", "exporter.core.classes", "exporter.core.joined_ids", "exporter.core.join",
-              "exporter.core.windows", "exporter.core.reference", "exporter.core.drift_monitor",
+              "exporter.core.windows", "exporter.core.reference", "exporter.core.drift_features",
+              "exporter.core.drift_monitor",
               "exporter.core.versions", "exporter.core.source_stats", "exporter.core.recent",
               "exporter.core.reporting")),
     # one cycle: poll -> parse -> join -> update -> Report

@@ -15,13 +15,8 @@ from scipy.spatial.distance import jensenshannon
 from scipy.stats import chi2_contingency, ks_2samp
 
 from exporter.config import DriftConfig, DriftThresholds, ModelConfig, Window
-from exporter.core.drift_monitor import (
-    OTHER_CATEGORY,
-    FeatureDrift,
-    VersionDrift,
-    build_feature_model,
-    ks_against_reference,
-)
+from exporter.core.drift_features import OTHER_CATEGORY, build_feature_model, ks_against_reference
+from exporter.core.drift_monitor import FeatureDrift, VersionDrift
 from exporter.core.reference import RawColumn, Reference
 from exporter.ingest.batch_ops import positive_probabilities
 from exporter.report import catalogue
