@@ -109,6 +109,7 @@ def peer_nannyml(data: Any) -> dict[str, Any]:
 def ours(data: Any, batch: int = 10_000) -> dict[str, Any]:
     from bench import FEATURES, Events, batch_config, binary_model, label_batch, prediction_batch, prediction_lines
     from exporter.core.pipeline import Pipeline
+    from exporter.report import catalogue
     from exporter.report.snapshot import render
 
     n = int(data["cur_p1"].size)
@@ -136,7 +137,7 @@ def ours(data: Any, batch: int = 10_000) -> dict[str, Any]:
             p.apply_predictions("bench", prediction_batch(cur, model.name, rows), t_end)
             p.apply_labels("bench", label_batch(cur, rows), t_end)
         p.advance(t_end)
-        text = render(p.build_snapshot(t_end).families)
+        text = render(catalogue.families(p.build_report(t_end)))
         scratch = time.process_time() - t0
         assert b"mlmon_data_drift_ks_statistic" in text
         vs = p.versions[(model.name, cur.version)]
@@ -153,7 +154,7 @@ def ours(data: Any, batch: int = 10_000) -> dict[str, Any]:
         p.apply_predictions("bench", pb, now)
         p.apply_labels("bench", lb, now)
         p.advance(now)
-        render(p.build_snapshot(now).families)
+        render(catalogue.families(p.build_report(now)))
         refresh = time.process_time() - t0
     return {"from_scratch_cpu_s": scratch, "per_refresh_cpu_s": refresh, "window": n, "batch": batch}
 

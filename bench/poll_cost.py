@@ -24,6 +24,7 @@ import numpy as np
 
 from bench import batch_config, binary_model, label_batch, make_events, prediction_batch, print_table
 from exporter.core.pipeline import Pipeline
+from exporter.report import catalogue
 from exporter.report.snapshot import render
 
 BATCH = 10_000
@@ -55,7 +56,7 @@ def fill(n: int, batch: int, polls: int, seed: int = 7) -> tuple[Pipeline, Any, 
         if lab.stop > lab.start:
             p.apply_labels("bench", label_batch(old, lab), t_fill)
     p.advance(t_fill)
-    p.build_snapshot(t_fill)
+    p.build_report(t_fill)
     return p, old, new, t_fill, dt
 
 
@@ -82,7 +83,7 @@ def measure(n: int, polls: int = 12, warmup: int = 2, batch: int = BATCH, profil
         t2 = time.perf_counter()
         p.advance(now)
         t3 = time.perf_counter()
-        render(p.build_snapshot(now).families)
+        render(catalogue.families(p.build_report(now)))
         t4 = time.perf_counter()
         if j >= warmup:
             times.append(t4 - t0)

@@ -1,8 +1,10 @@
 """Shared test plumbing: free ports, waiting on real conditions, requiring real tools, a fake clock,
-object columns and snapshot samples. (Fixtures and command-line options live in conftest.py.)"""
+object columns, snapshot samples and hand-built Reports. (Fixtures and command-line options live in
+conftest.py.)"""
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import os
 import shutil
@@ -16,6 +18,16 @@ import numpy as np
 import numpy.typing as npt
 import pytest
 
+from exporter.report.model import (
+    ConfidenceSummary,
+    DriftReport,
+    Estimates,
+    HistogramValues,
+    Thresholds,
+    VersionReport,
+    WindowDrift,
+    WindowReport,
+)
 from exporter.report.snapshot import Snapshot
 
 T = TypeVar("T")
@@ -95,3 +107,24 @@ def obj(values: Iterable[Any]) -> npt.NDArray[np.object_]:
 def samples(snapshot: Snapshot) -> Samples:
     """Every sample of the snapshot by (name, label set), for lookups that ignore label order."""
     return {(s.name, frozenset(s.labels)): s.value for f in snapshot.families for s in f.samples}
+
+
+NAN = math.nan
+
+
+def window_report(window: str = "1h", seconds: float = 3600.0, **fields: Any) -> WindowReport:
+    """A ``WindowReport`` with every number unknown (NaN, 0, no drift) but ``fields``."""
+    empty = ConfidenceSummary(NAN, NAN, NAN, NAN, NAN, NAN)
+    base = WindowReport(window, seconds, 0, 0, NAN, NAN, NAN, (), (), (), NAN, NAN, NAN, NAN, empty, NAN, NAN, NAN,
+                        False, "low")
+    return dataclasses.replace(base, **fields)
+
+
+def version_report(model: str, version: str, windows: Sequence[WindowReport] = (), **fields: Any) -> VersionReport:
+    """A ``VersionReport`` of ``windows`` (binary, classes 0 and 1, no counts) but ``fields``."""
+    hist = HistogramValues((), (0,), 0.0, 0)
+    drift = DriftReport(0, tuple(WindowDrift(w.window, Estimates(0, NAN, NAN, NAN, NAN), ()) for w in windows),
+                        (), ())
+    base = VersionReport(model, version, "binary", "1", ("0", "1"), 0.0, NAN, Thresholds(0.8, 0.05, 0.75, 100),
+                         (0, 0), ((0, 0), (0, 0)), 0, 0, hist, hist, tuple(windows), drift)
+    return dataclasses.replace(base, **fields)

@@ -13,6 +13,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from exporter.core.pipeline import Pipeline
 from exporter.demo import Simulator, demo_config
+from exporter.report import catalogue
 from exporter.report.snapshot import render
 from tests.helpers import FakeClock
 
@@ -31,7 +32,7 @@ def test_demo_records_carry_probabilities_and_estimates_are_finite(tmp_path: Pat
     assert set(probs) == {"0", "1"} and math.isclose(sum(probs.values()), 1.0, abs_tol=1e-9)
     assert str(first["prediction"]) == max(probs, key=probs.__getitem__)  # the argmax is the prediction
 
-    fams = {f.name: f for f in text_string_to_metric_families(render(pipeline.snapshot.families).decode())}
+    fams = {f.name: f for f in text_string_to_metric_families(render(catalogue.families(pipeline.report)).decode())}
     estimated = [n for n in fams if n.startswith("mlmon_estimated_")]
     assert sorted(estimated) == ["mlmon_estimated_accuracy_ratio", "mlmon_estimated_f1_ratio",
                                  "mlmon_estimated_precision_ratio", "mlmon_estimated_recall_ratio"]

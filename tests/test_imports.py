@@ -31,23 +31,25 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
                     "exporter.runtime.logs", "exporter.report.build_info")),
     # frozen typed config and its value parsers (durations, listen addresses)
     ("config", ("exporter.config", "exporter.config.*")),
+    # the typed, immutable Report a cycle publishes, and the families it is rendered to: plain
+    # values the core fills and everything above reads
+    ("report values", ("exporter.report", "exporter.report.model", "exporter.report.snapshot")),
     # records -> columnar batches
     ("ingest", ("exporter.ingest", "exporter.ingest.*")),
     # where records come from; the package's __init__ is the registry of source types
     ("sources", ("exporter.sources", "exporter.sources.*")),
-    # the families and their rendering: values the core fills (drift_monitor still builds its own
-    # families; once a typed Report exists the families belong with the catalogue)
-    ("report values", ("exporter.report", "exporter.report.snapshot")),
-    # per-model and per-version state the cycle updates
+    # per-model and per-version state the cycle updates, and the state -> Report copy
     ("core", ("exporter.core", "exporter.core.classes", "exporter.core.joined_ids", "exporter.core.join",
-              "exporter.core.windows", "exporter.core.reference", "exporter.core.drift_monitor",
-              "exporter.core.versions", "exporter.core.source_stats", "exporter.core.recent")),
-    # the metric names: state -> families (until the Report, the cycle calls it, so it sits below)
-    ("catalogue", ("exporter.report.catalogue",)),
-    # one cycle: poll -> parse -> join -> update -> Snapshot
+              "exporter.core.windows", "exporter.core.reference", "exporter.core.drift_features",
+              "exporter.core.drift_monitor",
+              "exporter.core.versions", "exporter.core.source_stats", "exporter.core.recent",
+              "exporter.core.reporting")),
+    # one cycle: poll -> parse -> join -> update -> Report
     ("cycle", ("exporter.core.pipeline",)),
-    # readers of the published Snapshot
-    ("output", ("exporter.http.scrape", "exporter.report.snapshot_index", "exporter.http.status_page")),
+    # the metric names: Report -> families (above the cycle: the cycle knows no metric name)
+    ("catalogue", ("exporter.report.catalogue",)),
+    # readers of what was published
+    ("output", ("exporter.http.scrape", "exporter.http.status_page")),
     ("http", ("exporter.http", "exporter.http.server", "exporter.http.webconfig")),
     ("actions", ("exporter.actions", "exporter.actions.*")),
     # the running process: threads, reload, checkpoints, signals
@@ -212,7 +214,9 @@ def test_siblings_do_not_import_one_another() -> None:
 
 @pytest.mark.parametrize(("low", "high"), [("exporter.stats.drift", "exporter.config"),
                                            ("exporter.sources.kserve", "exporter.http.server"),
-                                           ("exporter.core.pipeline", "exporter.http.status_page")])
+                                           ("exporter.core.pipeline", "exporter.http.status_page"),
+                                           ("exporter.report.model", "exporter.core.versions"),
+                                           ("exporter.core.pipeline", "exporter.report.catalogue")])
 def test_layers_are_ordered_as_declared(low: str, high: str) -> None:
     lo, hi = layer_of(low), layer_of(high)
     assert lo is not None and hi is not None and lo < hi

@@ -1,25 +1,27 @@
 """Performance history: one Parquet row per model, version and window every ``history.interval``.
 
 Rows go to ``<history.directory>/history-YYYY-MM-DD.parquet``, one file per UTC day (DESIGN
-§2, §8). The writer reads the published Snapshot, the same numbers Prometheus scrapes, so the
-history never disagrees with the metrics and writing never touches live pipeline state.
+§2, §8). The writer reads the published Report (``exporter.report.model``), the same numbers
+Prometheus scrapes, so the history never disagrees with the metrics and writing never touches
+live pipeline state.
 
-Columns (schema ``SCHEMA``):
+Columns (schema ``SCHEMA``; their names are a file format, kept as they are), each taken from
+a ``VersionReport`` ``v`` and one of its ``WindowReport`` s ``w``:
 
 =====================  =========================================================================
-timestamp              when the numbers were computed (the Snapshot's time), UTC, milliseconds
-model, version, window the series labels (``version`` is the ``model_version`` label)
-accuracy               ``mlmon_accuracy_ratio``
-precision, recall, f1  binary models: of the positive class (``positive_class``, default ``1``);
+timestamp              when the numbers were computed (``Report.created``), UTC, milliseconds
+model, version, window ``v.model``, ``v.version``, ``w.window``
+accuracy               ``w.accuracy``
+precision, recall, f1  binary models: of the positive class (``v.positive_class``, default ``1``);
                        multiclass models: macro averages over the classes seen in the window
-                       (``mlmon_macro_*_ratio``). ``metric_average`` says which: ``class=<c>``
-                       or ``macro``.
-mean_confidence        ``mlmon_confidence_mean_ratio``
-drift_detected         ``mlmon_accuracy_drift_detected == 1``
-drift_severity         the accuracy-drift tier, ``low`` / ``high`` / ``critical``
+                       (``w.macro_*``). ``metric_average`` says which: ``class=<c>`` or ``macro``.
+mean_confidence        ``w.confidence.mean``
+drift_detected         ``w.drift_detected``
+drift_severity         ``w.severity``: the accuracy-drift tier, ``low`` / ``high`` / ``critical``
 retraining_triggered   a retraining request for the version was accepted since the previous row
-samples                labelled predictions in the window (``mlmon_window_labeled_predictions``)
-predictions            predictions in the window; baseline_accuracy, accuracy_drop: as exported
+samples                labelled predictions in the window (``w.labeled``)
+predictions            predictions in the window (``w.predictions``)
+baseline_accuracy      ``v.baseline_accuracy``; accuracy_drop: ``w.accuracy_drop``
 =====================  =========================================================================
 
 A number the exporter reports as NaN (an empty window, a 0/0 ratio) is stored as null.
@@ -40,7 +42,7 @@ import re
 import sys
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
@@ -49,13 +51,11 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from exporter.config import Config, ModelConfig
+from exporter.config import Config
 from exporter.config.durations import parse_duration
 from exporter.foundation.atomic_file import atomic_write
 from exporter.foundation.clock import Clock
-from exporter.foundation.severities import SEVERITIES
-from exporter.report.snapshot import Snapshot, SnapshotBuilder
-from exporter.report.snapshot_index import SnapshotIndex
+from exporter.report.model import HistoryStats, Report
 
 if TYPE_CHECKING:  # pandas costs ~35 MiB of RSS; only the `history` command needs it, so it is imported there
     import pandas as pd
@@ -87,25 +87,6 @@ SCHEMA = pa.schema([
     ("metric_average", pa.string()),
 ])
 
-_METRICS = (
-    "mlmon_model_info",
-    "mlmon_baseline_accuracy_ratio",
-    "mlmon_accuracy_ratio",
-    "mlmon_precision_ratio",
-    "mlmon_recall_ratio",
-    "mlmon_f1_ratio",
-    "mlmon_macro_precision_ratio",
-    "mlmon_macro_recall_ratio",
-    "mlmon_macro_f1_ratio",
-    "mlmon_confidence_mean_ratio",
-    "mlmon_accuracy_drift_detected",
-    "mlmon_accuracy_drift_severity",
-    "mlmon_window_labeled_predictions",
-    "mlmon_window_predictions",
-    "mlmon_accuracy_drop_ratio",
-)
-
-
 def history_file(directory: Path | str, t: float) -> Path:
     """The file that holds rows with timestamp ``t`` (its UTC day)."""
     return Path(directory) / f"{FILE_PREFIX}{datetime.fromtimestamp(t, UTC):%Y-%m-%d}.parquet"
@@ -115,64 +96,40 @@ def _num(x: float | None) -> float | None:
     return x if x is not None and math.isfinite(x) else None
 
 
-def _count(x: float | None) -> int | None:
-    return int(x) if x is not None and math.isfinite(x) else None
-
-
-def rows_from_snapshot(snapshot: Snapshot, models: Mapping[str, ModelConfig] | None = None,
-                       triggered: Callable[[str, str], bool] | None = None,
-                       timestamp: float | None = None) -> list[dict[str, Any]]:
-    """One history row per (model, version, window) series of ``mlmon_accuracy_ratio``."""
-    idx = SnapshotIndex(snapshot, _METRICS)
-    models = models or {}
-    ts = timestamp if timestamp is not None else snapshot.created
+def rows_from_report(report: Report, triggered: Callable[[str, str], bool] | None = None,
+                     timestamp: float | None = None) -> list[dict[str, Any]]:
+    """One history row per (model, version, window) of ``report``."""
+    ts = timestamp if timestamp is not None else report.created
     when = datetime.fromtimestamp(ts, UTC)
     rows: list[dict[str, Any]] = []
-    for s in idx.samples("mlmon_accuracy_ratio"):
-        labels = dict(s.labels)
-        model, version, window = labels.get("model"), labels.get("model_version"), labels.get("window")
-        if model is None or version is None or window is None:
-            continue
-        base = {"model": model, "model_version": version}
-        wl = {**base, "window": window}
-        cfg = models.get(model)
-        task = cfg.task if cfg is not None else next(
-            (dict(i.labels).get("task") for i in idx.samples("mlmon_model_info", **base)), "binary")
-        if task == "binary":
-            cls = cfg.positive_class if cfg is not None else "1"
-            cl = {**wl, "class": cls}
-            precision = idx.value("mlmon_precision_ratio", cl)
-            recall = idx.value("mlmon_recall_ratio", cl)
-            f1 = idx.value("mlmon_f1_ratio", cl)
-            average = f"class={cls}"
-        else:
-            precision = idx.value("mlmon_macro_precision_ratio", wl)
-            recall = idx.value("mlmon_macro_recall_ratio", wl)
-            f1 = idx.value("mlmon_macro_f1_ratio", wl)
-            average = "macro"
-        severity = next(
-            (t for t in SEVERITIES if idx.value("mlmon_accuracy_drift_severity", {**wl, "severity": t}) == 1.0),
-            None,
-        )
-        rows.append({
-            "timestamp": when,
-            "model": model,
-            "version": version,
-            "window": window,
-            "accuracy": _num(s.value),
-            "precision": _num(precision),
-            "recall": _num(recall),
-            "f1": _num(f1),
-            "mean_confidence": _num(idx.value("mlmon_confidence_mean_ratio", wl)),
-            "drift_detected": idx.value("mlmon_accuracy_drift_detected", wl) == 1.0,
-            "drift_severity": severity,
-            "retraining_triggered": bool(triggered(model, version)) if triggered is not None else False,
-            "samples": _count(idx.value("mlmon_window_labeled_predictions", wl)),
-            "predictions": _count(idx.value("mlmon_window_predictions", wl)),
-            "baseline_accuracy": _num(idx.value("mlmon_baseline_accuracy_ratio", base)),
-            "accuracy_drop": _num(idx.value("mlmon_accuracy_drop_ratio", wl)),
-            "metric_average": average,
-        })
+    for v in report.versions:
+        for w in v.windows:
+            if v.task == "binary":
+                cls = v.positive_class
+                precision, recall, f1 = w.class_scores(v.classes, cls) or (None, None, None)
+                average = f"class={cls}"
+            else:
+                precision, recall, f1 = w.macro_precision, w.macro_recall, w.macro_f1
+                average = "macro"
+            rows.append({
+                "timestamp": when,
+                "model": v.model,
+                "version": v.version,
+                "window": w.window,
+                "accuracy": _num(w.accuracy),
+                "precision": _num(precision),
+                "recall": _num(recall),
+                "f1": _num(f1),
+                "mean_confidence": _num(w.confidence.mean),
+                "drift_detected": w.drift_detected,
+                "drift_severity": w.severity,
+                "retraining_triggered": bool(triggered(v.model, v.version)) if triggered is not None else False,
+                "samples": w.labeled,
+                "predictions": w.predictions,
+                "baseline_accuracy": _num(v.baseline_accuracy),
+                "accuracy_drop": _num(w.accuracy_drop),
+                "metric_average": average,
+            })
     return rows
 
 
@@ -217,7 +174,7 @@ class HistoryWriter:
 
     ``triggered`` answers whether a retraining request for a version was accepted after a
     time (``RetrainingService.retraining_triggered``). ``maybe_write`` never raises for I/O
-    problems: they are logged and counted in ``mlmon_exporter_history_write_errors_total``.
+    problems: they are logged and counted (``stats``: ``mlmon_exporter_history_write_errors_total``).
     """
 
     def __init__(self, config: Config, clock: Clock = time.time,
@@ -241,8 +198,8 @@ class HistoryWriter:
         with self._lock:
             self._config = config
 
-    def maybe_write(self, snapshot: Snapshot, now: float | None = None) -> int:
-        """Write the snapshot's rows if ``history.interval`` has passed; returns rows written."""
+    def maybe_write(self, report: Report, now: float | None = None) -> int:
+        """Write the report's rows if ``history.interval`` has passed; returns rows written."""
         with self._lock:
             directory = self.directory
             if directory is None:
@@ -254,18 +211,18 @@ class HistoryWriter:
             interval = self._config.history.interval
             if self._last is not None and now - self._last < interval and now >= self._last:
                 return 0
-            return self._write(directory, snapshot, now, interval)
+            return self._write(directory, report, now, interval)
 
-    def write(self, snapshot: Snapshot, now: float | None = None) -> int:
-        """Write the snapshot's rows now, whatever the interval."""
+    def write(self, report: Report, now: float | None = None) -> int:
+        """Write the report's rows now, whatever the interval."""
         with self._lock:
             directory = self.directory
             if directory is None:
                 return 0
             now = self._clock() if now is None else now
-            return self._write(directory, snapshot, now, self._config.history.interval)
+            return self._write(directory, report, now, self._config.history.interval)
 
-    def _write(self, directory: Path, snapshot: Snapshot, now: float, interval: float) -> int:
+    def _write(self, directory: Path, report: Report, now: float, interval: float) -> int:
         since = self._last if self._last is not None else now - interval
         self._last = now
         lookup = self._triggered
@@ -273,9 +230,8 @@ class HistoryWriter:
         def triggered(model: str, version: str) -> bool:
             return lookup is not None and lookup(model, version, since)
 
-        models = {m.name: m for m in self._config.models}
-        ts = snapshot.created if snapshot.created > 0 else now
-        rows = rows_from_snapshot(snapshot, models, triggered, ts)
+        ts = report.created if report.created > 0 else now
+        rows = rows_from_report(report, triggered, ts)
         if not rows:
             return 0
         try:
@@ -288,16 +244,10 @@ class HistoryWriter:
         self.last_success = now
         return len(rows)
 
-    def families(self, builder: SnapshotBuilder, now: float) -> None:
-        """Self-metrics of the history writer (a ``Pipeline.extra_families`` hook)."""
-        g = builder.family
-        g("mlmon_exporter_history_rows_written", "counter",
-          "Performance-history rows written to Parquet.").add((), self.rows_written)
-        g("mlmon_exporter_history_write_errors", "counter",
-          "Failed performance-history writes.").add((), self.errors)
-        if self.last_success is not None:
-            g("mlmon_exporter_history_last_success_timestamp_seconds", "gauge",
-              "When performance history was last written successfully.").add((), self.last_success)
+    def stats(self) -> HistoryStats:
+        """The writer's counters (the ``mlmon_exporter_history_*`` metrics)."""
+        with self._lock:
+            return HistoryStats(self.rows_written, self.errors, self.last_success)
 
 
 def last_timestamp(directory: Path, now: float) -> float | None:

@@ -39,9 +39,11 @@ Severity and evidence
 ---------------------
 ``data.severity`` is the version's accuracy-drift tier (``low``/``high``/``critical``) at the
 time of the alert, from the exporter's own numbers, not the alert's ``severity`` label
-(DESIGN §2). The evidence is read from the latest published Snapshot, never from live pipeline
-state, because the webhook runs on an HTTP thread: of the windows with detected drift, the one
-with the largest accuracy drop, else the first configured window.
+(DESIGN §2). The evidence is read from the latest published Report (typed values, never the
+rendered text or live pipeline state, because the webhook runs on an HTTP thread): of the
+windows with detected drift, the one with the largest accuracy drop, else the first configured
+window. The service's own counters are handed out as ``RetrainingStats`` (``stats``); the
+catalogue names them.
 """
 
 from __future__ import annotations
@@ -69,10 +71,7 @@ from exporter.config import RetrainingConfig
 from exporter.foundation.atomic_file import atomic_write
 from exporter.foundation.clock import Clock
 from exporter.foundation.http_messages import Response
-from exporter.foundation.severities import SEVERITIES
-from exporter.report.snapshot import Snapshot, SnapshotBuilder
-from exporter.report.snapshot_index import SnapshotIndex as SnapshotIndex
-from exporter.report.snapshot_index import sample_value as sample_value
+from exporter.report.model import Report, RetrainingStats
 
 log = logging.getLogger(__name__)
 
@@ -123,67 +122,36 @@ class Evidence:
 
 
 EvidenceLookup = Callable[[str, str], "Evidence | None"]
-EVIDENCE_METRICS = (
-    "mlmon_accuracy_ratio",
-    "mlmon_baseline_accuracy_ratio",
-    "mlmon_accuracy_drop_ratio",
-    "mlmon_window_labeled_predictions",
-    "mlmon_accuracy_drift_detected",
-    "mlmon_accuracy_drift_severity",
-)
 
 
-def evidence_from_snapshot(snapshot: Snapshot, model: str, version: str) -> Evidence | None:
-    """The evidence for ``model``/``version`` in ``snapshot``, or None for an unknown version.
+def evidence_from_report(report: Report, model: str, version: str) -> Evidence | None:
+    """The evidence for ``model``/``version`` in ``report``, or None for an unknown version.
 
     Of the windows where drift is detected, the one with the largest accuracy drop; when no
     window shows drift (it may have recovered since the alert fired), the first window.
     """
-    idx = SnapshotIndex(snapshot, EVIDENCE_METRICS)
-    base = {"model": model, "model_version": version}
-    baseline = idx.value("mlmon_baseline_accuracy_ratio", base)
-    found: list[Evidence] = []
-    for s in idx.samples("mlmon_accuracy_drop_ratio", model=model, model_version=version):
-        window = dict(s.labels).get("window")
-        if window is None:
-            continue
-        wl = {**base, "window": window}
-        severity = next(
-            (t for t in SEVERITIES if idx.value("mlmon_accuracy_drift_severity", {**wl, "severity": t}) == 1.0),
-            "low",
-        )
-        accuracy = idx.value("mlmon_accuracy_ratio", wl)
-        samples = idx.value("mlmon_window_labeled_predictions", wl)
-        found.append(Evidence(
-            window=window,
-            accuracy=math.nan if accuracy is None else accuracy,
-            baseline=math.nan if baseline is None else baseline,
-            drop=s.value,
-            samples=0 if samples is None or not math.isfinite(samples) else int(samples),
-            severity=severity,
-            drift_detected=idx.value("mlmon_accuracy_drift_detected", wl) == 1.0,
-        ))
-    if not found:
+    v = report.version(model, version)
+    if v is None or not v.windows:
         return None
+    found = [Evidence(window=w.window, accuracy=w.accuracy, baseline=v.baseline_accuracy, drop=w.accuracy_drop,
+                      samples=w.labeled, severity=w.severity, drift_detected=w.drift_detected)
+             for w in v.windows]
     drifting = [e for e in found if e.drift_detected and not math.isnan(e.drop)]
     return max(drifting, key=lambda e: e.drop) if drifting else found[0]
 
 
-class HasSnapshot(Protocol):
+class HasReport(Protocol):
     @property
-    def snapshot(self) -> Snapshot: ...
+    def report(self) -> Report: ...
 
 
-def evidence_from_pipeline(pipeline: HasSnapshot) -> EvidenceLookup:
-    """An evidence lookup reading the latest Snapshot the pipeline published.
-
-    Works with anything that has a ``snapshot`` attribute: the ``Pipeline`` or the server's
-    ``RenderedSnapshot``. Reading a reference is atomic, and a Snapshot is immutable, so
-    calling it from an HTTP thread is safe.
-    """
+def evidence_from_pipeline(pipeline: HasReport) -> EvidenceLookup:
+    """An evidence lookup reading the latest Report published by ``pipeline`` (the ``Pipeline``,
+    or the runtime that keeps the last Report it published across reloads). Reading a reference
+    is atomic, and a Report is immutable, so calling it from an HTTP thread is safe."""
 
     def lookup(model: str, version: str) -> Evidence | None:
-        return evidence_from_snapshot(pipeline.snapshot, model, version)
+        return evidence_from_report(pipeline.report, model, version)
 
     return lookup
 
@@ -319,8 +287,8 @@ class _Delivery:
 class RetrainingService:
     """The Alertmanager webhook receiver and the retraining request sender.
 
-    ``handle`` is the POST handler for ``/api/v1/alertmanager``; ``families`` adds the
-    ``mlmon_retraining_*`` metrics to a snapshot; ``close`` stops the delivery thread (requests
+    ``handle`` is the POST handler for ``/api/v1/alertmanager``; ``stats`` hands out the
+    counters behind the ``mlmon_retraining_*`` metrics; ``close`` stops the delivery thread (requests
     not yet delivered stay in the state file and are sent after the next start).
     """
 
@@ -540,32 +508,17 @@ class RetrainingService:
                 self._cond.wait(remaining)
         return True
 
-    def families(self, builder: SnapshotBuilder, now: float) -> None:
-        """Add the mlmon_retraining_* families (a ``Pipeline.extra_families`` hook)."""
+    def stats(self) -> RetrainingStats:
+        """The service's counters (the ``mlmon_retraining_*`` metrics), as one consistent copy."""
         with self._cond:
-            results = {r: self._results[r] for r in RESULTS}
-            received = {s: self._received[s] for s in ("firing", "resolved")}
-            last = sorted((k, st.last_request) for k, st in self._versions.items() if st.last_request is not None)
-            pending = sum(1 for st in self._versions.values() if st.pending is not None)
-            invalid = self._invalid_payloads
-        g = builder.family
-        req = g("mlmon_retraining_requests", "counter",
-                "Retraining requests by result: sent, failed (given up after retries), deduplicated "
-                "(inside the cooldown), logged (no endpoint configured), invalid (alert without model labels).")
-        for r, n in results.items():
-            req.add((("result", r),), n)
-        ts = g("mlmon_retraining_last_request_timestamp_seconds", "gauge",
-               "Trigger time of the last retraining request sent (or logged) for the model version.")
-        for (model, version), t in last:
-            ts.add((("model", model), ("model_version", version)), t)
-        rec = g("mlmon_retraining_alerts_received", "counter",
-                "Alerts labelled action=retrain received on the Alertmanager webhook, by status.")
-        for status, n in received.items():
-            rec.add((("status", status),), n)
-        g("mlmon_retraining_pending_requests", "gauge",
-          "Retraining requests accepted but not yet delivered (being sent or waiting to retry).").add((), pending)
-        g("mlmon_retraining_invalid_payloads", "counter",
-          "Alertmanager webhook payloads refused as malformed (HTTP 400).").add((), invalid)
+            return RetrainingStats(
+                results=tuple((r, self._results[r]) for r in RESULTS),
+                last_request=tuple(sorted((m, v, st.last_request) for (m, v), st in self._versions.items()
+                                          if st.last_request is not None)),
+                alerts_received=tuple((s, self._received[s]) for s in ("firing", "resolved")),
+                pending=sum(1 for st in self._versions.values() if st.pending is not None),
+                invalid_payloads=self._invalid_payloads,
+            )
 
     # -- lifecycle -------------------------------------------------------------------------------
     def close(self, timeout: float | None = None) -> None:

@@ -1,7 +1,8 @@
-"""One cycle: sources -> records -> join -> windows -> an immutable Snapshot.
+"""One cycle: sources -> records -> join -> windows -> an immutable Report.
 
 The pipeline owns all mutable model state and is driven by one thread; everything else (the
-HTTP server, scrapes) reads the Snapshot it publishes. Prediction sources are applied before
+HTTP server, scrapes, the actions) reads the Report it publishes (``exporter.report.model``);
+the catalogue above turns that into metric families. Prediction sources are applied before
 label sources within a cycle, so a label read in the same cycle as its prediction joins at
 once instead of waiting as an orphan.
 """
@@ -11,7 +12,7 @@ from __future__ import annotations
 import logging
 import time
 from collections import Counter, defaultdict
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -23,6 +24,7 @@ from exporter.config import Config, ModelConfig
 from exporter.core.classes import ClassIndex
 from exporter.core.join import Joiner
 from exporter.core.reference import ReferenceStore
+from exporter.core.reporting import build_report
 from exporter.core.source_stats import SourceStats
 from exporter.core.versions import VersionState
 from exporter.foundation.clock import Clock
@@ -31,8 +33,7 @@ from exporter.ingest.batch_ops import encode_by_value, factorize, first_occurren
 from exporter.ingest.block_parser import BlockParser
 from exporter.ingest.ids import encode_ids, stable_id_hashes
 from exporter.ingest.records import UNKNOWN_VERSION, LabelBatch, ParseResult, PredictionBatch, RecordSpec
-from exporter.report.catalogue import build_families
-from exporter.report.snapshot import Snapshot, SnapshotBuilder
+from exporter.report.model import Report
 from exporter.sources import build_source
 from exporter.sources.base import Poll, Source
 
@@ -98,15 +99,14 @@ class Pipeline:
         self._poll_span: str | None = None
         self._unversioned_logged: set[str] = set()  # sources already told about records without a version
         self.cycles = 0
-        self.snapshot = Snapshot((), clock(), False)
-        self.extra_families: list[Callable[[SnapshotBuilder, float], None]] = []
+        self.report = Report(clock(), False)
 
     def _feature_names(self, model: str | None) -> tuple[str, ...]:
         models = [m for m in self.config.models if model is None or m.name == model]
         return tuple(dict.fromkeys(f for m in models for f in m.drift.features))
 
     # -- the cycle ----------------------------------------------------------------------------------
-    def run_cycle(self) -> Snapshot:
+    def run_cycle(self) -> Report:
         now = self.clock()
         ordered = sorted(self.sources, key=lambda s: s.config.kind != "predictions")
         read: dict[str | None, int] = {}  # records each prediction source read this cycle
@@ -116,8 +116,8 @@ class Pipeline:
                 read[src.name] = self._poll(src, now)
         self.advance(now)
         self.cycles += 1
-        self.snapshot = self.build_snapshot(now)
-        return self.snapshot
+        self.report = self.build_report(now)
+        return self.report
 
     def _poll(self, src: Source, now: float) -> int:
         """Read, parse and apply one source; the number of records it read."""
@@ -376,12 +376,9 @@ class Pipeline:
     def ready(self) -> bool:
         return all(s.health.polled_once for s in self.sources)
 
-    def build_snapshot(self, now: float) -> Snapshot:
-        b = SnapshotBuilder()
-        build_families(self, b, now)
-        for extra in self.extra_families:
-            extra(b, now)
-        return b.build(now, self.ready)
+    def build_report(self, now: float) -> Report:
+        """The Report of the state as it is (``run_cycle`` publishes one per cycle)."""
+        return build_report(self, now, self.ready)
 
 
 def _span(poll: Poll) -> str | None:

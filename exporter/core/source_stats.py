@@ -1,7 +1,7 @@
 """The cumulative self-metrics the pipeline keeps per source (and checkpoints).
 
-Their own module so the catalogue (``exposition``) can name their numbers without importing
-the pipeline that updates them.
+Their own module so the Report builder (``exporter.core.reporting``) can copy their numbers
+without importing the pipeline that updates them.
 """
 
 from __future__ import annotations

@@ -1,8 +1,9 @@
 """What ``/metrics`` answers: the published snapshot plus the process, in the format asked for.
 
-The pipeline publishes a Snapshot once per cycle and its text exposition is rendered right away
-(``snapshot.render``: cached label prefixes, byte-identical to prometheus-client). A scrape then
-only picks a format and appends the runtime metrics:
+The runtime publishes a Snapshot once per cycle (the catalogue's families of the cycle's
+Report) and its text exposition is rendered right away (``snapshot.render``: cached label
+prefixes, byte-identical to prometheus-client). A scrape then only picks a format and appends
+the runtime metrics:
 
 * **Format.** prometheus-client's ``choose_encoder`` reads ``Accept``: OpenMetrics 1.0 when the
   scraper asks for it (Prometheus does, first), else the text format. The snapshot's families

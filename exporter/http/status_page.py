@@ -2,17 +2,17 @@
 
 Two halves, so that serving the page never touches the pipeline's mutable state:
 
-* ``StatusTracker.update`` runs on the pipeline thread once per cycle. It reads the Snapshot the
-  cycle just published (typed samples, the same numbers ``/metrics`` serves; never the rendered
-  text), adds one point per version and window to the bounded recent-accuracy history
+* ``StatusTracker.update`` runs on the pipeline thread once per cycle. It reads the Report the
+  cycle just published (typed values, the same numbers ``/metrics`` serves; never the rendered
+  text nor metric names), adds one point per version and window to the bounded recent-accuracy history
   (``exporter.core.recent``) and freezes everything into an immutable ``StatusView``.
 * ``StatusPage.html`` runs on an HTTP thread. It renders the last published view (an atomic
   reference read) into one self-contained HTML page: inline CSS and SVG sparklines, no script,
   no external font, CDN or request, and a meta refresh so it follows the exporter by itself.
 
 Health at a glance, per version, from the exporter's own judgements (the alerts use the same):
-``drifting (<tier>)`` when ``mlmon_accuracy_drift_detected`` is 1 in a window (worst tier
-shown), ``accuracy below threshold`` when a window with at least ``min_samples`` labelled
+``drifting (<tier>)`` when drift is detected in a window (``mlmon_accuracy_drift_detected``;
+worst tier shown), ``accuracy below threshold`` when a window with at least ``min_samples`` labelled
 predictions is below ``thresholds.accuracy``, ``no labels lately`` when the shortest window
 holds no labelled prediction, and ``ok`` otherwise.
 """
@@ -31,20 +31,10 @@ from exporter import __version__
 from exporter.config import Config
 from exporter.core.recent import DEFAULT_POINTS, RecentHistory, sample_step
 from exporter.foundation.severities import SEVERITIES
-from exporter.report.snapshot import Sample, Snapshot
-from exporter.report.snapshot_index import SnapshotIndex
+from exporter.report.model import Report, VersionReport
 
 log = logging.getLogger(__name__)
 LINKS = (("/metrics", "/metrics"), ("/-/healthy", "/-/healthy"), ("/-/ready", "/-/ready"))
-
-_METRICS = (
-    "mlmon_model_info", "mlmon_baseline_accuracy_ratio", "mlmon_accuracy_threshold_ratio", "mlmon_min_samples",
-    "mlmon_labeled_predictions_total", "mlmon_accuracy_ratio", "mlmon_accuracy_lower_ratio",
-    "mlmon_accuracy_upper_ratio", "mlmon_window_predictions", "mlmon_window_labeled_predictions",
-    "mlmon_label_coverage_ratio", "mlmon_accuracy_drop_ratio", "mlmon_accuracy_drift_detected",
-    "mlmon_accuracy_drift_severity", "mlmon_data_drift_detected",
-)
-
 
 # --------------------------------------------------------------------------------------------
 # The view: immutable, built once per cycle
@@ -134,59 +124,20 @@ class StatusTracker:
     def view(self) -> StatusView:
         return self._view
 
-    def update(self, snapshot: Snapshot, config: Config, now: float) -> StatusView:
-        """Build and publish the view of ``snapshot`` (pipeline thread, once per cycle).
-
-        Every sample is visited a bounded number of times (grouped once by version and window),
-        so the cost is linear in the snapshot, however many versions there are.
-        """
-        idx = SnapshotIndex(snapshot, _METRICS)
-        seconds = {w.name: w.seconds for w in config.global_.windows}
+    def update(self, report: Report, config: Config, now: float) -> StatusView:
+        """Build and publish the view of ``report`` (pipeline thread, once per cycle)."""
         poll = config.global_.poll_interval
-        accuracy = _grouped(idx, "mlmon_accuracy_ratio")
-        drift_flags = _grouped(idx, "mlmon_data_drift_detected")
-        labelled = {k: sum(x.value for x in v) for k, v in _grouped(idx, "mlmon_labeled_predictions_total").items()}
-        versions: list[VersionStatus] = []
         keys: list[tuple[str, str, str]] = []
-        for info in idx.samples("mlmon_model_info"):
-            lab = dict(info.labels)
-            model, version = lab.get("model", ""), lab.get("model_version", "")
-            base = {"model": model, "model_version": version}
-            newest = self._newest_label(model, version, labelled.get((model, version, ""), 0.0), now)
-            windows: list[WindowStatus] = []
-            for s in accuracy.get((model, version, ""), ()):
-                name = dict(s.labels).get("window", "")
-                wl = {**base, "window": name}
-                key = (model, version, name)
-                keys.append(key)
-                self.history.observe(key, now, s.value, sample_step(seconds.get(name, poll), poll,
-                                                                    self.history.points))
-                windows.append(WindowStatus(
-                    window=name,
-                    seconds=seconds.get(name, math.inf),
-                    predictions=_int(idx.value("mlmon_window_predictions", wl)),
-                    labeled=_int(idx.value("mlmon_window_labeled_predictions", wl)),
-                    accuracy=s.value,
-                    lower=_num(idx.value("mlmon_accuracy_lower_ratio", wl)),
-                    upper=_num(idx.value("mlmon_accuracy_upper_ratio", wl)),
-                    drop=_num(idx.value("mlmon_accuracy_drop_ratio", wl)),
-                    drift_detected=idx.value("mlmon_accuracy_drift_detected", wl) == 1.0,
-                    severity=next((t for t in SEVERITIES
-                                   if idx.value("mlmon_accuracy_drift_severity", {**wl, "severity": t}) == 1.0),
-                                  "low"),
-                    coverage=_num(idx.value("mlmon_label_coverage_ratio", wl)),
-                    features=tuple(FeatureFlag(dict(f.labels).get("feature", ""), f.value)
-                                   for f in drift_flags.get(key, ())),
-                    history=self.history.series(key),
-                ))
-            windows.sort(key=lambda w: w.seconds)
-            threshold = _num(idx.value("mlmon_accuracy_threshold_ratio", base))
-            min_samples = _int(idx.value("mlmon_min_samples", base))
+        versions: list[VersionStatus] = []
+        for v in report.versions:
+            newest = self._newest_label(v.model, v.version, float(v.labeled_predictions), now)
+            windows = sorted((self._window(v, i, now, poll, keys) for i in range(len(v.windows))),
+                             key=lambda w: w.seconds)
+            t = v.thresholds
             versions.append(VersionStatus(
-                model=model, version=version, task=lab.get("task", ""),
-                baseline=_num(idx.value("mlmon_baseline_accuracy_ratio", base)),
-                accuracy_threshold=threshold, min_samples=min_samples, newest_label=newest,
-                windows=tuple(windows), health=health_of(windows, threshold, min_samples),
+                model=v.model, version=v.version, task=v.task, baseline=v.baseline_accuracy,
+                accuracy_threshold=t.accuracy, min_samples=t.min_samples, newest_label=newest,
+                windows=tuple(windows), health=health_of(windows, t.accuracy, t.min_samples),
             ))
         self._updates += 1
         self.history.retain(keys)
@@ -194,8 +145,24 @@ class StatusTracker:
         for gone in [k for k in self._labels if k not in present]:
             del self._labels[gone]
         versions.sort(key=lambda v: (v.model, v.version))
-        self._view = StatusView(now, snapshot.ready, min(60, max(5, math.ceil(poll))), tuple(versions))
+        self._view = StatusView(now, report.ready, min(60, max(5, math.ceil(poll))), tuple(versions))
         return self._view
+
+    def _window(self, v: VersionReport, i: int, now: float, poll: float,
+                keys: list[tuple[str, str, str]]) -> WindowStatus:
+        """One window's row; adds its accuracy to the recent history."""
+        w = v.windows[i]
+        key = (v.model, v.version, w.window)
+        keys.append(key)
+        self.history.observe(key, now, w.accuracy, sample_step(w.seconds, poll, self.history.points))
+        drift = v.drift.windows[i] if i < len(v.drift.windows) else None
+        return WindowStatus(
+            window=w.window, seconds=w.seconds, predictions=w.predictions, labeled=w.labeled,
+            accuracy=w.accuracy, lower=w.accuracy_lower, upper=w.accuracy_upper, drop=w.accuracy_drop,
+            drift_detected=w.drift_detected, severity=w.severity, coverage=w.coverage,
+            features=tuple(FeatureFlag(f.feature, f.detected) for f in drift.features) if drift else (),
+            history=self.history.series(key),
+        )
 
     def _newest_label(self, model: str, version: str, total: float, now: float) -> float | None:
         """When this version's joined-label counter last grew (None: not since this process started).
@@ -209,26 +176,6 @@ class StatusTracker:
         newest = None if prev is None else (now if total > prev[0] else prev[1])
         self._labels[(model, version)] = (total, newest)
         return newest
-
-
-def _grouped(idx: SnapshotIndex, name: str) -> dict[tuple[str, str, str], list[Sample]]:
-    """Samples of ``name`` by (model, version, window) and by (model, version, "") in one pass."""
-    out: dict[tuple[str, str, str], list[Sample]] = {}
-    for s in idx.samples(name):
-        lab = dict(s.labels)
-        model, version = lab.get("model", ""), lab.get("model_version", "")
-        out.setdefault((model, version, ""), []).append(s)
-        if "window" in lab:
-            out.setdefault((model, version, lab["window"]), []).append(s)
-    return out
-
-
-def _num(v: float | None) -> float:
-    return math.nan if v is None else float(v)
-
-
-def _int(v: float | None) -> int:
-    return 0 if v is None or not math.isfinite(v) else int(v)
 
 
 # --------------------------------------------------------------------------------------------

@@ -1,2 +1,3 @@
-"""What a cycle publishes: the immutable snapshot of metric families, the catalogue that names
-every metric, and the text / OpenMetrics rendering scrapes serve."""
+"""What a cycle publishes: the typed, immutable Report (``model``), the one catalogue that turns
+it into metric families and names every metric (``catalogue``), the families' immutable
+snapshot and its text / OpenMetrics rendering that scrapes serve (``snapshot``)."""

@@ -1,55 +1,47 @@
-"""The metric names users type (DESIGN §4), filled from the pipeline's state once per cycle.
+"""The metric names users type (DESIGN §4): the cycle's Report -> metric families.
 
-This is the only module that knows metric names and help texts; the pipeline hands it its
-state and gets back families in the snapshot. What it reads of that state is ``CycleState``
-(the pipeline satisfies it), so this module does not import the pipeline that calls it.
+This is the only module that knows metric names and HELP texts, also those of the runtime's
+own numbers and of the actions' counters (retraining, history): each of those hands in typed
+values (``exporter.report.model``), and they are named here. ``snapshot(report)`` builds the
+families in their exposition order; the runtime renders them once per cycle for every scrape.
+Nothing here reads live state: a Report is immutable, so rendering it needs no lock.
 """
 
 from __future__ import annotations
 
-import math
-from collections.abc import Mapping, Sequence
-from typing import Protocol
-
-from exporter.config import Config
-from exporter.core.join import Joiner
-from exporter.core.source_stats import SourceStats
-from exporter.core.versions import VersionState
-from exporter.foundation.reject_reasons import reasons_for
 from exporter.foundation.severities import SEVERITIES
 from exporter.report.build_info import build_labels
-from exporter.report.snapshot import LabelPairs, SnapshotBuilder
-from exporter.sources.base import Source
-from exporter.sources.file_tail import FileTailSource
+from exporter.report.model import (
+    CATEGORICAL,
+    NUMERIC,
+    DriftReport,
+    ExporterStats,
+    HistoryStats,
+    Report,
+    RetrainingStats,
+)
+from exporter.report.snapshot import Family, LabelPairs, Snapshot, SnapshotBuilder
 
 
-class CycleState(Protocol):
-    """The pipeline state the families are built from (read-only here)."""
-
-    @property
-    def config(self) -> Config: ...
-    @property
-    def sources(self) -> Sequence[Source]: ...
-    @property
-    def source_stats(self) -> Mapping[str, SourceStats]: ...
-    @property
-    def versions(self) -> Mapping[tuple[str, str], VersionState]: ...
-    @property
-    def orphans_total(self) -> Mapping[str, int]: ...
-    @property
-    def joiner(self) -> Joiner: ...
+def snapshot(report: Report) -> Snapshot:
+    """Every family of ``report``, in exposition order (empty families are skipped when rendered)."""
+    b = SnapshotBuilder()
+    _model_families(report, b)
+    _self_families(report, b)
+    if report.exporter is not None:
+        _exporter_families(report.exporter, b)
+    if report.retraining is not None:
+        _retraining_families(report.retraining, b)
+    if report.history is not None:
+        _history_families(report.history, b)
+    return b.build(report.created, report.ready)
 
 
-def _ratio(x: float) -> float:
-    return float(x) if x is not None else math.nan
+def families(report: Report) -> tuple[Family, ...]:
+    return snapshot(report).families
 
 
-def build_families(p: CycleState, b: SnapshotBuilder, now: float) -> None:
-    _model_families(p, b)
-    _self_families(p, b, now)
-
-
-def _model_families(p: CycleState, b: SnapshotBuilder) -> None:
+def _model_families(r: Report, b: SnapshotBuilder) -> None:
     g = b.family
     info = g("mlmon_model", "info", "Model version seen by the exporter (value 1), with its task.")
     first_seen = g("mlmon_model_version_first_seen_timestamp_seconds", "gauge",
@@ -104,76 +96,140 @@ def _model_families(p: CycleState, b: SnapshotBuilder) -> None:
         "ece": g("mlmon_calibration_error_ratio", "gauge",
                  "Expected calibration error (10 equal-width bins) of labelled predictions in the window."),
     }
+    drift = _DriftFamilies(b)
 
-    for (model_name, version), vs in sorted(p.versions.items()):
-        m = vs.model
-        base: LabelPairs = (("model", model_name), ("model_version", version))
-        info.add((*base, ("task", m.task)), 1)
-        first_seen.add(base, vs.first_seen)
-        baseline.add(base, vs.baseline_accuracy)
-        thr_acc.add(base, m.thresholds.accuracy)
-        thr_drift.add(base, m.thresholds.drift)
-        thr_conf.add(base, m.thresholds.confidence)
-        thr_min.add(base, m.thresholds.min_samples)
-        names = vs.classes.names
-        for i, cls in enumerate(names):
-            predictions.add((*base, ("predicted_class", cls)), float(vs.predicted_total[i]))
-        for t, true_cls in enumerate(names):
-            for q, pred_cls in enumerate(names):
-                labeled.add((*base, ("predicted_class", pred_cls), ("true_class", true_cls)),
-                            float(vs.labeled_total[t, q]))
-        correct.add(base, vs.correct_total)
-        expired.add(base, vs.expired_total)
-        h = vs.confidence_hist
-        conf_hist.histogram(base, h.bounds.tolist(), h.cumulative().tolist(), h.total, h.count)
-        h = vs.delay_hist
-        delay_hist.histogram(base, h.bounds.tolist(), h.cumulative().tolist(), h.total, h.count)
+    for v in r.versions:
+        base: LabelPairs = (("model", v.model), ("model_version", v.version))
+        info.add((*base, ("task", v.task)), 1)
+        first_seen.add(base, v.first_seen)
+        baseline.add(base, v.baseline_accuracy)
+        thr_acc.add(base, v.thresholds.accuracy)
+        thr_drift.add(base, v.thresholds.drift)
+        thr_conf.add(base, v.thresholds.confidence)
+        thr_min.add(base, v.thresholds.min_samples)
+        names = v.classes
+        for cls, n in zip(names, v.predicted_total, strict=True):
+            predictions.add((*base, ("predicted_class", cls)), n)
+        for true_cls, row in zip(names, v.labeled_total, strict=True):
+            for pred_cls, n in zip(names, row, strict=True):
+                labeled.add((*base, ("predicted_class", pred_cls), ("true_class", true_cls)), n)
+        correct.add(base, v.correct_total)
+        expired.add(base, v.expired_total)
+        h = v.confidence_histogram
+        conf_hist.histogram(base, h.bounds, h.cumulative, h.total, h.count)
+        h = v.label_delay_histogram
+        delay_hist.histogram(base, h.bounds, h.cumulative, h.total, h.count)
 
-        for i in range(len(vs.windows)):
-            s = vs.window_stats(i)
-            wl: LabelPairs = (*base, ("window", s.window))
-            mt = s.metrics
-            windowed["accuracy"].add(wl, mt.accuracy)
-            windowed["acc_lo"].add(wl, s.accuracy_lower)
-            windowed["acc_hi"].add(wl, s.accuracy_upper)
+        for w in v.windows:
+            wl: LabelPairs = (*base, ("window", w.window))
+            windowed["accuracy"].add(wl, w.accuracy)
+            windowed["acc_lo"].add(wl, w.accuracy_lower)
+            windowed["acc_hi"].add(wl, w.accuracy_upper)
             for c, cls in enumerate(names):
                 cl: LabelPairs = (*wl, ("class", cls))
-                windowed["precision"].add(cl, mt.precision[c])
-                windowed["recall"].add(cl, mt.recall[c])
-                windowed["f1"].add(cl, mt.f1[c])
-            windowed["macro_p"].add(wl, mt.macro_precision)
-            windowed["macro_r"].add(wl, mt.macro_recall)
-            windowed["macro_f1"].add(wl, mt.macro_f1)
-            windowed["n_pred"].add(wl, s.predictions)
-            windowed["n_lab"].add(wl, s.labeled)
-            windowed["coverage"].add(wl, s.coverage)
-            cs = s.confidence
+                windowed["precision"].add(cl, w.precision[c])
+                windowed["recall"].add(cl, w.recall[c])
+                windowed["f1"].add(cl, w.f1[c])
+            windowed["macro_p"].add(wl, w.macro_precision)
+            windowed["macro_r"].add(wl, w.macro_recall)
+            windowed["macro_f1"].add(wl, w.macro_f1)
+            windowed["n_pred"].add(wl, w.predictions)
+            windowed["n_lab"].add(wl, w.labeled)
+            windowed["coverage"].add(wl, w.coverage)
+            cs = w.confidence
             windowed["c_mean"].add(wl, cs.mean)
             windowed["c_median"].add(wl, cs.median)
             windowed["c_std"].add(wl, cs.stddev)
             windowed["c_min"].add(wl, cs.min)
             windowed["c_max"].add(wl, cs.max)
             windowed["low"].add(wl, cs.low_share)
-            windowed["drop"].add(wl, s.accuracy_drop)
-            windowed["p"].add(wl, s.drop_p_value)
-            windowed["detected"].add(wl, 1.0 if s.drift_detected else 0.0)
+            windowed["drop"].add(wl, w.accuracy_drop)
+            windowed["p"].add(wl, w.drop_p_value)
+            windowed["detected"].add(wl, 1.0 if w.drift_detected else 0.0)
             for tier in SEVERITIES:
-                windowed["severity"].add((*wl, ("severity", tier)), 1.0 if s.severity == tier else 0.0)
-            windowed["ece"].add(wl, s.calibration_error)
-        vs.drift.families(b, base)
-        for (feature, reason), n in sorted(vs.drift.invalid_feature_values.items()):
-            invalid_features.add((*base, ("feature", feature), ("reason", reason)), n)
+                windowed["severity"].add((*wl, ("severity", tier)), 1.0 if w.severity == tier else 0.0)
+            windowed["ece"].add(wl, w.calibration_error)
+        drift.add(base, v.drift, v.positive_class if v.task == "binary" else None)
+        for iv in v.drift.invalid_feature_values:
+            invalid_features.add((*base, ("feature", iv.feature), ("reason", iv.reason)), iv.count)
 
-    # at 0 from the start for every configured model (and for labels naming none, when a labels
-    # source may carry such), so the series exist before the first orphan
-    orphan_models = {m.name for m in p.config.models} | set(p.orphans_total)
-    if any(s.config.kind == "labels" and s.config.model is None for s in p.sources):
-        orphan_models.add("")
-    for model_name in sorted(orphan_models):
-        orphans.add((("model", model_name),), p.orphans_total.get(model_name, 0))
+    for model_name, n in r.orphan_labels:
+        orphans.add((("model", model_name),), n)
 
 
-def _self_families(p: CycleState, b: SnapshotBuilder, now: float) -> None:
+class _DriftFamilies:
+    """The data-drift, estimation and change-detection families, declared where they appear."""
+
+    def __init__(self, b: SnapshotBuilder) -> None:
+        g = b.family
+        self.psi = g("mlmon_data_drift_psi", "gauge",
+                     "Population stability index of the feature in the window vs the reference "
+                     "(10 reference-quantile bins or categories, shares floored at 1e-4).")
+        self.ks = g("mlmon_data_drift_ks_statistic", "gauge",
+                    "Two-sample Kolmogorov-Smirnov statistic of a numeric feature, window vs reference.")
+        self.ks_p = g("mlmon_data_drift_ks_p_value", "gauge",
+                      "Two-sample Kolmogorov-Smirnov p-value (asymptotic, two-sided) of a numeric feature.")
+        self.js = g("mlmon_data_drift_js_distance", "gauge",
+                    "Jensen-Shannon distance (base 2) of the feature's binned distribution, window vs reference.")
+        self.chi = g("mlmon_data_drift_chi2_p_value", "gauge",
+                     "Chi-square test p-value of a categorical feature's counts, window vs reference.")
+        self.detected = g("mlmon_data_drift_detected", "gauge",
+                          "1 when the feature's configured drift method crosses its threshold, 0 if not, "
+                          "NaN while unknown (no reference yet or no values in the window).")
+        self.reference = g("mlmon_data_drift_reference_samples", "gauge",
+                           "Predictions in the version's drift reference "
+                           "(a learned one is complete at reference_size).")
+        self.est_acc = g("mlmon_estimated_accuracy_ratio", "gauge",
+                         "Label-free accuracy estimate (CBPE): mean top-class confidence of the window's predictions.")
+        self.est_prec = g("mlmon_estimated_precision_ratio", "gauge",
+                          "Label-free precision estimate of the positive class from predicted probabilities (binary).")
+        self.est_rec = g("mlmon_estimated_recall_ratio", "gauge",
+                         "Label-free recall estimate of the positive class from predicted probabilities (binary).")
+        self.est_f1 = g("mlmon_estimated_f1_ratio", "gauge",
+                        "Label-free F1 estimate of the positive class from predicted probabilities (binary).")
+        self.change_points = g("mlmon_change_points", "counter",
+                               "Change points found in the version's error stream by the detector "
+                               "(Page-Hinkley, DDM).")
+        self.change_state = g("mlmon_change_detector_state", "gauge",
+                              "Change detector state on the error stream: 0 stable, 1 warning (DDM), 2 drift "
+                              "(held for the shortest window after a change point).")
+
+    def add(self, base: LabelPairs, d: DriftReport, positive_class: str | None) -> None:
+        """One version's samples; ``positive_class`` for a binary model (its estimated P/R/F1)."""
+        self.reference.add(base, d.reference_samples)
+        for w in d.windows:
+            wl: LabelPairs = (*base, ("window", w.window))
+            est = w.estimates
+            self.est_acc.add(wl, est.accuracy)
+            if positive_class is not None:
+                cl: LabelPairs = (*wl, ("class", positive_class))
+                self.est_prec.add(cl, est.precision)
+                self.est_rec.add(cl, est.recall)
+                self.est_f1.add(cl, est.f1)
+            for fd in w.features:
+                fl: LabelPairs = (*wl, ("feature", fd.feature))
+                self.psi.add(fl, fd.psi)
+                self.js.add(fl, fd.js_distance)
+                if fd.kind == NUMERIC:
+                    self.ks.add(fl, fd.ks_statistic)
+                    self.ks_p.add(fl, fd.ks_p_value)
+                elif fd.kind == CATEGORICAL:
+                    self.chi.add(fl, fd.chi2_p_value)
+                self.detected.add(fl, fd.detected)
+        for det in d.change_detectors:
+            dl: LabelPairs = (*base, ("detector", det.detector))
+            self.change_points.add(dl, det.change_points)
+            self.change_state.add(dl, det.state)
+
+
+def drift_families(base: LabelPairs, drift: DriftReport, positive_class: str | None) -> tuple[Family, ...]:
+    """The drift families of one version alone (what ``snapshot`` writes for it)."""
+    b = SnapshotBuilder()
+    _DriftFamilies(b).add(base, drift, positive_class)
+    return b.build(0.0, True).families
+
+
+def _self_families(r: Report, b: SnapshotBuilder) -> None:
     g = b.family
     g("mlmon_exporter_build", "info",
       "Exporter build information: version, git revision (unknown when not recorded), Python version.").add(
@@ -194,26 +250,74 @@ def _self_families(p: CycleState, b: SnapshotBuilder, now: float) -> None:
                   "a later label or prediction with such an id is no longer recognised as a duplicate.")
     files = g("mlmon_exporter_source_files", "gauge",
               "Regular files the file source's path matched at its last poll (0: a wrong path, or no file yet).")
-    for src in p.sources:
+    for src in r.sources:
         sl: LabelPairs = (("source", src.name),)
-        st = p.source_stats[src.name]
-        up.add(sl, 1.0 if src.health.up else 0.0)
-        if isinstance(src, FileTailSource):
+        up.add(sl, 1.0 if src.up else 0.0)
+        if src.files_matched is not None:
             files.add(sl, src.files_matched)
-        records.add(sl, st.records)
-        # every reason this source can produce, at 0 until it happens, so increase() works from the start
-        for reason in sorted(set(reasons_for(src.config)) | set(st.invalid)):
-            invalid.add((*sl, ("reason", reason)), st.invalid.get(reason, 0))
-        errors.add(sl, src.health.errors_total)
-        if src.health.last_success is not None:
-            last_ok.add(sl, src.health.last_success)
-        if st.newest_timestamp is not None:
-            lag.add(sl, max(0.0, now - st.newest_timestamp))
-        h = st.poll_duration
-        poll.histogram(sl, h.bounds.tolist(), h.cumulative().tolist(), h.total, h.count)
-    for model in p.config.models:
-        pending.add((("model", model.name),), p.joiner.pending_count(model.name))
-        waiting.add((("model", model.name),), p.joiner.waiting_count(model.name))
-        forgotten.add((("model", model.name),), p.joiner.forgotten_total(model.name))
-    if p.joiner.waiting_count(None) or any(s.config.kind == "labels" and s.config.model is None for s in p.sources):
-        waiting.add((("model", ""),), p.joiner.waiting_count(None))
+        records.add(sl, src.records)
+        for reason, n in src.invalid:
+            invalid.add((*sl, ("reason", reason)), n)
+        errors.add(sl, src.errors)
+        if src.last_success is not None:
+            last_ok.add(sl, src.last_success)
+        if src.lag_seconds is not None:
+            lag.add(sl, src.lag_seconds)
+        h = src.poll_duration
+        poll.histogram(sl, h.bounds, h.cumulative, h.total, h.count)
+    for j in r.join:
+        ml: LabelPairs = (("model", j.model),)
+        if j.pending is not None:
+            pending.add(ml, j.pending)
+        waiting.add(ml, j.waiting_labels)
+        if j.forgotten_ids is not None:
+            forgotten.add(ml, j.forgotten_ids)
+
+
+def _exporter_families(e: ExporterStats, b: SnapshotBuilder) -> None:
+    g = b.family
+    g("mlmon_exporter_config_last_reload_successful", "gauge",
+      "1 when the last configuration reload succeeded.").add((), 1.0 if e.reload_successful else 0.0)
+    g("mlmon_exporter_config_last_reload_success_timestamp_seconds", "gauge",
+      "When the configuration was last loaded successfully.").add((), e.reload_success_time)
+    cp = e.checkpoint
+    if cp is not None:
+        if cp.last_success is not None:
+            g("mlmon_exporter_checkpoint_last_success_timestamp_seconds", "gauge",
+              "When the state was last checkpointed.").add((), cp.last_success)
+        g("mlmon_exporter_checkpoint_errors", "counter",
+          "Checkpoints that could not be written.").add((), cp.errors)
+        g("mlmon_exporter_checkpoint_restore_failures", "counter",
+          "Checkpoints found unusable at start and moved aside.").add((), cp.restore_failures)
+
+
+def _retraining_families(rs: RetrainingStats, b: SnapshotBuilder) -> None:
+    g = b.family
+    req = g("mlmon_retraining_requests", "counter",
+            "Retraining requests by result: sent, failed (given up after retries), deduplicated "
+            "(inside the cooldown), logged (no endpoint configured), invalid (alert without model labels).")
+    for result, n in rs.results:
+        req.add((("result", result),), n)
+    ts = g("mlmon_retraining_last_request_timestamp_seconds", "gauge",
+           "Trigger time of the last retraining request sent (or logged) for the model version.")
+    for model, version, t in rs.last_request:
+        ts.add((("model", model), ("model_version", version)), t)
+    rec = g("mlmon_retraining_alerts_received", "counter",
+            "Alerts labelled action=retrain received on the Alertmanager webhook, by status.")
+    for status, n in rs.alerts_received:
+        rec.add((("status", status),), n)
+    g("mlmon_retraining_pending_requests", "gauge",
+      "Retraining requests accepted but not yet delivered (being sent or waiting to retry).").add((), rs.pending)
+    g("mlmon_retraining_invalid_payloads", "counter",
+      "Alertmanager webhook payloads refused as malformed (HTTP 400).").add((), rs.invalid_payloads)
+
+
+def _history_families(hs: HistoryStats, b: SnapshotBuilder) -> None:
+    g = b.family
+    g("mlmon_exporter_history_rows_written", "counter",
+      "Performance-history rows written to Parquet.").add((), hs.rows_written)
+    g("mlmon_exporter_history_write_errors", "counter",
+      "Failed performance-history writes.").add((), hs.write_errors)
+    if hs.last_success is not None:
+        g("mlmon_exporter_history_last_success_timestamp_seconds", "gauge",
+          "When performance history was last written successfully.").add((), hs.last_success)

@@ -1,9 +1,9 @@
 """An immutable picture of every metric, built once per cycle and read by every scrape.
 
-The pipeline thread computes all numbers and freezes them here; scrapes only read the latest
-Snapshot (an atomic reference swap), so a scrape never waits for ingestion, never sees a
-half-updated cycle, and never recomputes anything. The text exposition is rendered from these
-families directly, with label sets pre-escaped.
+The pipeline thread computes all numbers (the Report), the catalogue freezes them here as
+families; scrapes only read the latest Snapshot (an atomic reference swap), so a scrape never
+waits for ingestion, never sees a half-updated cycle, and never recomputes anything. The text
+exposition is rendered from these families directly, with label sets pre-escaped.
 """
 
 from __future__ import annotations

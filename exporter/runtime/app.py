@@ -1,9 +1,12 @@
 """The running exporter: the pipeline thread, the HTTP server, checkpoints, reload, shutdown.
 
-The pipeline thread runs one cycle every ``poll_interval`` and publishes the snapshot; the
-HTTP server only reads what was published. Checkpoints and config reloads happen on the
-pipeline thread between cycles, so they always see a consistent state. Stopping (SIGTERM,
-SIGINT) finishes the current cycle, writes a last checkpoint, then shuts the server down.
+The pipeline thread runs one cycle every ``poll_interval``: the pipeline produces the cycle's
+Report, ``publish`` adds the runtime's own numbers and the actions' counters to it, the
+catalogue turns it into metric families (rendered once, for every scrape), and the Report goes
+on to the actions (history, retraining evidence) and the status page. The HTTP server only
+reads what was published. Checkpoints and config reloads happen on the pipeline thread between
+cycles, so they always see a consistent state. Stopping (SIGTERM, SIGINT) finishes the current
+cycle, writes a last checkpoint, then shuts the server down.
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from http import HTTPStatus
 from pathlib import Path
 
@@ -22,7 +26,8 @@ from exporter.core.pipeline import Pipeline
 from exporter.foundation.clock import Clock
 from exporter.http.server import ExporterHTTPServer, RenderedSnapshot, Response, parse_listen_address, receiver_listener
 from exporter.http.status_page import StatusPage, StatusTracker
-from exporter.report.snapshot import SnapshotBuilder
+from exporter.report import catalogue
+from exporter.report.model import EMPTY_REPORT, CheckpointStats, ExporterStats, Report
 from exporter.runtime.checkpoint import Checkpointer
 from exporter.sources import build_source
 from exporter.sources.base import Source, SourceContext
@@ -30,7 +35,6 @@ from exporter.sources.base import Source, SourceContext
 log = logging.getLogger(__name__)
 #: the shared server's body-size limit when no source route accepts more
 DEFAULT_MAX_BODY_BYTES = 10 << 20
-FamiliesHook = Callable[[SnapshotBuilder, float], None]
 
 
 class Exporter:
@@ -48,14 +52,14 @@ class Exporter:
         self._source_routes: set[str] = set()
         # what every source is built with; `models` reads self.config, so it follows reloads
         self._source_context = SourceContext(models=self._model, listen=receiver_listener)
-        self.families_hooks: list[FamiliesHook] = [self._self_families]
+        #: the last Report published (complete: with the runtime's and the actions' numbers)
+        self.report: Report = EMPTY_REPORT
         self.on_cycle: list[Callable[[], None]] = []
-        # evidence comes from the published snapshot: `rendered` outlives pipelines swapped by reload
+        # evidence comes from the published Report: `self.report` outlives pipelines swapped by reload
         self.retraining = RetrainingService(config.retraining, Path(state_directory) if state_directory else None,
-                                            evidence_from_pipeline(self.rendered), clock)
+                                            evidence_from_pipeline(self), clock)
         self.server.post_handlers[WEBHOOK_PATH] = self.retraining.handle
         self.history = HistoryWriter(config, clock, self.retraining.retraining_triggered)
-        self.families_hooks += [self.retraining.families, self.history.families]
         self.on_cycle.append(self._write_history)
         # the status page on `/`: its view is built here once per cycle, rendered on request
         self.status = StatusTracker()
@@ -84,7 +88,6 @@ class Exporter:
 
     def _new_pipeline(self, config: Config, sources: list[Source]) -> Pipeline:
         pipeline = Pipeline(config, self.clock, sources=sources)
-        pipeline.extra_families = self.families_hooks
         for src in sources:
             src.start()  # e.g. a listener of its own (idempotent for a source kept across a reload)
         self._register_routes(sources)
@@ -121,7 +124,7 @@ class Exporter:
 
     def start(self) -> None:
         # the first scrape gets the restored state and self-metrics, not an empty page
-        self.rendered.publish(self.pipeline.build_snapshot(self.clock()))
+        self.publish(self.pipeline.build_report(self.clock()))
         self._threads.append(self.server.serve_in_thread())
         t = threading.Thread(target=self._loop, name="pipeline", daemon=True)
         t.start()
@@ -137,18 +140,26 @@ class Exporter:
             with self._reload_done:
                 self._reload_result = result
                 self._reload_done.notify_all()
-        self.rendered.publish(self.pipeline.run_cycle())
+        self.publish(self.pipeline.run_cycle())
         for hook in self.on_cycle:
             hook()
         now = self.clock()
         if self.checkpointer is not None and now - self._last_checkpoint >= self.config.global_.checkpoint_interval:
             self.checkpoint(now)
 
+    def publish(self, report: Report) -> None:
+        """Complete the pipeline's Report with the runtime's and the actions' numbers, render its
+        families for the scrapes, and keep it for the actions and the status page."""
+        report = replace(report, exporter=self._exporter_stats(), retraining=self.retraining.stats(),
+                         history=self.history.stats())
+        self.rendered.publish(catalogue.snapshot(report))
+        self.report = report
+
     def _write_history(self) -> None:
-        self.history.maybe_write(self.rendered.snapshot)
+        self.history.maybe_write(self.report)
 
     def _update_status(self) -> None:
-        self.status.update(self.rendered.snapshot, self.config, self.clock())
+        self.status.update(self.report, self.config, self.clock())
 
     def checkpoint(self, now: float) -> None:
         if self.checkpointer is not None:
@@ -230,20 +241,14 @@ class Exporter:
         status = HTTPStatus.OK if ok else HTTPStatus.INTERNAL_SERVER_ERROR
         return Response(status, (message + "\n").encode())
 
-    def _self_families(self, b: SnapshotBuilder, now: float) -> None:
-        b.family("mlmon_exporter_config_last_reload_successful", "gauge",
-                 "1 when the last configuration reload succeeded.").add((), 1.0 if self.reload_successful else 0.0)
-        b.family("mlmon_exporter_config_last_reload_success_timestamp_seconds", "gauge",
-                 "When the configuration was last loaded successfully.").add((), self.reload_success_time)
+    def _exporter_stats(self) -> ExporterStats:
         cp = self.checkpointer
-        if cp is not None:
-            if cp.last_success is not None:
-                b.family("mlmon_exporter_checkpoint_last_success_timestamp_seconds", "gauge",
-                         "When the state was last checkpointed.").add((), cp.last_success)
-            b.family("mlmon_exporter_checkpoint_errors", "counter",
-                     "Checkpoints that could not be written.").add((), cp.errors_total)
-            b.family("mlmon_exporter_checkpoint_restore_failures", "counter",
-                     "Checkpoints found unusable at start and moved aside.").add((), cp.restore_failures_total)
+        return ExporterStats(
+            reload_successful=self.reload_successful,
+            reload_success_time=self.reload_success_time,
+            checkpoint=CheckpointStats(cp.last_success, cp.errors_total, cp.restore_failures_total)
+            if cp is not None else None,
+        )
 
     # -- shutdown ----------------------------------------------------------------------------------------
     def wait(self) -> None:

@@ -1,4 +1,4 @@
-"""Performance history: rows from the real pipeline's Snapshot, written to Parquet and read back."""
+"""Performance history: rows from the real pipeline's Report, written to Parquet and read back."""
 
 from __future__ import annotations
 
@@ -33,7 +33,9 @@ from exporter.config import (
 )
 from exporter.core.pipeline import Pipeline
 from exporter.ingest.records import LabelBatch, PredictionBatch
-from exporter.report.snapshot import Snapshot, SnapshotBuilder, render
+from exporter.report import catalogue
+from exporter.report.model import Report
+from exporter.report.snapshot import render
 from tests.helpers import FakeClock as Clock
 from tests.helpers import obj
 
@@ -213,9 +215,7 @@ def test_write_errors_are_counted_not_raised(tmp_path: Path) -> None:
     w = HistoryWriter(config(blocker / "history"), clock)
     assert w.maybe_write(pipeline(clock, None).run_cycle()) == 0
     assert w.errors == 1
-    b = SnapshotBuilder()
-    w.families(b, clock.t)
-    text = render(b.build(clock.t, True).families).decode()
+    text = render(catalogue.families(Report(clock.t, True, history=w.stats()))).decode()
     assert "mlmon_exporter_history_write_errors_total 1.0" in text
 
 
@@ -223,7 +223,7 @@ def test_no_directory_means_no_history(tmp_path: Path) -> None:
     clock = Clock(T0)
     w = HistoryWriter(config(None), clock)
     assert w.maybe_write(pipeline(clock, None).run_cycle()) == 0
-    assert w.maybe_write(Snapshot((), clock.t, False)) == 0
+    assert w.maybe_write(Report(clock.t, False)) == 0
 
 
 def _history(tmp_path: Path, step_hours: float = 6.0, steps: int = 5) -> Clock:
@@ -291,10 +291,10 @@ def test_reconfigure_moves_the_directory(tmp_path: Path) -> None:
 def test_values_match_the_snapshot(tmp_path: Path) -> None:
     """The history holds exactly what /metrics shows."""
     clock = Clock(T0)
-    snap = pipeline(clock, tmp_path).run_cycle()
-    HistoryWriter(config(tmp_path), clock).maybe_write(snap)
+    report = pipeline(clock, tmp_path).run_cycle()
+    HistoryWriter(config(tmp_path), clock).maybe_write(report)
     values: dict[tuple[str, tuple[tuple[str, str], ...]], float] = {
-        (s.name, s.labels): s.value for fam in snap.families for s in fam.samples}
+        (s.name, s.labels): s.value for fam in catalogue.families(report) for s in fam.samples}
 
     def metric(name: str, **labels: str) -> Callable[[], float]:
         return lambda: values[(name, tuple(labels.items()))]

@@ -22,17 +22,18 @@ from exporter.actions.retrain import (
     STATE_FILE,
     Evidence,
     RetrainingService,
-    SnapshotIndex,
     dedup_key,
     evidence_from_pipeline,
-    evidence_from_snapshot,
+    evidence_from_report,
     parse_webhook,
-    sample_value,
 )
 from exporter.config import RetrainingConfig
 from exporter.http.server import ExporterHTTPServer, RenderedSnapshot
-from exporter.report.snapshot import Snapshot, SnapshotBuilder, render
+from exporter.report import catalogue
+from exporter.report.model import Report
+from exporter.report.snapshot import render
 from tests.helpers import FakeClock as Clock
+from tests.helpers import version_report, window_report
 from tests.stack import RecordingServer, Reply
 
 T0 = 1_795_000_000.0
@@ -48,41 +49,27 @@ class Win:
     severity: str
 
 
-def snapshot_of(versions: dict[tuple[str, str], tuple[float, dict[str, Win]]]) -> Snapshot:
-    """A Snapshot holding the exporter's windowed families for the given versions."""
-    b = SnapshotBuilder()
-    g = b.family
-    base_f = g("mlmon_baseline_accuracy_ratio", "gauge", "b")
-    acc = g("mlmon_accuracy_ratio", "gauge", "a")
-    n_lab = g("mlmon_window_labeled_predictions", "gauge", "n")
-    drop = g("mlmon_accuracy_drop_ratio", "gauge", "d")
-    det = g("mlmon_accuracy_drift_detected", "gauge", "x")
-    sev = g("mlmon_accuracy_drift_severity", "gauge", "s")
-    for (model, version), (baseline, windows) in versions.items():
-        base = (("model", model), ("model_version", version))
-        base_f.add(base, baseline)
-        for name, w in windows.items():
-            wl = (*base, ("window", name))
-            acc.add(wl, w.accuracy)
-            n_lab.add(wl, w.samples)
-            drop.add(wl, baseline - w.accuracy)
-            det.add(wl, 1.0 if w.detected else 0.0)
-            for tier in ("low", "high", "critical"):
-                sev.add((*wl, ("severity", tier)), 1.0 if w.severity == tier else 0.0)
-    return b.build(T0, True)
+def report_of(versions: dict[tuple[str, str], tuple[float, dict[str, Win]]]) -> Report:
+    """A Report holding the given versions' windowed numbers."""
+    return Report(T0, True, tuple(
+        version_report(model, version, [window_report(name, accuracy=w.accuracy, labeled=w.samples,
+                                                      accuracy_drop=baseline - w.accuracy, drift_detected=w.detected,
+                                                      severity=w.severity) for name, w in windows.items()],
+                       baseline_accuracy=baseline)
+        for (model, version), (baseline, windows) in versions.items()))
 
 
-DRIFTING = snapshot_of({
+DRIFTING = report_of({
     ("fraud", "3"): (0.92, {"1h": Win(0.796, 250, True, "critical"), "24h": Win(0.85, 4000, True, "high")}),
     ("fraud", "4"): (0.92, {"1h": Win(0.93, 300, False, "low"), "24h": Win(0.925, 5000, False, "low")}),
 })
 
 
 class Holder:
-    """Stands in for the pipeline: something with a ``snapshot`` attribute."""
+    """Stands in for the pipeline: something with a ``report`` attribute."""
 
-    def __init__(self, snapshot: Snapshot) -> None:
-        self.snapshot = snapshot
+    def __init__(self, report: Report) -> None:
+        self.report = report
 
 
 def alert(status: str = "firing", version: str = "3", window: str = "1h", severity: str = "warning",
@@ -114,11 +101,11 @@ def pipeline_endpoint() -> Iterator[RecordingServer]:
 
 
 def make_service(endpoint: str | None, state_dir: Path | None, clock: Clock | None = None,
-                 snapshot: Snapshot = DRIFTING, **cfg: Any) -> RetrainingService:
+                 report: Report = DRIFTING, **cfg: Any) -> RetrainingService:
     config = RetrainingConfig(endpoint=endpoint, cooldown=cfg.pop("cooldown", 3600.0),
                               timeout=cfg.pop("timeout", 2.0), max_attempts=cfg.pop("max_attempts", 4),
                               training_config=cfg.pop("training_config", TRAINING))
-    return RetrainingService(config, state_dir, evidence_from_pipeline(Holder(snapshot)), clock or Clock(T0),
+    return RetrainingService(config, state_dir, evidence_from_pipeline(Holder(report)), clock or Clock(T0),
                              backoff_base=cfg.pop("backoff_base", 0.01), **cfg)
 
 
@@ -439,9 +426,7 @@ def test_families_expose_results_and_last_request(pipeline_endpoint: RecordingSe
     svc.handle({}, payload(alert(), alert(status="resolved", version="4")))
     svc.handle({}, b"garbage")
     assert svc.wait_idle(10)
-    b = SnapshotBuilder()
-    svc.families(b, clock())
-    text = render(b.build(clock(), True).families).decode()
+    text = render(catalogue.families(Report(clock(), True, retraining=svc.stats()))).decode()
     values = {(s.name, tuple(sorted(s.labels.items()))): s.value
               for fam in text_string_to_metric_families(text) for s in fam.samples}
     assert values[("mlmon_retraining_requests_total", (("result", "sent"),))] == 1
@@ -456,19 +441,19 @@ def test_families_expose_results_and_last_request(pipeline_endpoint: RecordingSe
 
 
 def test_evidence_picks_the_drifting_window_with_the_largest_drop() -> None:
-    snap = snapshot_of({("m", "1"): (0.9, {
+    snap = report_of({("m", "1"): (0.9, {
         "5m": Win(0.5, 10, False, "critical"),  # bigger drop, but too few samples: not drift
         "1h": Win(0.82, 200, True, "high"),
         "24h": Win(0.78, 900, True, "critical"),
     })})
-    ev = evidence_from_snapshot(snap, "m", "1")
+    ev = evidence_from_report(snap, "m", "1")
     assert ev is not None
     assert ev == Evidence("24h", 0.78, 0.9, ev.drop, 900, "critical", True)
     assert ev.drop == pytest.approx(0.12)
-    calm = snapshot_of({("m", "1"): (0.9, {"1h": Win(0.91, 50, False, "low"), "24h": Win(0.89, 90, False, "low")})})
-    first = evidence_from_snapshot(calm, "m", "1")
+    calm = report_of({("m", "1"): (0.9, {"1h": Win(0.91, 50, False, "low"), "24h": Win(0.89, 90, False, "low")})})
+    first = evidence_from_report(calm, "m", "1")
     assert first is not None and first.window == "1h" and first.severity == "low"
-    assert evidence_from_snapshot(calm, "m", "2") is None
+    assert evidence_from_report(calm, "m", "2") is None
     assert evidence_from_pipeline(Holder(snap))("m", "1") == ev
 
 
@@ -478,12 +463,10 @@ def test_evidence_json_has_no_nan() -> None:
     assert ev.as_json()["accuracy"] is None
 
 
-def test_snapshot_lookup_helpers() -> None:
-    labels = {"model": "fraud", "model_version": "3", "window": "1h"}
-    assert sample_value(DRIFTING, "mlmon_window_labeled_predictions", labels) == 250
-    assert sample_value(DRIFTING, "mlmon_window_labeled_predictions", {**labels, "window": "7d"}) is None
-    idx = SnapshotIndex(DRIFTING)
-    assert len(idx.samples("mlmon_accuracy_ratio", model="fraud")) == 4
+def test_evidence_of_a_version_without_windows_is_none() -> None:
+    assert evidence_from_report(Report(T0, True, (version_report("m", "1", []),)), "m", "1") is None
+    assert evidence_from_report(DRIFTING, "fraud", "3") == Evidence("1h", 0.796, 0.92, 0.92 - 0.796, 250,
+                                                                     "critical", True)
 
 
 def test_dedup_key_never_repeats_for_requests_a_cooldown_apart() -> None:

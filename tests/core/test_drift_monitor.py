@@ -15,16 +15,12 @@ from scipy.spatial.distance import jensenshannon
 from scipy.stats import chi2_contingency, ks_2samp
 
 from exporter.config import DriftConfig, DriftThresholds, ModelConfig, Window
-from exporter.core.drift_monitor import (
-    OTHER_CATEGORY,
-    FeatureDrift,
-    VersionDrift,
-    build_feature_model,
-    ks_against_reference,
-)
+from exporter.core.drift_features import OTHER_CATEGORY, build_feature_model, ks_against_reference
+from exporter.core.drift_monitor import FeatureDrift, VersionDrift
 from exporter.core.reference import RawColumn, Reference
 from exporter.ingest.batch_ops import positive_probabilities
-from exporter.report.snapshot import SnapshotBuilder
+from exporter.report import catalogue
+from exporter.report.snapshot import Snapshot
 from exporter.runtime import checkpoint
 from tests.helpers import Samples, in_window, obj, samples
 
@@ -412,9 +408,10 @@ def test_change_detector_state_holds_for_the_shortest_window() -> None:
 # --- exposition ----------------------------------------------------------------------------------------
 
 def _samples(vd: VersionDrift) -> Samples:
-    b = SnapshotBuilder()
-    vd.families(b, (("model", "m"), ("model_version", "1")))
-    return samples(b.build(0.0, True))
+    """The version's drift families as the catalogue renders them from its part of the Report."""
+    positive = vd.model.positive_class if vd.model.task == "binary" else None
+    families = catalogue.drift_families((("model", "m"), ("model_version", "1")), vd.report(), positive)
+    return samples(Snapshot(families, 0.0, True))
 
 
 def test_families_labels_and_nan_until_reference() -> None:

@@ -21,6 +21,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from exporter.config import parse_config
 from exporter.core.pipeline import Pipeline
+from exporter.report import catalogue
 from exporter.report.snapshot import render
 from exporter.runtime.checkpoint import Checkpointer
 from exporter.sources import FileTailSource
@@ -65,7 +66,7 @@ class Harness:
     def cycle(self) -> Metrics:
         self.p.run_cycle()
         self.clock.t += 1
-        text = render(self.p.snapshot.families).decode()
+        text = render(catalogue.families(self.p.report)).decode()
         return {(s.name, frozenset(s.labels.items())): s.value
                 for fam in text_string_to_metric_families(text) for s in fam.samples}
 

@@ -23,6 +23,7 @@ from scipy.stats import binom, binomtest, norm
 
 from exporter.config import Baseline, JoinConfig, ModelConfig, Thresholds
 from exporter.core.pipeline import Pipeline
+from exporter.report import catalogue
 from exporter.report.snapshot import render
 from tests.core.test_pipeline_stats import label_batch, make_pipeline, pred_batch
 from tests.helpers import FakeClock
@@ -37,7 +38,7 @@ Exposed = dict[tuple[str, frozenset[tuple[str, str]]], float]
 def exposed(p: Pipeline, now: float, text: bool = True) -> Exposed:
     """Every sample the pipeline would serve at ``now``: parsed back from the rendered text
     exposition, or (``text=False``, faster) straight from the snapshot it is rendered from."""
-    families = p.build_snapshot(now).families
+    families = catalogue.families(p.build_report(now))
     if not text:
         return {(s.name, frozenset(s.labels)): s.value for fam in families for s in fam.samples}
     return {(s.name, frozenset(s.labels.items())): s.value

@@ -16,6 +16,7 @@ from sklearn.metrics import accuracy_score, precision_recall_fscore_support
 from exporter.config import Baseline, Config, GlobalConfig, JoinConfig, ModelConfig, Thresholds, Window
 from exporter.core.pipeline import Pipeline
 from exporter.ingest.records import LabelBatch, PredictionBatch
+from exporter.report import catalogue
 from tests.helpers import FakeClock, in_window, obj
 
 
@@ -129,7 +130,7 @@ def test_reference_ece_hand_worked_on_bin_edges() -> None:
     ids = ["a", "b", "c", "d", "e"]
     p.apply_predictions("s", pred_batch(ids, np.full(5, 100.0), ["1"] * 5, conf), 100.0)
     p.apply_labels("l", label_batch(ids, ["1", "0", "0", "1", "0"], np.full(5, 100.0)), 100.0)
-    ece = next(s.value for f in p.build_snapshot(100.0).families if f.name == "mlmon_calibration_error_ratio"
+    ece = next(s.value for f in catalogue.families(p.build_report(100.0)) if f.name == "mlmon_calibration_error_ratio"
                for s in f.samples if ("window", "1m") in s.labels)
     assert ece == pytest.approx(0.32, abs=1e-9)
 
@@ -211,7 +212,7 @@ def test_tiny_and_empty_windows_give_nan_not_errors() -> None:
     assert math.isnan(s.metrics.precision[0]) and s.metrics.recall[0] == 0.0
     assert math.isnan(s.confidence.mean)  # no confidence given
     assert not s.drift_detected  # one sample is below min_samples
-    snap = p.build_snapshot(100.0)
+    snap = catalogue.snapshot(p.build_report(100.0))
     assert any(f.name == "mlmon_accuracy_ratio" for f in snap.families)
 
 

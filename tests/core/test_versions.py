@@ -10,6 +10,7 @@ import pytest
 from exporter.config import Config, GlobalConfig, ModelConfig, Window
 from exporter.core.pipeline import Pipeline
 from exporter.ingest.records import LabelBatch, PredictionBatch
+from exporter.report import catalogue
 from tests.helpers import FakeClock, Samples, obj, samples
 
 IDLE = 600.0
@@ -49,7 +50,7 @@ def versions_in(s: Samples) -> set[str]:
 def cycle(p: Pipeline, clock: FakeClock, t: float) -> Samples:
     clock.t = t
     p.advance(t)
-    return samples(p.build_snapshot(t))
+    return samples(catalogue.snapshot(p.build_report(t)))
 
 
 def test_interleaved_versions_have_separate_correct_numbers() -> None:

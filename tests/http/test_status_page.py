@@ -31,9 +31,9 @@ from exporter.demo import DRIFT_AFTER_SECONDS, Simulator, demo_config
 from exporter.http import status_page
 from exporter.http.status_page import StatusTracker, WindowStatus, health_of, render_page, sparkline
 from exporter.http.webconfig import apply_web_config, load_web_config
-from exporter.report.snapshot import Snapshot, SnapshotBuilder
+from exporter.report.model import Report
 from exporter.runtime.app import Exporter
-from tests.helpers import FakeClock, free_port, missing, wait_for
+from tests.helpers import FakeClock, free_port, missing, version_report, wait_for, window_report
 from tests.http.test_webconfig import PASSWORD, _hash, basic, make_pki, tls_config, write_config
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -69,20 +69,13 @@ def test_health(windows: list[WindowStatus], expected: list[str]) -> None:
 
 
 # --------------------------------------------------------------------------------------------
-# The tracker on hand-built snapshots: bounded memory, newest label
+# The tracker on hand-built Reports: bounded memory, newest label
 # --------------------------------------------------------------------------------------------
-def snapshot(versions: dict[str, tuple[float, float]], now: float) -> Snapshot:
+def report(versions: dict[str, tuple[float, int]], now: float) -> Report:
     """versions: version -> (accuracy in window 1h, labelled total)."""
-    b = SnapshotBuilder()
-    info = b.family("mlmon_model", "info", "x")
-    acc = b.family("mlmon_accuracy_ratio", "gauge", "x")
-    lab = b.family("mlmon_labeled_predictions", "counter", "x")
-    for v, (a, total) in versions.items():
-        base = (("model", "m"), ("model_version", v))
-        info.add((*base, ("task", "binary")), 1)
-        acc.add((*base, ("window", "1h")), a)
-        lab.add((*base, ("predicted_class", "1"), ("true_class", "1")), total)
-    return b.build(now, True)
+    return Report(now, True, tuple(
+        version_report("m", v, [window_report("1h", 3600.0, accuracy=a)], labeled_total=((0, 0), (0, total)))
+        for v, (a, total) in versions.items()))
 
 
 def config_with(windows: tuple[Window, ...], poll: float) -> Config:
@@ -95,7 +88,7 @@ def test_history_is_bounded_and_spans_the_window() -> None:
     tracker = StatusTracker(points=120)
     now = T0
     for i in range(5000):  # ~7 h of 5 s cycles, three versions
-        tracker.update(snapshot({"1": (0.9, i), "2": (0.8, i), "3": (0.7, 0)}, now), cfg, now)
+        tracker.update(report({"1": (0.9, i), "2": (0.8, i), "3": (0.7, 0)}, now), cfg, now)
         now += 5.0
     assert len(tracker.history) == 3
     assert tracker.history.size() == 3 * 120
@@ -103,7 +96,7 @@ def test_history_is_bounded_and_spans_the_window() -> None:
     assert len(series) == 120
     assert series[-1][0] - series[0][0] == pytest.approx(119 * 30.0)  # one point per 30 s: the hour
     # version 3 expires: its ring and its label state go with it
-    tracker.update(snapshot({"1": (0.9, 1), "2": (0.8, 1)}, now), cfg, now)
+    tracker.update(report({"1": (0.9, 1), "2": (0.8, 1)}, now), cfg, now)
     assert len(tracker.history) == 2
     assert [v.version for v in tracker.view.versions] == ["1", "2"]
     assert set(tracker._labels) == {("m", "1"), ("m", "2")}
@@ -112,10 +105,10 @@ def test_history_is_bounded_and_spans_the_window() -> None:
 def test_newest_label_is_when_the_joined_counter_last_grew() -> None:
     cfg = config_with((Window("1h", 3600.0),), poll=5.0)
     tracker = StatusTracker()
-    tracker.update(snapshot({"1": (0.9, 10)}, T0), cfg, T0)
+    tracker.update(report({"1": (0.9, 10)}, T0), cfg, T0)
     assert tracker.view.versions[0].newest_label is None  # counted before this process looked
-    tracker.update(snapshot({"1": (0.9, 12)}, T0 + 5), cfg, T0 + 5)
-    tracker.update(snapshot({"1": (0.9, 12)}, T0 + 600), cfg, T0 + 600)
+    tracker.update(report({"1": (0.9, 12)}, T0 + 5), cfg, T0 + 5)
+    tracker.update(report({"1": (0.9, 12)}, T0 + 600), cfg, T0 + 600)
     view = tracker.view
     assert view.versions[0].newest_label == T0 + 5
     assert "newest label 10m ago" in render_page(view).decode()

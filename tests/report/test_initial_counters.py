@@ -24,6 +24,7 @@ from exporter.config import (
 )
 from exporter.core.pipeline import Pipeline
 from exporter.foundation.reject_reasons import KSERVE_REASONS, PARSE_REASONS, reasons_for
+from exporter.report import catalogue
 from exporter.report.snapshot import render
 from tests.helpers import FakeClock
 
@@ -32,7 +33,7 @@ Series = dict[tuple[str, tuple[tuple[str, str], ...]], float]
 
 
 def scrape(p: Pipeline) -> tuple[str, Series]:
-    text = render(p.snapshot.families).decode()
+    text = render(catalogue.families(p.report)).decode()
     series = {(s.name, tuple(sorted(s.labels.items()))): s.value
               for f in text_string_to_metric_families(text) for s in f.samples}
     return text, series

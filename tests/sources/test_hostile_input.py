@@ -42,6 +42,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from exporter.config import Config, parse_config
 from exporter.core.pipeline import Pipeline
 from exporter.http.server import Response
+from exporter.report import catalogue
 from exporter.report.snapshot import render
 from exporter.sources import FileTailSource, HTTPSource, KServeSource
 from exporter.sources.kserve import REQUEST_TYPE, RESPONSE_TYPE
@@ -342,7 +343,7 @@ Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
 
 
 def samples(p: Pipeline) -> Samples:
-    text = render(p.snapshot.families).decode("utf-8")
+    text = render(catalogue.families(p.report)).decode("utf-8")
     return {(s.name, frozenset(s.labels.items())): s.value
             for fam in text_string_to_metric_families(text) for s in fam.samples}
 
@@ -666,7 +667,7 @@ def test_lone_surrogate_in_a_label_value_does_not_freeze_metrics(tmp_path: Path)
     p = Pipeline(cfg, Clock(T0), sources=[src])
     try:
         p.run_cycle()
-        text = render(p.snapshot.families).decode("utf-8")  # what every scrape serves
+        text = render(catalogue.families(p.report)).decode("utf-8")  # what every scrape serves
     finally:
         src.close()
     assert 'mlmon_window_predictions{model="m",model_version="1",window="1h"} 1.0' in text

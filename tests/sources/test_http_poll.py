@@ -41,6 +41,7 @@ from exporter.core.pipeline import Pipeline
 from exporter.ingest.block_parser import BlockParser
 from exporter.ingest.records import RecordSpec, parse_labels
 from exporter.ingest.timestamps import parse_timestamp
+from exporter.report import catalogue
 from exporter.report.snapshot import render
 from exporter.sources.base import Poll
 from exporter.sources.file_tail import FileTailSource
@@ -572,7 +573,7 @@ def test_pipeline_accuracy_exact_with_failures_and_inclusive_cursor(
     successes = sum(1 for r in store.requests) - 2
     assert p.source_stats["labels"].invalid == {"duplicate": successes - 1}
     assert vs.correct_total == correct
-    text = render(p.build_snapshot(clock.t).families).decode()
+    text = render(catalogue.families(p.build_report(clock.t))).decode()
     assert 'mlmon_exporter_source_errors_total{source="labels"} 2.0' in text
     assert 'mlmon_exporter_source_up{source="labels"} 1.0' in text
     assert http_src.health.last_success is not None  # written as Go and prometheus-client write floats
@@ -588,6 +589,6 @@ def test_pipeline_shows_a_down_source(served: tuple[Store, str, _StoreServer]) -
     p = Pipeline(cfg, Clock(T0), sources=[http_src])
     p.run_cycle()
     assert p.ready  # a down label store must not keep the exporter unready
-    text = render(p.build_snapshot(T0).families).decode()
+    text = render(catalogue.families(p.build_report(T0))).decode()
     assert 'mlmon_exporter_source_up{source="labels"} 0.0' in text
     assert 'mlmon_exporter_source_errors_total{source="labels"} 1.0' in text

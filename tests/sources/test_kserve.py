@@ -32,6 +32,7 @@ from exporter.config import (
 from exporter.core.pipeline import Pipeline
 from exporter.http.server import ExporterHTTPServer, RenderedSnapshot, receiver_listener
 from exporter.ingest.records import PredictionBatch, RecordSpec, parse_predictions
+from exporter.report import catalogue
 from exporter.report.snapshot import render
 from exporter.sources.file_tail import FileTailSource
 from exporter.sources.forwarder import Forwarder, forwardable_headers
@@ -630,7 +631,7 @@ def test_pipeline_accuracy_exact_with_labels_from_a_file(make_receiver: Any, tmp
     assert stats.invalid == {"invalid_json": 1, "unknown_model": 1}
     assert stats.records == 13  # 12 predictions (invalid ones included) + 1 refused event
     assert p.source_stats["labels"].invalid == {}
-    text = render(p.build_snapshot(clock.t).families).decode()
+    text = render(catalogue.families(p.build_report(clock.t))).decode()
     assert 'mlmon_exporter_invalid_records_total{reason="invalid_json",source="kserve"} 1.0' in text
     assert 'mlmon_exporter_source_up{source="kserve"} 1.0' in text
     assert 'mlmon_correct_predictions_total{model="iris",model_version="00001"} 3.0' in text

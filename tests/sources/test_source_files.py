@@ -12,6 +12,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from exporter.config import Config, FileSourceConfig, GlobalConfig, ModelConfig, Window
 from exporter.core.pipeline import Pipeline
+from exporter.report import catalogue
 from exporter.report.snapshot import render
 from exporter.sources.file_tail import NO_FILES_WARN_INTERVAL, FileTailSource
 from tests.helpers import FakeClock
@@ -49,7 +50,7 @@ def test_no_match_is_counted_and_warned_rate_limited(tmp_path: Path, caplog: pyt
 
 
 def files_gauge(p: Pipeline) -> dict[str, float]:
-    text = render(p.snapshot.families).decode()
+    text = render(catalogue.families(p.report)).decode()
     fams = {f.name: f for f in text_string_to_metric_families(text)}
     return {s.labels["source"]: s.value for s in fams["mlmon_exporter_source_files"].samples}
 

@@ -9,7 +9,7 @@ import pytest
 from scipy import stats
 from scipy.spatial.distance import jensenshannon
 
-from exporter.core.drift_monitor import ks_against_reference
+from exporter.core.drift_features import ks_against_reference
 from exporter.stats.drift import (
     bin_counts,
     chi2_p_value,
