@@ -64,7 +64,8 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
 #: so a receiver answers with ``foundation.http_messages.Response``, not the server's.
 SIBLINGS: tuple[tuple[frozenset[str], ...], ...] = (
     (frozenset({"exporter.sources.file_tail"}), frozenset({"exporter.sources.http_poll"}),
-     frozenset({"exporter.sources.kserve", "exporter.sources.forwarder", "exporter.sources.oip_binary"})),
+     frozenset({"exporter.sources.kserve", "exporter.sources.kserve.cloudevents", "exporter.sources.kserve.payloads",
+                "exporter.sources.kserve.source", "exporter.sources.forwarder", "exporter.sources.oip_binary"})),
     (frozenset({"exporter.actions.retrain"}), frozenset({"exporter.actions.history"}),
      frozenset({"exporter.http.server", "exporter.http.webconfig", "exporter.http.scrape"})),
 )
