@@ -66,7 +66,8 @@ SIBLINGS: tuple[tuple[frozenset[str], ...], ...] = (
     (frozenset({"exporter.sources.file_tail"}), frozenset({"exporter.sources.http_poll"}),
      frozenset({"exporter.sources.kserve", "exporter.sources.kserve.cloudevents", "exporter.sources.kserve.payloads",
                 "exporter.sources.kserve.source", "exporter.sources.forwarder", "exporter.sources.oip_binary"})),
-    (frozenset({"exporter.actions.retrain"}), frozenset({"exporter.actions.history"}),
+    (frozenset({"exporter.actions.retrain", "exporter.actions.evidence", "exporter.actions.alertmanager"}),
+     frozenset({"exporter.actions.history"}),
      frozenset({"exporter.http.server", "exporter.http.webconfig", "exporter.http.scrape"})),
 )
 

@@ -42,7 +42,8 @@ time of the alert, from the exporter's own numbers, not the alert's ``severity``
 (DESIGN §2). The evidence is read from the latest published Report (typed values, never the
 rendered text or live pipeline state, because the webhook runs on an HTTP thread): of the
 windows with detected drift, the one with the largest accuracy drop, else the first configured
-window. The service's own counters are handed out as ``RetrainingStats`` (``stats``); the
+window (``actions.evidence``; the webhook payload is read by ``actions.alertmanager``). The
+service's own counters are handed out as ``RetrainingStats`` (``stats``); the
 catalogue names them.
 """
 
@@ -57,21 +58,23 @@ import math
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from http import HTTPStatus
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 import requests
 
+from exporter.actions.alertmanager import PayloadError, WebhookAlert, parse_webhook
+from exporter.actions.evidence import Evidence, EvidenceLookup
 from exporter.config import RetrainingConfig
 from exporter.foundation.atomic_file import atomic_write
 from exporter.foundation.clock import Clock
 from exporter.foundation.http_messages import Response
-from exporter.report.model import Report, RetrainingStats
+from exporter.report.model import RetrainingStats
 
 log = logging.getLogger(__name__)
 
@@ -92,124 +95,6 @@ VersionKey = tuple[str, str]
 def rfc3339(t: float) -> str:
     """``2026-11-26T10:00:00.000Z``: UTC, millisecond precision."""
     return datetime.fromtimestamp(t, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-
-
-def _finite(x: float) -> float | None:
-    """JSON has no NaN: a missing number is null."""
-    return float(x) if math.isfinite(x) else None
-
-
-@dataclass(frozen=True)
-class Evidence:
-    """Why a version needs retraining: one window's numbers at the time of the alert."""
-
-    window: str
-    accuracy: float
-    baseline: float
-    drop: float
-    samples: int
-    severity: str
-    drift_detected: bool = False
-
-    def as_json(self) -> dict[str, Any]:
-        return {
-            "window": self.window,
-            "accuracy": _finite(self.accuracy),
-            "baseline": _finite(self.baseline),
-            "drop": _finite(self.drop),
-            "samples": self.samples,
-        }
-
-
-EvidenceLookup = Callable[[str, str], "Evidence | None"]
-
-
-def evidence_from_report(report: Report, model: str, version: str) -> Evidence | None:
-    """The evidence for ``model``/``version`` in ``report``, or None for an unknown version.
-
-    Of the windows where drift is detected, the one with the largest accuracy drop; when no
-    window shows drift (it may have recovered since the alert fired), the first window.
-    """
-    v = report.version(model, version)
-    if v is None or not v.windows:
-        return None
-    found = [Evidence(window=w.window, accuracy=w.accuracy, baseline=v.baseline_accuracy, drop=w.accuracy_drop,
-                      samples=w.labeled, severity=w.severity, drift_detected=w.drift_detected)
-             for w in v.windows]
-    drifting = [e for e in found if e.drift_detected and not math.isnan(e.drop)]
-    return max(drifting, key=lambda e: e.drop) if drifting else found[0]
-
-
-class HasReport(Protocol):
-    @property
-    def report(self) -> Report: ...
-
-
-def evidence_from_pipeline(pipeline: HasReport) -> EvidenceLookup:
-    """An evidence lookup reading the latest Report published by ``pipeline`` (the ``Pipeline``,
-    or the runtime that keeps the last Report it published across reloads). Reading a reference
-    is atomic, and a Report is immutable, so calling it from an HTTP thread is safe."""
-
-    def lookup(model: str, version: str) -> Evidence | None:
-        return evidence_from_report(pipeline.report, model, version)
-
-    return lookup
-
-
-# --------------------------------------------------------------------------------------------
-# The webhook payload
-# --------------------------------------------------------------------------------------------
-
-
-class PayloadError(ValueError):
-    """A webhook payload we cannot use; the message says what is wrong and where."""
-
-
-@dataclass(frozen=True)
-class WebhookAlert:
-    status: str
-    labels: dict[str, str]
-    starts_at: str | None = None
-    fingerprint: str | None = None
-
-
-def parse_webhook(body: bytes) -> list[WebhookAlert]:
-    """The alerts of an Alertmanager webhook payload (version 4); PayloadError if malformed.
-
-    Only what this receiver uses is checked; unknown fields (newer Alertmanagers add
-    ``notification_reason``, ``routeLabels``, ...) are ignored.
-    """
-    try:
-        doc = json.loads(body)
-    except ValueError as e:  # JSONDecodeError and UnicodeDecodeError
-        raise PayloadError(f"body is not valid JSON: {e}") from None
-    if not isinstance(doc, dict):
-        raise PayloadError("payload must be a JSON object (the Alertmanager webhook message)")
-    if doc.get("version") != "4":
-        raise PayloadError(f'version: want "4" (Alertmanager webhook payload version), got {doc.get("version")!r}')
-    raw_alerts = doc.get("alerts")
-    if not isinstance(raw_alerts, list):
-        raise PayloadError("alerts: must be a list")
-    alerts: list[WebhookAlert] = []
-    for i, a in enumerate(raw_alerts):
-        where = f"alerts[{i}]"
-        if not isinstance(a, dict):
-            raise PayloadError(f"{where}: must be an object")
-        status = a.get("status")
-        if status not in ("firing", "resolved"):
-            raise PayloadError(f"{where}.status: must be firing or resolved, got {status!r}")
-        labels = a.get("labels")
-        if not isinstance(labels, dict) or not all(
-                isinstance(k, str) and isinstance(v, str) for k, v in labels.items()):
-            raise PayloadError(f"{where}.labels: must be an object of string values")
-        starts_at, fingerprint = a.get("startsAt"), a.get("fingerprint")
-        alerts.append(WebhookAlert(
-            status=status,
-            labels=dict(labels),
-            starts_at=starts_at if isinstance(starts_at, str) else None,
-            fingerprint=fingerprint if isinstance(fingerprint, str) else None,
-        ))
-    return alerts
 
 
 # --------------------------------------------------------------------------------------------

@@ -19,8 +19,9 @@ from dataclasses import replace
 from http import HTTPStatus
 from pathlib import Path
 
+from exporter.actions.evidence import evidence_from_pipeline
 from exporter.actions.history import HistoryWriter
-from exporter.actions.retrain import WEBHOOK_PATH, RetrainingService, evidence_from_pipeline
+from exporter.actions.retrain import WEBHOOK_PATH, RetrainingService
 from exporter.config import Config, ConfigError, ModelConfig, SourceConfig, load_config
 from exporter.core.pipeline import Pipeline
 from exporter.foundation.clock import Clock

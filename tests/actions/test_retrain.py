@@ -16,17 +16,9 @@ import pytest
 import requests
 from prometheus_client.parser import text_string_to_metric_families
 
-from exporter.actions.retrain import (
-    CLOUDEVENTS_CONTENT_TYPE,
-    EVENT_TYPE,
-    STATE_FILE,
-    Evidence,
-    RetrainingService,
-    dedup_key,
-    evidence_from_pipeline,
-    evidence_from_report,
-    parse_webhook,
-)
+from exporter.actions.alertmanager import parse_webhook
+from exporter.actions.evidence import Evidence, evidence_from_pipeline, evidence_from_report
+from exporter.actions.retrain import CLOUDEVENTS_CONTENT_TYPE, EVENT_TYPE, STATE_FILE, RetrainingService, dedup_key
 from exporter.config import RetrainingConfig
 from exporter.http.server import ExporterHTTPServer, RenderedSnapshot
 from exporter.report import catalogue
