@@ -50,7 +50,7 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("catalogue", ("exporter.report.catalogue",)),
     # readers of what was published
     ("output", ("exporter.http.scrape", "exporter.http.status_page")),
-    ("http", ("exporter.http", "exporter.http.server", "exporter.http.webconfig")),
+    ("http", ("exporter.http", "exporter.http.server", "exporter.http.basic_auth", "exporter.http.webconfig")),
     ("actions", ("exporter.actions", "exporter.actions.*")),
     # the running process: threads, reload, checkpoints, signals
     ("runtime", ("exporter.runtime", "exporter.runtime.*")),
@@ -68,7 +68,8 @@ SIBLINGS: tuple[tuple[frozenset[str], ...], ...] = (
                 "exporter.sources.kserve.source", "exporter.sources.forwarder", "exporter.sources.oip_binary"})),
     (frozenset({"exporter.actions.retrain", "exporter.actions.evidence", "exporter.actions.alertmanager"}),
      frozenset({"exporter.actions.history"}),
-     frozenset({"exporter.http.server", "exporter.http.webconfig", "exporter.http.scrape"})),
+     frozenset({"exporter.http.server", "exporter.http.webconfig", "exporter.http.basic_auth",
+                "exporter.http.scrape"})),
 )
 
 

@@ -31,8 +31,9 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
+from exporter.http.basic_auth import BasicAuthChecker
 from exporter.http.server import ExporterHTTPServer, RenderedSnapshot, Response
-from exporter.http.webconfig import BasicAuthChecker, WebConfigError, apply_web_config, load_web_config
+from exporter.http.webconfig import WebConfigError, apply_web_config, load_web_config
 from exporter.report.snapshot import Family, Sample, Snapshot
 from tests.helpers import free_port, require_tool, wait_for
 
