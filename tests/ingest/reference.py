@@ -44,6 +44,7 @@ rfc3339ish = st.builds(
 
 def assert_same_result(a: Any, b: Any) -> None:
     assert a.invalid == b.invalid and a.records == b.records
+    assert a.first_bad == b.first_bad  # which record each reason's first refusal was
     assert (a.newest_timestamp is None) == (b.newest_timestamp is None)
     if a.newest_timestamp is not None:
         assert a.newest_timestamp == b.newest_timestamp
@@ -68,20 +69,32 @@ def assert_same_result(a: Any, b: Any) -> None:
 
 
 def both_paths(lines: list[bytes], spec: RecordSpec, kind: str) -> float:
-    """Parse with the block parser (as lines, and as a file block) and the per-record reference;
-    compare. Returns the share of records the msgspec decoder took."""
+    """Parse with the block parser (as lines, and as file blocks) and the per-record reference;
+    compare the results and, for the blocks, where each reason's first refusal is located.
+    Returns the share of records the msgspec decoder took."""
     name = "predictions" if kind == "p" else "labels"
     reference = _predictions_per_record if kind == "p" else _labels_per_record
     slow = reference(lines, spec, NOW, ())
     parser = BlockParser(name, spec, small_run=1)
     assert_same_result(parser.parse_lines(lines, NOW), slow)
     assert_same_result((parse_predictions if kind == "p" else parse_labels)(lines, spec, NOW), slow)
-    # as the file source hands them over: one block, blank lines are no records
-    kept = [x for x in lines if x and not x.isspace() and b"\n" not in x]
-    blocks = [Block(b"\n".join(kept[:k]) + b"\n"), Block(b"\n".join(kept[k:]))] if (k := len(kept) // 2) else \
-        [Block(b"\n".join(kept))]
-    got, where = parser.parse(blocks, NOW)
-    assert_same_result(got, reference(kept, spec, NOW, ()))
-    assert where.keys() == got.invalid.keys()
-    return parser.fast_records / max(len(lines) + len(kept), 1)
+    # as the file source hands them over: two blocks split at a line, the second without a final
+    # newline; blank lines stay in the blocks but are no records
+    in_block = [x for x in lines if b"\n" not in x]
+    kept_at = [i for i, x in enumerate(in_block) if x and not x.isspace()]
+    kept = [in_block[i] for i in kept_at]
+    k = len(in_block) // 2
+    parts = [("first", 1000, 0, in_block[:k], b"\n"), ("second", 0, k, in_block[k:], b"")] if k else \
+        [("only", 7, 0, in_block, b"")]
+    got, where = parser.parse([Block(b"\n".join(ls) + end, origin, offset) for origin, offset, _, ls, end in parts],
+                              NOW)
+    want = reference(kept, spec, NOW, ())
+    assert_same_result(got, want)
 
+    def located(record: int) -> str:  # origin:byte offset of the line a record was read from
+        i = kept_at[record]
+        origin, offset, first, _, _ = parts[-1] if i >= k else parts[0]
+        return f"{origin}:{offset + sum(len(x) + 1 for x in in_block[first:i])}"
+
+    assert where == {reason: located(i) for reason, i in want.first_bad.items()}
+    return parser.fast_records / max(len(lines) + len(kept), 1)
