@@ -126,7 +126,7 @@ def among_good(*records: Any, nested: bool = False) -> list[bytes]:
     takes the run they are in; short lines (the 60-byte limit of one spec)."""
     def good(i: int) -> bytes:
         if nested:
-            return line({"meta": {"rid": f"g{i}"}, "out": {"label": i % 2, "score": 0.5}})
+            return line({"meta": {"rid": f"g{i}"}, "model": "m", "out": {"label": i % 2, "score": 0.5}})
         return line({"id": f"g{i}", "model": "m", "prediction": i % 2, "label": 1})
     return [good(0), good(1), *(r if isinstance(r, bytes) else line(r) for r in records), good(2), good(3)]
 
@@ -184,13 +184,15 @@ EDGE_BLOCKS: list[list[bytes]] = [
 ]
 SPECS = [RecordSpec(feature_names=("f0", "f1", "f9")), RecordSpec(model="m", model_version="v", max_line_bytes=60),
          RecordSpec(model="m", feature_names=("f1",))]
-NESTED_EDGES: list[list[bytes]] = [
-    among_good({"meta": {"rid": "a"}}, {"meta": {"rid": "b"}, "out": None}, {"meta": {"rid": "c"}, "out": 5},
-               {"meta": {"rid": "d"}, "out": []}, {"meta": {"rid": "e"}, "out": {}},
-               {"meta": {"rid": "f"}, "out": {"label": None, "score": 0.5}}, nested=True),
-    among_good({"out": {"label": 1}}, {"meta": None, "out": {"label": 1}}, {"meta": {}, "out": {"label": 1}},
-               {"meta": "x", "out": {"label": 1}}, {"meta": {"rid": True}, "out": {"label": 1}},
-               {"meta": {"rid": "g"}, "out": {"label": 1, "score": 1.5}}, nested=True),
+NESTED_EDGES: list[list[bytes]] = [  # "model" given, so every record reaches the mapped paths
+    among_good(*({**M, **r} for r in [
+        {"meta": {"rid": "a"}}, {"meta": {"rid": "b"}, "out": None}, {"meta": {"rid": "c"}, "out": 5},
+        {"meta": {"rid": "d"}, "out": []}, {"meta": {"rid": "e"}, "out": {}},
+        {"meta": {"rid": "f"}, "out": {"label": None, "score": 0.5}}]), nested=True),
+    among_good(*({**M, **r} for r in [
+        {"out": {"label": 1}}, {"meta": None, "out": {"label": 1}}, {"meta": {}, "out": {"label": 1}},
+        {"meta": "x", "out": {"label": 1}}, {"meta": {"rid": True}, "out": {"label": 1}},
+        {"meta": {"rid": "g"}, "out": {"label": 1, "score": 1.5}}]), nested=True),
 ]
 
 
