@@ -17,17 +17,16 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from prometheus_client.parser import text_string_to_metric_families
 
 from exporter.config import parse_config
 from exporter.core.pipeline import Pipeline
 from exporter.report.snapshot import render
 from exporter.runtime.checkpoint import Checkpointer
 from exporter.sources import FileTailSource
-from tests.helpers import FakeClock
+from tests.helpers import FakeClock, Samples, text_samples
 
 T0 = 1_767_225_600.0
-Metrics = dict[tuple[str, frozenset[tuple[str, str]]], float]
+Metrics = Samples
 
 
 class Harness:
@@ -65,9 +64,7 @@ class Harness:
     def cycle(self) -> Metrics:
         self.p.run_cycle()
         self.clock.t += 1
-        text = render(self.p.snapshot.families).decode()
-        return {(s.name, frozenset(s.labels.items())): s.value
-                for fam in text_string_to_metric_families(text) for s in fam.samples}
+        return text_samples(render(self.p.snapshot.families))
 
     def close(self) -> None:
         for s in self.sources:
