@@ -9,6 +9,14 @@ import pytest
 from tests.helpers import require_tool
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    # When a hypothesis test fails, its pytest plugin imports libcst to suggest an @example patch,
+    # and libcst warns about mypy_extensions.TypedDict; under filterwarnings=error that warning
+    # turned every fuzzer failure into an INTERNALERROR that ended the run and hid the failure.
+    config.addinivalue_line("filterwarnings",
+                            "ignore:mypy_extensions.TypedDict is deprecated:DeprecationWarning")
+
+
 def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addoption("--update-golden", action="store_true", default=False,
                      help="rewrite golden files (tests/data/golden/) from the current output instead of "

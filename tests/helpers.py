@@ -1,6 +1,6 @@
-"""Shared test plumbing: free ports, waiting on real conditions, requiring real tools, a fake clock,
-object columns, snapshot samples and hand-built Reports. (Fixtures and command-line options live in
-conftest.py.)"""
+"""Shared test plumbing: free ports, waiting on real conditions, requiring real tools, starting the
+exporter, appending to tailed files, a fake clock, object columns, snapshot samples and hand-built
+Reports. (Fixtures and command-line options live in conftest.py.)"""
 
 from __future__ import annotations
 
@@ -10,13 +10,16 @@ import os
 import shutil
 import socket
 import subprocess
+import sys
 import time
 from collections.abc import Callable, Iterable, Sequence
+from pathlib import Path
 from typing import Any, NoReturn, TypeVar
 
 import numpy as np
 import numpy.typing as npt
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from exporter.report.model import (
     ConfidenceSummary,
@@ -61,6 +64,19 @@ def wait_for(fn: Callable[[], T | None], timeout: float = 30.0, what: str = "con
             last_error = e
         time.sleep(interval)
     raise TimeoutError(f"timed out after {timeout}s waiting for {what} (last error: {last_error!r})")
+
+
+def spawn_exporter(args: list[str], log: Path) -> subprocess.Popen[bytes]:
+    """``python -m exporter *args`` in its own session, stdout and stderr to ``log``."""
+    with log.open("wb") as out:  # the child keeps its own descriptor
+        return subprocess.Popen([sys.executable, "-m", "exporter", *args], stdout=out,
+                                stderr=subprocess.STDOUT, start_new_session=True)
+
+
+def append(path: Path, data: bytes) -> None:
+    """Append ``data`` to a file a source tails."""
+    with path.open("ab") as f:
+        f.write(data)
 
 
 def missing(what: str) -> NoReturn:
@@ -128,3 +144,11 @@ def version_report(model: str, version: str, windows: Sequence[WindowReport] = (
     base = VersionReport(model, version, "binary", "1", ("0", "1"), 0.0, NAN, Thresholds(0.8, 0.05, 0.75, 100),
                          (0, 0), ((0, 0), (0, 0)), 0, 0, hist, hist, tuple(windows), drift)
     return dataclasses.replace(base, **fields)
+
+
+def text_samples(text: str | bytes) -> Samples:
+    """Every sample of a text exposition (what a scrape serves) by (name, label set)."""
+    if isinstance(text, bytes):
+        text = text.decode("utf-8")
+    return {(s.name, frozenset(s.labels.items())): s.value
+            for fam in text_string_to_metric_families(text) for s in fam.samples}

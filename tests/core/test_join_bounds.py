@@ -17,7 +17,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from prometheus_client.parser import text_string_to_metric_families
 
 from exporter.config import parse_config
 from exporter.core.pipeline import Pipeline
@@ -25,10 +24,10 @@ from exporter.report import catalogue
 from exporter.report.snapshot import render
 from exporter.runtime.checkpoint import Checkpointer
 from exporter.sources import FileTailSource
-from tests.helpers import FakeClock
+from tests.helpers import FakeClock, Samples, text_samples
 
 T0 = 1_767_225_600.0
-Metrics = dict[tuple[str, frozenset[tuple[str, str]]], float]
+Metrics = Samples
 
 
 class Harness:
@@ -66,9 +65,7 @@ class Harness:
     def cycle(self) -> Metrics:
         self.p.run_cycle()
         self.clock.t += 1
-        text = render(catalogue.families(self.p.report)).decode()
-        return {(s.name, frozenset(s.labels.items())): s.value
-                for fam in text_string_to_metric_families(text) for s in fam.samples}
+        return text_samples(render(catalogue.families(self.p.report)))
 
     def close(self) -> None:
         for s in self.sources:

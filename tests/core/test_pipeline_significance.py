@@ -18,7 +18,6 @@ from typing import NamedTuple
 
 import numpy as np
 import pytest
-from prometheus_client.parser import text_string_to_metric_families
 from scipy.stats import binom, binomtest, norm
 
 from exporter.config import Baseline, JoinConfig, ModelConfig, Thresholds
@@ -26,13 +25,13 @@ from exporter.core.pipeline import Pipeline
 from exporter.report import catalogue
 from exporter.report.snapshot import render
 from tests.core.test_pipeline_stats import label_batch, make_pipeline, pred_batch
-from tests.helpers import FakeClock
+from tests.helpers import FakeClock, Samples, text_samples
 
 Z95 = 1.959964  # DESIGN §2 "Accuracy interval"
 WINDOWS = (("1m", 60.0), ("10m", 600.0))
 GRID = 10.0
 T0 = 1_000_000.0  # a multiple of the grid
-Exposed = dict[tuple[str, frozenset[tuple[str, str]]], float]
+Exposed = Samples
 
 
 def exposed(p: Pipeline, now: float, text: bool = True) -> Exposed:
@@ -41,8 +40,7 @@ def exposed(p: Pipeline, now: float, text: bool = True) -> Exposed:
     families = catalogue.families(p.build_report(now))
     if not text:
         return {(s.name, frozenset(s.labels)): s.value for fam in families for s in fam.samples}
-    return {(s.name, frozenset(s.labels.items())): s.value
-            for fam in text_string_to_metric_families(render(families).decode()) for s in fam.samples}
+    return text_samples(render(families))
 
 
 def value(e: Exposed, name: str, version: str, window: str | None = None) -> float:

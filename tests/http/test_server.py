@@ -13,13 +13,7 @@ import pytest
 import requests
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.helpers import free_port, require_tool, wait_for
-
-
-def spawn(args: list[str], log: Path) -> subprocess.Popen[bytes]:
-    with log.open("wb") as out:  # the child keeps its own descriptor
-        return subprocess.Popen([sys.executable, "-m", "exporter", *args], stdout=out,
-                                stderr=subprocess.STDOUT, start_new_session=True)
+from tests.helpers import free_port, require_tool, spawn_exporter, wait_for
 
 
 def stop(p: subprocess.Popen[bytes]) -> int:
@@ -53,7 +47,7 @@ sources:
 def served(served_config: Path, tmp_path: Path) -> Iterator[tuple[str, Path]]:
     cfg = served_config
     port = free_port()
-    p = spawn([f"--config.file={cfg}", f"--web.listen-address=127.0.0.1:{port}"], tmp_path / "exporter.log")
+    p = spawn_exporter([f"--config.file={cfg}", f"--web.listen-address=127.0.0.1:{port}"], tmp_path / "exporter.log")
     url = f"http://127.0.0.1:{port}"
     try:
         wait_for(lambda: requests.get(f"{url}/-/ready", timeout=1).ok, 20, "exporter ready")
@@ -102,7 +96,7 @@ def test_config_check_exit_codes(tmp_path: Path) -> None:
 
 def test_demo_detects_drift_within_60_seconds(tmp_path: Path) -> None:
     port = free_port()
-    p = spawn(["demo", f"--web.listen-address=127.0.0.1:{port}"], tmp_path / "demo.log")
+    p = spawn_exporter(["demo", f"--web.listen-address=127.0.0.1:{port}"], tmp_path / "demo.log")
     started = time.monotonic()
     try:
         def drifted() -> str | None:
@@ -134,7 +128,7 @@ sources:
   - {{name: labels, kind: labels, type: file, path: "{labels}"}}
 """)
     port = free_port()
-    p = spawn([f"--config.file={cfg}", f"--web.listen-address=127.0.0.1:{port}"], tmp_path / "exporter.log")
+    p = spawn_exporter([f"--config.file={cfg}", f"--web.listen-address=127.0.0.1:{port}"], tmp_path / "exporter.log")
     url = f"http://127.0.0.1:{port}"
     try:
         wait_for(lambda: requests.get(f"{url}/-/ready", timeout=1).ok, 20, "ready")
@@ -165,7 +159,7 @@ def test_web_config_flag_protects_the_real_exporter(served_config: Path, tmp_pat
     hashed = bcrypt.hashpw(b"s3cret", bcrypt.gensalt(rounds=4)).decode().replace("$2b$", "$2y$", 1)
     web.write_text(f"basic_auth_users:\n  prom: '{hashed}'\n")
     port = free_port()
-    p = spawn([f"--config.file={served_config}", f"--web.listen-address=127.0.0.1:{port}",
+    p = spawn_exporter([f"--config.file={served_config}", f"--web.listen-address=127.0.0.1:{port}",
                f"--web.config.file={web}"], tmp_path / "exporter.log")
     url = f"http://127.0.0.1:{port}"
     try:

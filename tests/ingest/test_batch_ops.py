@@ -12,14 +12,9 @@ from hypothesis import strategies as st
 from exporter.config import ModelConfig
 from exporter.core.classes import ClassIndex
 from exporter.ingest.batch_ops import encode_by_value, first_occurrences, groups, positive_probabilities
+from tests.helpers import obj
 
 SEEDED = settings(max_examples=300, deadline=None, derandomize=True, database=None)
-
-
-def obj(values: list[Any]) -> np.ndarray:
-    out = np.empty(len(values), dtype=object)
-    out[:] = values
-    return out
 
 
 def first_occurrences_reference(ids: np.ndarray) -> np.ndarray:

@@ -10,17 +10,10 @@ import pytest
 
 from exporter.config import parse_config
 from exporter.core.pipeline import Pipeline
+from tests.helpers import FakeClock
 
 GOOD = b'{"id": "%d", "prediction": 1}\n'
 BAD_CONF = b'{"id": "x%d", "prediction": 1, "confidence": 7}\n'
-
-
-class Clock:
-    def __init__(self, t: float) -> None:
-        self.t = t
-
-    def __call__(self) -> float:
-        return self.t
 
 
 def skipped(caplog: pytest.LogCaptureFixture) -> list[logging.LogRecord]:
@@ -34,7 +27,7 @@ def test_log_lines_locate_and_add_up(tmp_path: Path, caplog: pytest.LogCaptureFi
         "models": [{"name": "m", "classes": ["0", "1"]}],
         "sources": [{"name": "p", "kind": "predictions", "type": "file", "path": str(preds), "model": "m"}],
     })
-    clock = Clock(1_800_000_000.0)
+    clock = FakeClock(1_800_000_000.0)
     p = Pipeline(cfg, clock)
     caplog.set_level(logging.WARNING, logger="exporter.core.pipeline")
     first = GOOD % 1 + GOOD % 2
@@ -76,7 +69,7 @@ def test_refusals_after_parsing_are_located_by_the_poll_span(tmp_path: Path,
         "models": [{"name": "m", "classes": ["0", "1"]}],
         "sources": [{"name": "p", "kind": "predictions", "type": "file", "path": str(preds), "model": "m"}],
     })
-    p = Pipeline(cfg, Clock(1_800_000_000.0))
+    p = Pipeline(cfg, FakeClock(1_800_000_000.0))
     caplog.set_level(logging.WARNING, logger="exporter.core.pipeline")
     p.run_cycle()
     (line,) = skipped(caplog)

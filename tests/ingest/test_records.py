@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import math
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
@@ -14,27 +13,19 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from exporter.config import FileSourceConfig
-from exporter.ingest.block_parser import SMALL_RUN, Block, BlockParser
 from exporter.ingest.records import (
     INVALID_REASONS,
     LabelBatch,
     PredictionBatch,
     RecordSpec,
-    _labels_per_record,
-    _predictions_per_record,
     class_text,
     parse_labels,
     parse_predictions,
 )
 from exporter.ingest.timestamps import parse_timestamp, parse_timestamps
+from tests.ingest.reference import NOW, both_paths, line, rfc3339ish
 
-NOW = 1_800_000_000.0
 SPEC = RecordSpec(model="fraud")
-
-
-def line(obj: Any) -> bytes:
-    return json.dumps(obj).encode()
-
 
 def preds(lines: list[bytes], spec: RecordSpec = SPEC, objects: list[Any] | None = None) -> Any:
     """Parse predictions; every hand-written case also checks the block parser agrees."""
@@ -353,20 +344,8 @@ def test_vectorised_timestamps_match_the_scalar_path_on_a_block() -> None:
     np.testing.assert_array_equal(parse_timestamps(numbers, NOW), [1.0, NOW, 1_764_151_200.0])
 
 
-_offsets = st.one_of(st.just("Z"), st.just("z"), st.just(""),
-                     st.builds(lambda sign, h, m, colon: f"{sign}{h:02d}{colon}{m:02d}",
-                               st.sampled_from("+-"), st.integers(0, 25), st.integers(0, 61),
-                               st.sampled_from(["", ":"])))
-_rfc3339ish = st.builds(
-    lambda y, mo, d, sep, h, mi, s, frac, off:
-        f"{y:04d}-{mo:02d}-{d:02d}{sep}{h:02d}:{mi:02d}:{s:02d}{frac}{off}",
-    st.integers(0, 9999), st.integers(0, 13), st.integers(0, 32), st.sampled_from("Tt x"),
-    st.integers(0, 25), st.integers(0, 61), st.integers(0, 61),
-    st.one_of(st.just(""), st.text("0123456789", min_size=1, max_size=12).map(lambda t: "." + t)),
-    _offsets,
-)
 _timestamp_values = st.one_of(
-    _rfc3339ish, st.text(max_size=12), st.none(), st.booleans(),
+    rfc3339ish, st.text(max_size=12), st.none(), st.booleans(),
     st.integers(-10**15, 10**15), st.floats(allow_nan=True, allow_infinity=True),
     st.integers(-10**15, 10**15).map(str), st.floats(allow_nan=False, allow_infinity=False).map(repr),
 )
@@ -393,215 +372,7 @@ def test_rfc3339_matches_datetime(dt: datetime, offset_minutes: int) -> None:
     assert parse_timestamp(text, NOW) == pytest.approx(aware.timestamp(), abs=1e-6)
 
 
-# --- the block parser (msgspec) gives exactly the per-record reference's result ---------------
-
-def assert_same_result(a: Any, b: Any) -> None:
-    assert a.invalid == b.invalid and a.records == b.records
-    assert (a.newest_timestamp is None) == (b.newest_timestamp is None)
-    if a.newest_timestamp is not None:
-        assert a.newest_timestamp == b.newest_timestamp
-    assert type(a.batch) is type(b.batch)
-    for name in a.batch.__dataclass_fields__:
-        x, y = getattr(a.batch, name), getattr(b.batch, name)
-        if name == "features":
-            assert x.keys() == y.keys()
-            pairs = [(x[k], y[k]) for k in x]
-        else:
-            pairs = [(x, y)]
-        for u, v in pairs:
-            assert u.dtype == v.dtype and u.shape == v.shape, name
-            if u.dtype == np.float64:
-                np.testing.assert_array_equal(u, v)
-            else:
-                assert [(type(e), e) for e in u.tolist()] == [(type(e), e) for e in v.tolist()], name
-                for d1, d2 in zip(u.tolist(), v.tolist(), strict=True):
-                    if isinstance(d1, dict):
-                        assert [(type(e), e) for e in sorted(d1.items())] == \
-                               [(type(e), e) for e in sorted(d2.items())]
-
-
-def both_paths(lines: list[bytes], spec: RecordSpec, kind: str) -> float:
-    """Parse with the block parser (as lines, and as a file block) and the per-record reference;
-    compare. Returns the share of records the msgspec decoder took."""
-    name = "predictions" if kind == "p" else "labels"
-    reference = _predictions_per_record if kind == "p" else _labels_per_record
-    slow = reference(lines, spec, NOW, ())
-    parser = BlockParser(name, spec, small_run=1)
-    assert_same_result(parser.parse_lines(lines, NOW), slow)
-    assert_same_result((parse_predictions if kind == "p" else parse_labels)(lines, spec, NOW), slow)
-    # as the file source hands them over: one block, blank lines are no records
-    kept = [x for x in lines if x and not x.isspace() and b"\n" not in x]
-    blocks = [Block(b"\n".join(kept[:k]) + b"\n"), Block(b"\n".join(kept[k:]))] if (k := len(kept) // 2) else \
-        [Block(b"\n".join(kept))]
-    got, where = parser.parse(blocks, NOW)
-    assert_same_result(got, reference(kept, spec, NOW, ()))
-    assert where.keys() == got.invalid.keys()
-    return parser.fast_records / max(len(lines) + len(kept), 1)
-
-
-_json_scalar = st.one_of(st.none(), st.booleans(), st.integers(-(2**70), 2**70),
-                         st.floats(allow_nan=False, allow_infinity=False), st.text(max_size=5))
-_json_any = st.recursive(_json_scalar, lambda inner: st.one_of(
-    st.lists(inner, max_size=3), st.dictionaries(st.text(max_size=3), inner, max_size=3)), max_leaves=6)
-_kinds = ["str", "int", "float", "bool", "nested", "object", "null", "any"]
-_plan_kinds = ["str", "str", "str", "int", "int", "float", "float", "bool", "nested", "object", "null", "any"]
-
-
-def _value(kind: str) -> st.SearchStrategy[Any]:
-    return {
-        "str": st.one_of(st.text(st.characters(exclude_categories=["Cs"]), max_size=6),
-                         st.sampled_from(["a", "1", "0", "", "x y", "é", "2026-11-26", "2026-11-26 10:00:00"])),
-        "int": st.one_of(st.integers(-3, 3), st.integers(-(2**64), 2**64)),
-        "float": st.one_of(st.sampled_from([0.0, 1.0, 0.5, 2.0, -0.0, 0.25, 1.5, -0.1, 1e20, 2.0**53]),
-                           st.floats(-1e6, 1e6), st.floats(allow_nan=False, allow_infinity=False)),
-        "bool": st.booleans(),
-        "nested": st.lists(st.integers(0, 1), max_size=2),
-        "object": st.dictionaries(st.sampled_from("ab"), st.integers(0, 1)),
-        "null": st.none(),
-        "any": _json_any,
-    }[kind]
-
-
-@st.composite
-def record_blocks(draw: st.DrawFn, nested: bool, deep: bool = False) -> list[bytes]:
-    """A block of lines whose fields mostly keep one JSON type each, as real logs do (so the decoder
-    takes the block), with absent fields, nulls, odd types and garbage lines mixed in; a
-    "clean" block has no garbage and no type changes, so the decoder nearly always takes it."""
-    clean = draw(st.booleans())
-    kinds = [k for k in _plan_kinds if k != "any"] if clean else _plan_kinds
-    fields = ["id", "model", "model_version", "timestamp", "prediction", "confidence", "label"]
-    plan = {f: draw(st.sampled_from(kinds)) for f in fields}
-    plan["timestamp"] = draw(st.sampled_from(["ts", "ts", "ts_num", *kinds]))
-    extra_kind = draw(st.sampled_from(kinds))
-    prob_kind = draw(st.sampled_from(["float", "int", "str"] if clean else ["float", "int", "str", "mixed"]))
-    prob_keys = draw(st.lists(st.sampled_from(["0", "1", "a", ""]), max_size=3, unique=True))
-    feat_kinds = {f: draw(st.sampled_from(kinds)) for f in ("f0", "f1")}
-    p_absent = draw(st.sampled_from([0.0, 0.1, 0.5]))
-    p_odd = 0.0 if clean else draw(st.sampled_from([0.0, 0.05]))
-    n = draw(st.integers(1, 12))
-    lines: list[bytes] = []
-    for _ in range(n):
-        if draw(st.floats(0, 1)) < p_odd / 4:
-            # two objects on one line, and one object over two lines: the same count of objects as
-            # of lines, so only the line guards keep the decoder from pairing them up wrongly
-            lines += [b'{"id": "s1", "prediction": 1, "label": 1} {"id": "s2", "prediction": 0, "label": 0}',
-                      b'{"id": "s3", "prediction": 1, "label": 1, "x": [', b'{"id": "s4"}]}']
-            continue
-        if draw(st.floats(0, 1)) < p_odd:
-            lines.append(draw(st.sampled_from([
-                b"", b" ", b"[1]", b"1", b"null", b'"s"', b"{", b'{"id": "x"} {"id": "y"}', b'{"id": "x"}{"id": "y"}',
-                b'{"id": "a", "prediction": NaN}', b'{"id": "a", "prediction": 1, "confidence": Infinity}',
-                b'{"id": "a", "prediction": 1, "confidence": Inf}', b'{"id": "\xff", "prediction": 1}',
-                b'{"id": "a", "id": "b", "prediction": 1, "label": 1}', b'{"x": "\xed\xa0\x80"}',
-                b'{"id": "a", "prediction": 1, "x": ' + b"[" * 3000 + b"]" * 3000 + b"}",
-                b'{"id": "a", "prediction": 1, "label": 0, "x": "\\ud800"}', b'{"id": "a",\t"label": 1}\r',
-                b'{"id": "a", "prediction": 1, "label": 0, "x": "\\ud83d\\ude00"}', b'{"id": "a", "label": 1} null',
-                b'{"id": "a", "label": 1, "prediction": 1, "x": [1, "a", {"b": null}]}', b" {}",
-                b'{"id": 12345678901234567890123, "prediction": 1, "label": 1}',
-            ])))
-            continue
-        rec: dict[str, Any] = {}
-        for f in fields:
-            u = draw(st.floats(0, 1))
-            if u < p_absent:
-                continue
-            kind = plan[f]
-            if u > 1 - p_odd:
-                kind = draw(st.sampled_from(_kinds))
-            if kind == "ts":
-                rec[f] = draw(_rfc3339ish)
-            elif kind == "ts_num":
-                rec[f] = draw(st.one_of(st.integers(0, 2 * 10**12), st.floats(0, 2e12)))
-            else:
-                rec[f] = draw(_value(kind))
-        if draw(st.floats(0, 1)) >= p_absent:
-            pk = draw(st.sampled_from(["float", "int", "str"])) if prob_kind == "mixed" else prob_kind
-            keys = prob_keys if draw(st.floats(0, 1)) > p_odd else draw(st.lists(st.sampled_from("01ab"), max_size=2))
-            rec["probabilities"] = {k: draw(st.one_of(st.floats(0, 1), st.sampled_from([0.0, 1.0]), _value(pk),
-                                                      st.floats(-0.1, 1.1))) for k in keys}
-        if draw(st.floats(0, 1)) >= p_absent:
-            rec["features"] = {k: draw(_value(v)) for k, v in feat_kinds.items() if draw(st.booleans())}
-        if draw(st.booleans()):
-            rec["extra"] = draw(_value(extra_kind))
-        if deep:  # id, model and class valid: every record reaches the confidence / probability / time rules
-            rec.update(id=f"r{len(lines)}", model="m", prediction=len(lines) % 2, label=1)
-        if nested:
-            rec = {"meta": {"rid": rec.pop("id", None)}, "out": {"label": rec.pop("prediction", None),
-                   "score": rec.pop("confidence", None)}, **rec}
-            if draw(st.floats(0, 1)) < p_absent:
-                del rec["out"]
-        text = json.dumps(rec, ensure_ascii=draw(st.booleans()), separators=draw(st.sampled_from([None, (",", ":")])))
-        lines.append(text.encode("utf-8", "surrogatepass"))
-    return lines
-
-
-NESTED = {"id": "meta.rid", "prediction": "out.label", "confidence": "out.score"}
-
-
-# Seeded (derandomize): the same examples every run, so a planted parser bug is caught every
-# run or never; enough of them that the planted bugs in test_planted_bugs_are_caught are.
-EQUIVALENCE = settings(max_examples=600, deadline=None, derandomize=True, database=None)
-
-
-@EQUIVALENCE
-@given(record_blocks(nested=False), st.sampled_from([
-    RecordSpec(feature_names=("f0", "f1", "f9")), RecordSpec(model="m", model_version="v", max_line_bytes=60),
-    RecordSpec(model="m", feature_names=("f1",)),
-]))
-def test_block_parser_matches_per_record_path(lines: list[bytes], spec: RecordSpec) -> None:
-    both_paths(lines, spec, "p")
-    both_paths(lines, spec, "l")
-
-
-@EQUIVALENCE
-@given(record_blocks(nested=False, deep=True), st.sampled_from([
-    RecordSpec(feature_names=("f0", "f1")), RecordSpec(model="m", model_version="v"),
-]))
-def test_block_parser_matches_per_record_path_past_the_key_fields(lines: list[bytes], spec: RecordSpec) -> None:
-    both_paths(lines, spec, "p")
-    both_paths(lines, spec, "l")
-
-
-@settings(EQUIVALENCE, max_examples=300)
-@given(record_blocks(nested=True))
-def test_block_parser_matches_per_record_path_with_nested_fields(lines: list[bytes]) -> None:
-    both_paths(lines, RecordSpec(fields=NESTED, feature_names=("f0",)), "p")
-
-
-def test_block_parser_decodes_typical_blocks() -> None:
-    """The equivalence tests only prove something if the decoder really runs; a bad line
-    costs a few records of the block, not the block."""
-    recs = [line({"id": f"r{i}", "model": "fraud", "model_version": "3", "timestamp": 1_764_151_200 + i,
-                  "prediction": i % 2, "confidence": 0.75, "probabilities": {"0": 0.25, "1": 0.75},
-                  "features": {"amount": i * 1.5, "country": "DE", "new": i % 3 == 0}}) for i in range(200)]
-    recs[5] = b"{broken}"
-    recs[7] = line({"id": "x", "model": "fraud", "prediction": 1, "confidence": 1.5})
-    spec = RecordSpec(feature_names=("amount", "country", "new"))
-    parser = BlockParser("predictions", spec)
-    r = parser.parse_lines(recs, NOW)
-    assert r.invalid == {"invalid_json": 1, "invalid_confidence": 1} and len(r.batch) == 198
-    assert r.first_bad == {"invalid_json": 5, "invalid_confidence": 7}
-    assert 200 - parser.fast_records <= 2 * SMALL_RUN
-    assert isinstance(r.batch, PredictionBatch)
-    assert r.batch.features["amount"][3] == 4.5 and r.batch.features["new"][3] is True
-    assert both_paths(recs, spec, "p") > 0.9
-    label_lines = [line({"id": f"r{i}", "label": i % 2, "timestamp": "2026-11-27T08:00:00Z"}) for i in range(100)]
-    assert both_paths(label_lines, RecordSpec(), "l") == 1.0
-
-
-def test_refused_records_are_located_by_byte_offset() -> None:
-    good = b'{"id": "a", "prediction": 1}'
-    bad = b'{"id": "b", "prediction": 1, "confidence": 2}'
-    data = b"\n".join([good, b"", bad, b"not json", good]) + b"\n"
-    r, where = BlockParser("predictions", RecordSpec(model="m")).parse([Block(data, "/var/log/p.jsonl", 1000)], NOW)
-    assert r.invalid == {"invalid_confidence": 1, "invalid_json": 1} and r.records == 4
-    assert where == {"invalid_confidence": f"/var/log/p.jsonl:{1000 + len(good) + 2}",
-                     "invalid_json": f"/var/log/p.jsonl:{1000 + len(good) + 2 + len(bad) + 1}"}
-    r, where = BlockParser("labels", RecordSpec()).parse(
-        [], NOW, objects=[{"id": "a", "label": 1}, {"id": "b"}, {"label": 1}],
-        origins=[(0, "page 1"), (1, "page 2")])
-    assert where == {"missing_label": "page 2, record 1", "missing_id": "page 2, record 2"}
-
+# --- blocks the block parser hands to the reference (tests/ingest/test_block_parser.py: the rest) ---
 
 def test_block_starting_with_a_top_level_null() -> None:
     """A top-level ``null`` among objects is one not_an_object (pyarrow 26 used to crash on it)."""

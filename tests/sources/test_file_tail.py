@@ -20,6 +20,7 @@ from exporter.config import FileSourceConfig
 from exporter.ingest.records import RecordSpec, parse_predictions
 from exporter.sources import SOURCE_TYPES, FileTailSource, build_source
 from exporter.sources.base import Poll
+from tests.helpers import append
 
 
 class LineView(FileTailSource):
@@ -49,11 +50,6 @@ def drain(src: FileTailSource, now: float = 1000.0) -> list[bytes]:
     poll = src.poll(now)
     src.commit(poll.token)
     return poll.lines
-
-
-def append(path: Path, data: bytes) -> None:
-    with path.open("ab") as f:
-        f.write(data)
 
 
 def test_follows_appends(tmp_path: Path) -> None:
