@@ -34,7 +34,7 @@ from exporter.http.webconfig import apply_web_config, load_web_config
 from exporter.report.model import Report
 from exporter.runtime.app import Exporter
 from tests.helpers import FakeClock, free_port, missing, version_report, wait_for, window_report
-from tests.http.test_webconfig import PASSWORD, _hash, basic, make_pki, tls_config, write_config
+from tests.http.pki import PASSWORD, basic, bcrypt_hash, make_pki, tls_config, write_config
 
 ROOT = Path(__file__).resolve().parents[2]
 T0 = 1_800_000_000.0
@@ -236,7 +236,7 @@ def test_sparkline_draws_gaps_and_reference_lines() -> None:
 def test_served_behind_tls_and_basic_auth(handmade: tuple[Exporter, FakeClock], tmp_path: Path) -> None:
     ex, _ = handmade
     pki = make_pki(tmp_path / "pki")
-    cfg = write_config(tmp_path, tls_config(pki) + f"basic_auth_users:\n  prometheus: '{_hash(PASSWORD)}'\n")
+    cfg = write_config(tmp_path, tls_config(pki) + f"basic_auth_users:\n  prometheus: '{bcrypt_hash(PASSWORD)}'\n")
     apply_web_config(ex.server, load_web_config(cfg))
     ex.server.serve_in_thread()
     try:

@@ -8,8 +8,6 @@ client certificate from the same CA, and a client certificate from an unrelated 
 from __future__ import annotations
 
 import base64
-import datetime
-import ipaddress
 import shutil
 import signal
 import socket
@@ -18,7 +16,6 @@ import subprocess
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -26,111 +23,17 @@ import bcrypt
 import pytest
 import requests
 import yaml
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from exporter.http.basic_auth import BasicAuthChecker
 from exporter.http.server import ExporterHTTPServer, RenderedSnapshot, Response
 from exporter.http.webconfig import WebConfigError, apply_web_config, load_web_config
 from exporter.report.snapshot import Family, Sample, Snapshot
 from tests.helpers import free_port, require_tool, wait_for
+from tests.http.pki import PASSWORD, PKI, basic, bcrypt_hash, tls_config, write_config
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE = ROOT / "examples" / "web-config.yml"
 EXAMPLE_PASSWORD = "change-me-now"  # stated in the example's comment
-
-PASSWORD = "s3cret pass:word"  # a colon in the password must survive the Basic split
-
-
-def _hash(password: str, prefix: str = "$2y$", cost: int = 4) -> str:
-    """A bcrypt hash as htpasswd writes it ($2y$ by default); bcrypt itself writes $2b$."""
-    return prefix + bcrypt.hashpw(password.encode(), bcrypt.gensalt(cost)).decode()[4:]
-
-
-# ---------------------------------------------------------------------------------------------
-# PKI
-
-
-@dataclass(frozen=True)
-class PKI:
-    dir: Path
-    ca: Path
-    server_cert: Path
-    server_key: Path
-    client_cert: Path
-    client_key: Path
-    rogue_cert: Path  # a client certificate from a CA the server does not trust
-    rogue_key: Path
-
-
-def _name(cn: str) -> x509.Name:
-    return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)])
-
-
-def _write_key(key: ec.EllipticCurvePrivateKey, path: Path) -> Path:
-    path.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                       serialization.NoEncryption()))
-    return path
-
-
-def _write_cert(cert: x509.Certificate, path: Path) -> Path:
-    path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    return path
-
-
-def _ca(cn: str) -> tuple[ec.EllipticCurvePrivateKey, x509.Certificate]:
-    key = ec.generate_private_key(ec.SECP256R1())
-    now = datetime.datetime.now(datetime.UTC)
-    cert = (x509.CertificateBuilder().subject_name(_name(cn)).issuer_name(_name(cn))
-            .public_key(key.public_key()).serial_number(x509.random_serial_number())
-            .not_valid_before(now - datetime.timedelta(hours=1)).not_valid_after(now + datetime.timedelta(days=2))
-            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-            .add_extension(x509.KeyUsage(digital_signature=True, key_cert_sign=True, crl_sign=True,
-                                         content_commitment=False, key_encipherment=False, data_encipherment=False,
-                                         key_agreement=False, encipher_only=False, decipher_only=False),
-                           critical=True)
-            .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
-            .sign(key, hashes.SHA256()))
-    return key, cert
-
-
-def _leaf(ca_key: ec.EllipticCurvePrivateKey, ca_cert: x509.Certificate, cn: str, *,
-          server: bool) -> tuple[ec.EllipticCurvePrivateKey, x509.Certificate]:
-    key = ec.generate_private_key(ec.SECP256R1())
-    now = datetime.datetime.now(datetime.UTC)
-    builder = (x509.CertificateBuilder().subject_name(_name(cn)).issuer_name(ca_cert.subject)
-               .public_key(key.public_key()).serial_number(x509.random_serial_number())
-               .not_valid_before(now - datetime.timedelta(hours=1)).not_valid_after(now + datetime.timedelta(days=2))
-               .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-               .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH if server
-                                                     else ExtendedKeyUsageOID.CLIENT_AUTH]), critical=False)
-               .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()),
-                              critical=False))
-    if server:
-        builder = builder.add_extension(x509.SubjectAlternativeName(
-            [x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), critical=False)
-    return key, builder.sign(ca_key, hashes.SHA256())
-
-
-def make_pki(d: Path) -> PKI:
-    d.mkdir(parents=True, exist_ok=True)
-    ca_key, ca_cert = _ca("mlmon test CA")
-    s_key, s_cert = _leaf(ca_key, ca_cert, "mlmon-exporter", server=True)
-    c_key, c_cert = _leaf(ca_key, ca_cert, "prometheus", server=False)
-    r_ca_key, r_ca_cert = _ca("rogue CA")
-    r_key, r_cert = _leaf(r_ca_key, r_ca_cert, "prometheus", server=False)
-    return PKI(d, _write_cert(ca_cert, d / "ca.crt"),
-               _write_cert(s_cert, d / "tls.crt"), _write_key(s_key, d / "tls.key"),
-               _write_cert(c_cert, d / "client.crt"), _write_key(c_key, d / "client.key"),
-               _write_cert(r_cert, d / "rogue.crt"), _write_key(r_key, d / "rogue.key"))
-
-
-@pytest.fixture(scope="module")
-def pki(tmp_path_factory: pytest.TempPathFactory) -> PKI:
-    return make_pki(tmp_path_factory.mktemp("pki"))
-
 
 # ---------------------------------------------------------------------------------------------
 # A secured server with a small published snapshot
@@ -140,12 +43,6 @@ def _snapshot() -> Snapshot:
     fam = Family("mlmon_accuracy_ratio", "gauge", "Accuracy of labelled predictions in the window.",
                  (Sample("mlmon_accuracy_ratio", (("model", "fraud"), ("model_version", "3"), ("window", "1h")), 0.9),))
     return Snapshot((fam,), time.time(), ready=True)
-
-
-def write_config(d: Path, text: str, name: str = "web.yml") -> Path:
-    path = d / name
-    path.write_text(text)
-    return path
 
 
 @contextmanager
@@ -165,14 +62,6 @@ def serving(config_path: Path | None, *, request_timeout: float = 10.0) -> Itera
     finally:
         server.shutdown()
         server.server_close()
-
-
-def tls_config(pki: PKI, extra: str = "") -> str:
-    return f"tls_server_config:\n  cert_file: {pki.server_cert}\n  key_file: {pki.server_key}\n{extra}"
-
-
-def basic(user: str, password: str) -> dict[str, str]:
-    return {"Authorization": "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()}
 
 
 FAILED_CONNECTION = (requests.exceptions.SSLError, requests.exceptions.ConnectionError)
@@ -268,7 +157,7 @@ def test_mutual_tls_verify_if_given(pki: PKI, tmp_path: Path) -> None:
 
 
 def test_slow_clients_do_not_block_the_server(pki: PKI, tmp_path: Path) -> None:
-    cfg = write_config(tmp_path, tls_config(pki) + f"basic_auth_users:\n  prometheus: '{_hash(PASSWORD)}'\n")
+    cfg = write_config(tmp_path, tls_config(pki) + f"basic_auth_users:\n  prometheus: '{bcrypt_hash(PASSWORD)}'\n")
     with serving(cfg, request_timeout=2.0) as (url, _):
         port = int(url.rsplit(":", 1)[1])
         silent = socket.create_connection(("127.0.0.1", port), timeout=10)  # connects, sends nothing
@@ -299,8 +188,8 @@ def test_slow_clients_do_not_block_the_server(pki: PKI, tmp_path: Path) -> None:
 @pytest.mark.parametrize("prefix", ["$2y$", "$2b$", "$2a$"])
 def test_basic_auth(pki: PKI, tmp_path: Path, prefix: str) -> None:
     cfg = write_config(tmp_path, tls_config(pki) + "http_server_config:\n  headers: {X-Frame-Options: deny}\n"
-                       f"basic_auth_users:\n  prometheus: '{_hash(PASSWORD, prefix)}'\n"
-                       f"  grafana: '{_hash('other', prefix)}'\n")
+                       f"basic_auth_users:\n  prometheus: '{bcrypt_hash(PASSWORD, prefix)}'\n"
+                       f"  grafana: '{bcrypt_hash('other', prefix)}'\n")
     with serving(cfg) as (url, _):
         def get(path: str, headers: dict[str, str] | None = None) -> requests.Response:
             return requests.get(f"{url}{path}", headers=headers, verify=str(pki.ca), timeout=5)
@@ -338,7 +227,7 @@ def test_basic_auth(pki: PKI, tmp_path: Path, prefix: str) -> None:
 
 
 def test_basic_auth_without_tls(tmp_path: Path) -> None:
-    cfg = write_config(tmp_path, f"basic_auth_users:\n  prometheus: {_hash(PASSWORD)}\n")
+    cfg = write_config(tmp_path, f"basic_auth_users:\n  prometheus: {bcrypt_hash(PASSWORD)}\n")
     with serving(cfg) as (url, _):
         assert url.startswith("http://")
         assert requests.get(f"{url}/metrics", timeout=5).status_code == 401
@@ -354,7 +243,7 @@ def test_successful_checks_are_cached_failures_are_not(monkeypatch: pytest.Monke
         calls.append(hashed)
         return real(password, hashed)
 
-    checker = BasicAuthChecker({"prometheus": _hash(PASSWORD, cost=6), "ops": _hash("x", cost=5)})
+    checker = BasicAuthChecker({"prometheus": bcrypt_hash(PASSWORD, cost=6), "ops": bcrypt_hash("x", cost=5)})
     monkeypatch.setattr(bcrypt, "checkpw", counting)  # the module looks it up per call
     header = basic("prometheus", PASSWORD)["Authorization"]
     assert all(checker(header) for _ in range(5))
@@ -371,14 +260,14 @@ def test_successful_checks_are_cached_failures_are_not(monkeypatch: pytest.Monke
 
 def test_long_passwords_use_the_first_72_bytes_like_bcrypt_everywhere() -> None:
     long = "p" * 72
-    checker = BasicAuthChecker({"u": _hash(long)})
+    checker = BasicAuthChecker({"u": bcrypt_hash(long)})
     assert checker(basic("u", long)["Authorization"])
     assert checker(basic("u", long + "ignored")["Authorization"])  # as htpasswd and Go compare it
     assert not checker(basic("u", long[:-1])["Authorization"])
 
 
 def test_unknown_user_costs_as_much_as_a_known_one() -> None:
-    checker = BasicAuthChecker({"prometheus": _hash(PASSWORD, cost=10)})
+    checker = BasicAuthChecker({"prometheus": bcrypt_hash(PASSWORD, cost=10)})
 
     def duration(header: str) -> float:
         started = time.perf_counter()
@@ -416,8 +305,8 @@ http_server_config:
     Strict-Transport-Security: max-age=31536000
     Content-Security-Policy: ""
 basic_auth_users:
-  prometheus: {_hash(PASSWORD)}
-  123: {_hash(PASSWORD)}
+  prometheus: {bcrypt_hash(PASSWORD)}
+  123: {bcrypt_hash(PASSWORD)}
 """)
     cfg = load_web_config(cfg_path)
     assert cfg.tls is not None
@@ -537,7 +426,7 @@ def test_a_missing_file_is_refused(tmp_path: Path) -> None:
 
 
 def test_apply_twice_is_refused(tmp_path: Path) -> None:
-    cfg = load_web_config(write_config(tmp_path, f"basic_auth_users:\n  a: '{_hash('x')}'\n"))
+    cfg = load_web_config(write_config(tmp_path, f"basic_auth_users:\n  a: '{bcrypt_hash('x')}'\n"))
     server = ExporterHTTPServer(("127.0.0.1", 0), RenderedSnapshot())
     try:
         apply_web_config(server, cfg)
@@ -669,7 +558,7 @@ def _up(prom: str, job: str) -> float | None:
 def test_real_prometheus_scrapes_the_secured_exporter(pki: PKI, tmp_path: Path) -> None:
     cfg = write_config(tmp_path, tls_config(pki, f"  client_ca_file: {pki.ca}\n"
                                                  "  client_auth_type: RequireAndVerifyClientCert\n")
-                       + f"basic_auth_users:\n  prometheus: '{_hash(PASSWORD, cost=10)}'\n")
+                       + f"basic_auth_users:\n  prometheus: '{bcrypt_hash(PASSWORD, cost=10)}'\n")
     (tmp_path / "password").write_text(PASSWORD)
     with serving(cfg) as (url, _):
         target = url.removeprefix("https://")
