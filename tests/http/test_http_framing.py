@@ -141,7 +141,7 @@ def test_unusable_framing_is_a_400(server: tuple[ExporterHTTPServer, Echo], head
 def test_chunked_event_reaches_the_kserve_source_through_requests() -> None:
     """A streamed body (a generator: requests sends it chunked), as a proxy would forward it."""
     from exporter.sources.kserve import KSERVE_PATH, RESPONSE_TYPE, KServeSource
-    from tests.sources.test_kserve import CONFIG, T0, source_config
+    from tests.sources.kserve_models import CONFIG, T0, source_config
 
     src = KServeSource(source_config(model_version="5"), CONFIG.model)
     srv = ExporterHTTPServer(("127.0.0.1", 0), RenderedSnapshot())

@@ -2,7 +2,7 @@
 
 ``tests/data/checkpoints/format2-3ed48e7/`` was written by the exporter at commit 3ed48e7 (0.2.0
 in the making, the last commit before the modules moved into packages, issue 12): the golden
-input (tests/report/test_golden_exposition.py: two models, four versions, drift, invalid records)
+input (tests/report/golden_input.py: two models, four versions, drift, invalid records)
 ran through 16 cycles, ``checkpoint.npz`` was saved, and a fresh exporter restored it and ran one
 cycle with no input; ``metrics.txt`` is the ``mlmon_*`` part of that exporter's ``/metrics``.
 
@@ -31,7 +31,7 @@ from typing import Any
 from exporter.config import parse_config
 from exporter.runtime.app import Exporter
 from tests.helpers import FakeClock
-from tests.report.test_golden_exposition import CYCLES, STEP, T0, StepTimer, _avx512_features, _config, _cycle_input
+from tests.report.golden_input import CYCLES, STEP, T0, StepTimer, avx512_features, cycle_input, golden_config
 
 FIXTURE = Path(__file__).resolve().parents[1] / "data" / "checkpoints" / "format2-3ed48e7"
 REPO = Path(__file__).resolve().parents[2]
@@ -58,12 +58,12 @@ def write_checkpoint(tmp: Path, out: Path) -> None:
     tmp.mkdir(parents=True, exist_ok=True)
     rng = random.Random(20260101)
     clock = FakeClock(T0)
-    exporter = Exporter(parse_config(_config(tmp)), "127.0.0.1:0", state_directory=tmp / "state", clock=clock)
+    exporter = Exporter(parse_config(golden_config(tmp)), "127.0.0.1:0", state_directory=tmp / "state", clock=clock)
     exporter.pipeline.timer = StepTimer()
     owed: list[dict[str, Any]] = []
     try:
         for cycle in range(CYCLES):
-            for name, text in zip(("fraud-0", "sentiment-0", "labels-0"), _cycle_input(rng, cycle, clock.t, owed),
+            for name, text in zip(("fraud-0", "sentiment-0", "labels-0"), cycle_input(rng, cycle, clock.t, owed),
                                   strict=True):
                 with (tmp / f"{name}.jsonl").open("a") as f:
                     f.write(text)
@@ -80,7 +80,7 @@ def restore_and_render(checkpoint: Path, tmp: Path) -> bytes:
     (tmp / "state").mkdir(parents=True)
     shutil.copyfile(checkpoint, tmp / "state" / "checkpoint.npz")
     clock = FakeClock(SAVED_AT)
-    exporter = Exporter(parse_config(_config(tmp)), "127.0.0.1:0", state_directory=tmp / "state", clock=clock)
+    exporter = Exporter(parse_config(golden_config(tmp)), "127.0.0.1:0", state_directory=tmp / "state", clock=clock)
     exporter.pipeline.timer = StepTimer()
     try:
         exporter.cycle()
@@ -90,7 +90,7 @@ def restore_and_render(checkpoint: Path, tmp: Path) -> bytes:
 
 
 def _in_fresh_process(*args: str) -> bytes:
-    env = {**os.environ, "NPY_DISABLE_CPU_FEATURES": " ".join(_avx512_features()), "PYTHONHASHSEED": "random"}
+    env = {**os.environ, "NPY_DISABLE_CPU_FEATURES": " ".join(avx512_features()), "PYTHONHASHSEED": "random"}
     result = subprocess.run([sys.executable, "-m", "tests.runtime.test_checkpoint_compat", *args], cwd=REPO,
                             env=env, capture_output=True, timeout=300, check=False)
     assert result.returncode == 0, result.stderr.decode()

@@ -21,13 +21,8 @@ import pytest
 import requests
 
 from exporter.config import (
-    Config,
-    DriftConfig,
     FileSourceConfig,
-    GlobalConfig,
     KServeSourceConfig,
-    ModelConfig,
-    Window,
 )
 from exporter.core.pipeline import Pipeline
 from exporter.http.server import ExporterHTTPServer, RenderedSnapshot, receiver_listener
@@ -48,25 +43,7 @@ from exporter.sources.kserve import (
     revision_from_source,
 )
 from tests.helpers import FakeClock as Clock
-
-T0 = 1_767_225_600.0  # 2026-01-01T00:00:00Z
-IRIS = ("setosa", "versicolor", "virginica")
-IRIS_FEATURES = ("sepal_length", "sepal_width", "petal_length", "petal_width")
-CONFIG = Config(
-    global_=GlobalConfig(poll_interval=5.0, windows=(Window("1h", 3600.0),)),
-    models=(
-        ModelConfig(name="sentiment", task="binary", classes=("0", "1"),
-                    drift=DriftConfig(features=("length", "lang"))),
-        ModelConfig(name="iris", task="multiclass", classes=IRIS, drift=DriftConfig(features=IRIS_FEATURES)),
-    ),
-)
-
-
-
-def source_config(**kw: Any) -> KServeSourceConfig:
-    opts: dict[str, Any] = {"name": "kserve", "kind": "predictions", "model_from": "inferenceservicename"}
-    opts.update(kw)
-    return KServeSourceConfig(**opts)
+from tests.sources.kserve_models import CONFIG, IRIS, IRIS_FEATURES, T0, source_config
 
 
 @dataclass

@@ -28,7 +28,7 @@ from exporter.http.server import ExporterHTTPServer, RenderedSnapshot
 from exporter.ingest.timestamps import parse_timestamp
 from exporter.sources.kserve import KSERVE_PATH, REQUEST_TYPE, RESPONSE_TYPE, KServeSource
 from tests.helpers import FakeClock
-from tests.sources.test_kserve import CONFIG, IRIS, T0, source_config
+from tests.sources.kserve_models import CONFIG, IRIS, T0, source_config
 
 KSERVE_SOURCE = "http://localhost:9081/"  # what KServe really sends as Ce-Source
 CE_TIME = "2026-01-01T00:00:10.123456789Z"
