@@ -10,6 +10,10 @@ import random
 from pathlib import Path
 from typing import Any
 
+from exporter.config import parse_config
+from exporter.runtime.app import Exporter
+from tests.helpers import FakeClock
+
 T0 = 1_767_225_600.0  # 2026-01-01T00:00:00Z
 CYCLES = 16  # past the fraud model's 2 m join TTL: expired predictions, orphan labels
 STEP = 10.0  # seconds between cycles (the poll interval)
@@ -121,3 +125,23 @@ def avx512_features() -> list[str]:
     except ImportError:  # numpy 1.x
         from numpy.core._multiarray_umath import __cpu_dispatch__ as dispatch
     return [f for f in dispatch if f.startswith("AVX512") or f == "X86_V4"]
+
+
+def golden_exporter(tmp: Path, clock: FakeClock) -> Exporter:
+    """An exporter of the golden configuration over ``tmp``, its polls timed by a ``StepTimer``."""
+    exporter = Exporter(parse_config(golden_config(tmp)), "127.0.0.1:0", state_directory=tmp / "state", clock=clock)
+    exporter.pipeline.timer = StepTimer()
+    return exporter
+
+
+def feed_golden_input(exporter: Exporter, clock: FakeClock, tmp: Path) -> None:
+    """The ``CYCLES`` cycles of the golden input: append each cycle's lines, run the cycle, step the clock."""
+    rng = random.Random(20260101)  # only .random(): its sequence is the same in every Python 3
+    owed: list[dict[str, Any]] = []
+    for cycle in range(CYCLES):
+        for name, text in zip(("fraud-0", "sentiment-0", "labels-0"), cycle_input(rng, cycle, clock.t, owed),
+                              strict=True):
+            with (tmp / f"{name}.jsonl").open("a") as f:
+                f.write(text)
+        exporter.cycle()
+        clock.t += STEP

@@ -25,38 +25,27 @@ up here as a diff. When the change is intended, regenerate the file and review i
 from __future__ import annotations
 
 import os
-import random
 import re
 import subprocess
 import sys
 from pathlib import Path
-from typing import Any
 
 import pytest
 import requests
 
-from exporter.config import parse_config
-from exporter.runtime.app import Exporter
 from tests.helpers import FakeClock
-from tests.report.golden_input import CYCLES, STEP, T0, StepTimer, avx512_features, cycle_input, golden_config
+from tests.report.golden_input import T0, avx512_features, feed_golden_input, golden_exporter
 
 GOLDEN = Path(__file__).resolve().parents[1] / "data" / "golden" / "metrics.txt"
 REPO = Path(__file__).resolve().parents[2]
+
+
 def render_golden_input(tmp: Path) -> bytes:
     """Run the fixed input through a real exporter and return the ``mlmon_*`` part of ``/metrics``."""
-    rng = random.Random(20260101)  # only .random(): its sequence is the same in every Python 3
     clock = FakeClock(T0)
-    exporter = Exporter(parse_config(golden_config(tmp)), "127.0.0.1:0", state_directory=tmp / "state", clock=clock)
-    exporter.pipeline.timer = StepTimer()
-    owed: list[dict[str, Any]] = []
+    exporter = golden_exporter(tmp, clock)
     try:
-        for cycle in range(CYCLES):
-            for name, text in zip(("fraud-0", "sentiment-0", "labels-0"), cycle_input(rng, cycle, clock.t, owed),
-                                  strict=True):
-                with (tmp / f"{name}.jsonl").open("a") as f:
-                    f.write(text)
-            exporter.cycle()
-            clock.t += STEP
+        feed_golden_input(exporter, clock, tmp)
         exporter.server.serve_in_thread()
         r = requests.get(f"http://127.0.0.1:{exporter.port}/metrics", timeout=10)
     finally:

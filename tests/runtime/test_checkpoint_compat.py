@@ -20,18 +20,15 @@ AVX-512 kernels).
 from __future__ import annotations
 
 import os
-import random
 import re
 import shutil
 import subprocess
 import sys
 from pathlib import Path
-from typing import Any
 
-from exporter.config import parse_config
 from exporter.runtime.app import Exporter
 from tests.helpers import FakeClock
-from tests.report.golden_input import CYCLES, STEP, T0, StepTimer, avx512_features, cycle_input, golden_config
+from tests.report.golden_input import CYCLES, STEP, T0, avx512_features, feed_golden_input, golden_exporter
 
 FIXTURE = Path(__file__).resolve().parents[1] / "data" / "checkpoints" / "format2-3ed48e7"
 REPO = Path(__file__).resolve().parents[2]
@@ -56,19 +53,10 @@ def _close(exporter: Exporter) -> None:
 def write_checkpoint(tmp: Path, out: Path) -> None:
     """Run the golden input through 16 cycles and save the checkpoint to ``out``."""
     tmp.mkdir(parents=True, exist_ok=True)
-    rng = random.Random(20260101)
     clock = FakeClock(T0)
-    exporter = Exporter(parse_config(golden_config(tmp)), "127.0.0.1:0", state_directory=tmp / "state", clock=clock)
-    exporter.pipeline.timer = StepTimer()
-    owed: list[dict[str, Any]] = []
+    exporter = golden_exporter(tmp, clock)
     try:
-        for cycle in range(CYCLES):
-            for name, text in zip(("fraud-0", "sentiment-0", "labels-0"), cycle_input(rng, cycle, clock.t, owed),
-                                  strict=True):
-                with (tmp / f"{name}.jsonl").open("a") as f:
-                    f.write(text)
-            exporter.cycle()
-            clock.t += STEP
+        feed_golden_input(exporter, clock, tmp)
         exporter.checkpoint(clock.t)
     finally:
         _close(exporter)
@@ -80,8 +68,7 @@ def restore_and_render(checkpoint: Path, tmp: Path) -> bytes:
     (tmp / "state").mkdir(parents=True)
     shutil.copyfile(checkpoint, tmp / "state" / "checkpoint.npz")
     clock = FakeClock(SAVED_AT)
-    exporter = Exporter(parse_config(golden_config(tmp)), "127.0.0.1:0", state_directory=tmp / "state", clock=clock)
-    exporter.pipeline.timer = StepTimer()
+    exporter = golden_exporter(tmp, clock)
     try:
         exporter.cycle()
         return _mlmon_text(exporter)
