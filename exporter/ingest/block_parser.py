@@ -63,6 +63,7 @@ from exporter.ingest.records import (
     _probability,
     class_text,
     concat_batches,
+    feature_column,
 )
 from exporter.ingest.timestamps import parse_timestamp_column
 
@@ -384,7 +385,7 @@ class BlockParser:
             if not version_ok.all():
                 versions[~version_ok] = UNKNOWN_VERSION
         ts = parse_timestamp_column(col(recs, self._paths["timestamp"]), now)
-        feats: dict[str, ObjArray] = {}
+        feats: dict[str, list[Any]] = {}
         if spec.feature_names:
             fobjs = col(recs, self._paths["features"])
             some_absent = bool(_is(fobjs, None).any())
@@ -404,13 +405,15 @@ class BlockParser:
         ], invalid, first)
         confidence = np.where(conf_present, conf, probs_max)
         if not keep.all():
+            kept = keep.tolist()
             batch = PredictionBatch(
                 id=ids[keep], model=models[keep], model_version=versions[keep], timestamp=ts[keep],
                 prediction=preds[keep], confidence=confidence[keep], probabilities=probs[keep],
-                features={k: v[keep] for k, v in feats.items()})
+                features={k: feature_column(list(compress(v, kept))) for k, v in feats.items()})
         else:
             batch = PredictionBatch(id=ids, model=models, model_version=versions, timestamp=ts, prediction=preds,
-                                    confidence=confidence, probabilities=probs, features=feats)
+                                    confidence=confidence, probabilities=probs,
+                                    features={k: feature_column(v) for k, v in feats.items()})
         return ParseResult(batch=batch, invalid=invalid, records=n, newest_timestamp=_newest(batch.timestamp),
                            first_bad=first)
 
@@ -525,10 +528,12 @@ def _probability_column(values: list[Any]) -> tuple[ObjArray, FloatArray, BoolAr
     return out, best, bad
 
 
-def _features(values: list[Any]) -> ObjArray:
+def _features(values: list[Any]) -> list[Any]:
+    """``_feature`` of every value (the decoder's floats, strings, booleans and None are already
+    that: its strings are valid UTF-8, since it refuses lone surrogates)."""
     if set(map(type, values)) <= {float, str, bool, _NoneType}:
-        return _obj(values)  # strings are valid UTF-8: the decoder refuses lone surrogates
-    return _obj(list(map(_feature, values)))
+        return values
+    return list(map(_feature, values))
 
 
 def _apply_reasons(n: int, checks: list[tuple[str, BoolArray]], invalid: Counter[str],
