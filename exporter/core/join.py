@@ -547,18 +547,19 @@ class Joiner:
         return hit, Matched(pred, labels[hit], label_ts[hit]), rejected_sources
 
     def locate_labels(
-        self, ids: npt.NDArray[np.object_], models: npt.NDArray[np.object_]
+        self, ids: npt.NDArray[np.object_], models: npt.NDArray[np.object_], hashes: HashArray | None = None,
     ) -> tuple[dict[str, npt.NDArray[np.int64]], npt.NDArray[np.bool_], npt.NDArray[np.bool_]]:
         """Find which model's pending prediction each label belongs to, without changing state.
 
         Returns {model: row of pending per label (-1 elsewhere)}, a mask of labels found, and a
         mask of labels that are duplicates: their id was already joined (and is still
         remembered) by a model the label may belong to, or a label with that id already waits.
+        ``hashes``: the ids' ``stable_id_hashes`` when the caller has them already.
         """
         found = np.zeros(ids.size, dtype=bool)
         dup = np.zeros(ids.size, dtype=bool)
         rows_by_model: dict[str, npt.NDArray[np.int64]] = {}
-        h = stable_id_hashes(ids)
+        h = stable_id_hashes(ids) if hashes is None else hashes
         restrict = models.tolist()
         unrestricted = all(m is None for m in restrict)
         for name, mj in self.models.items():
@@ -584,22 +585,27 @@ class Joiner:
         return pred
 
     def add_orphans(self, ids: npt.NDArray[np.object_], labels: npt.NDArray[np.object_], label_ts: FloatArray,
-                    models: npt.NDArray[np.object_], now: float, source: str = "") -> None:
+                    models: npt.NDArray[np.object_], now: float, source: str = "",
+                    keys: tuple[pa.Array, HashArray] | None = None) -> None:
         """Labels with no prediction yet, each in the buffer of the model it names (or the shared one).
 
         ``source`` is charged if the label later proves invalid. A label naming a model that is
-        not configured is the caller's to refuse; here it is dropped.
+        not configured is the caller's to refuse; here it is dropped. ``keys``: ``encode_ids(ids)``
+        and their ``stable_id_hashes`` when the caller has them already.
         """
-        for name, rows in _model_groups(models):
+        groups = _model_groups(models)
+        for name, rows in groups:
             if name is None:
                 buf = self.unnamed
             elif name in self.models:
                 buf = self.models[name].waiting
             else:
                 continue
+            encoded, h = (None, None) if keys is None else \
+                (keys[0], keys[1]) if len(groups) == 1 else (keys[0].take(pa.array(rows)), keys[1][rows])
             buf.add(ids[rows], np.full(rows.size, now + self.orphan_ttl),
                     {"label": labels[rows], "label_ts": np.asarray(label_ts)[rows],
-                     "source": np.full(rows.size, source, dtype=object)})
+                     "source": np.full(rows.size, source, dtype=object)}, h, encoded)
 
     def expire(self, now: float) -> tuple[dict[str, dict[str, npt.NDArray[Any]]], npt.NDArray[np.object_]]:
         """Apply the TTLs and the ``max_pending`` bounds, oldest first.
