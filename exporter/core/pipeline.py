@@ -201,7 +201,7 @@ class Pipeline:
             ids = batch.id[sel]
             encoded = encode_ids(ids)
             hashes = stable_id_hashes(encoded)
-            dup = ~first_occurrences(ids, hashes) | self.joiner.is_known(model_name, ids, hashes)
+            dup = ~first_occurrences(ids, hashes) | self.joiner.is_known(model_name, ids, hashes, encoded)
             pred_idx = encode_by_value(self.classes[model_name].encode, batch.prediction[sel])
             unknown = (pred_idx < 0) & ~dup
             self.invalid(source, DUPLICATE, int(dup.sum()), now)
@@ -249,7 +249,7 @@ class Pipeline:
         if not first.all():
             encoded, hashes = encoded.filter(pa.array(first)), hashes[first]
         ids, labels, ts, models = batch.id[first], batch.label[first], batch.timestamp[first], models[first]
-        rows_by_model, found, dup = self.joiner.locate_labels(ids, models, hashes)
+        rows_by_model, found, dup = self.joiner.locate_labels(ids, models, hashes, encoded)
         self.invalid(source, DUPLICATE, int(dup.sum()), now)
         for model_name, rows in rows_by_model.items():
             model = self.config.model(model_name)
