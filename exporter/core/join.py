@@ -28,6 +28,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from exporter.core.joined_ids import JoinedIds
 from exporter.foundation.arrays import FloatArray, HashArray, IntArray, ObjArray
@@ -136,8 +137,10 @@ class ArrivalBuffer:
         return bool(self.contains(np.array([key], dtype=object))[0])
 
     # -- the hash table -------------------------------------------------------------------------------
-    def _probe(self, h: HashArray, ids: ObjArray) -> tuple[IntArray, IntArray]:
-        """Row and table slot of every id, or -1 where it is not buffered."""
+    def _probe(self, h: HashArray, ids: ObjArray, encoded: pa.Array | None = None) -> tuple[IntArray, IntArray]:
+        """Row and table slot of every id, or -1 where it is not buffered. ``encoded``: the ids'
+        ``encode_ids``, when the caller has it: candidates are then compared as bytes, in C,
+        instead of decoding the buffered ids into Python strings."""
         k = int(h.size)
         rows = np.full(k, -1, dtype=np.int64)
         slots = np.full(k, -1, dtype=np.int64)
@@ -153,7 +156,11 @@ class ArrivalBuffer:
             cand = (s >= 0) & (self._tags[p] == tag[active])
             if cand.any():
                 ci = np.flatnonzero(cand)
-                same = self._ids_at(s[ci].astype(np.int64)) == ids[active[ci]]
+                if encoded is not None:
+                    same = pc.equal(self._gather(s[ci].astype(np.int64), "raw"),
+                                    encoded.take(pa.array(active[ci]))).to_numpy(zero_copy_only=False)
+                else:
+                    same = self._ids_at(s[ci].astype(np.int64)) == ids[active[ci]]
                 hit = ci[same.astype(bool)]
                 rows[active[hit]] = s[hit]
                 slots[active[hit]] = p[hit]
@@ -176,9 +183,10 @@ class ArrivalBuffer:
             free = self._slots[p] < 0  # empty or tombstone: the key is known to be absent
             cand = todo[free]
             if cand.size:
-                _, first = np.unique(pos[cand], return_index=True)  # one key per slot per round
-                win = cand[first]
-                self._slots[pos[win]] = rows[win]
+                # one key per slot per round: every candidate writes its row, the one that stayed won
+                at = pos[cand]
+                self._slots[at] = rows[cand]
+                win = cand[self._slots[at] == rows[cand]]
                 self._tags[pos[win]] = tag[win]
                 placed = np.zeros(h.size, dtype=bool)
                 placed[win] = True
@@ -269,14 +277,17 @@ class ArrivalBuffer:
         return np.fromiter(map(codes.__getitem__, items), dtype=np.int32, count=len(items))
 
     # -- the interface -----------------------------------------------------------------------------------
-    def lookup(self, ids: Sequence[str] | ObjArray, h: HashArray | None = None) -> IntArray:
-        """Row of each id, or -1 when it is not buffered."""
+    def lookup(self, ids: Sequence[str] | ObjArray, h: HashArray | None = None,
+               encoded: pa.Array | None = None) -> IntArray:
+        """Row of each id, or -1 when it is not buffered (``h``, ``encoded``: the ids' hashes and
+        ``encode_ids``, when the caller has them)."""
         arr = ids if isinstance(ids, np.ndarray) else object_array(list(ids))
-        rows, _ = self._probe(stable_id_hashes(arr) if h is None else h, arr)
+        rows, _ = self._probe(stable_id_hashes(arr) if h is None else h, arr, encoded)
         return rows
 
-    def contains(self, ids: ObjArray, h: HashArray | None = None) -> npt.NDArray[np.bool_]:
-        out: npt.NDArray[np.bool_] = self.lookup(ids, h) >= 0
+    def contains(self, ids: ObjArray, h: HashArray | None = None,
+                 encoded: pa.Array | None = None) -> npt.NDArray[np.bool_]:
+        out: npt.NDArray[np.bool_] = self.lookup(ids, h, encoded) >= 0
         return out
 
     def add(self, ids: npt.NDArray[np.object_], expires: FloatArray, cols: Mapping[str, npt.NDArray[Any]],
@@ -318,7 +329,7 @@ class ArrivalBuffer:
         out["expires"] = self._gather(rows, "expires")
         h = stable_id_hashes(raw)
         if rows.size:
-            _, slots = self._probe(h, ids)
+            _, slots = self._probe(h, ids, raw)
             self._slots[slots[slots >= 0]] = _TOMB
             seg_idx, off = self._locate(rows)
             for j in np.unique(seg_idx).tolist():
@@ -486,12 +497,13 @@ class Joiner:
         self.unnamed_max = sum(m for _, m in models.values())
 
     def is_known(self, model: str, ids: npt.NDArray[np.object_],
-                 hashes: HashArray | None = None) -> npt.NDArray[np.bool_]:
+                 hashes: HashArray | None = None, encoded: pa.Array | None = None) -> npt.NDArray[np.bool_]:
         """Ids already pending or joined for this model: a repeated prediction is a duplicate.
-        ``hashes``: their ``stable_id_hashes`` when the caller has them already."""
+        ``hashes``, ``encoded``: their ``stable_id_hashes`` and ``encode_ids`` when the caller
+        has them already."""
         mj = self.models[model]
         h = stable_id_hashes(ids) if hashes is None else hashes
-        return mj.pending.contains(ids, h) | mj.joined.contains(h)
+        return mj.pending.contains(ids, h, encoded) | mj.joined.contains(h)
 
     def add_predictions(
         self, model: str, ids: npt.NDArray[np.object_], cols: Mapping[str, npt.NDArray[Any]], now: float,
@@ -521,7 +533,7 @@ class Joiner:
         for buf in (mj.waiting, self.unnamed):
             if len(buf) == 0:
                 continue
-            rows = buf.lookup(ids, h)
+            rows = buf.lookup(ids, h, encoded)
             rows[hit] = -1
             idx = np.flatnonzero(rows >= 0)
             if idx.size == 0:
@@ -547,24 +559,27 @@ class Joiner:
         return hit, Matched(pred, labels[hit], label_ts[hit]), rejected_sources
 
     def locate_labels(
-        self, ids: npt.NDArray[np.object_], models: npt.NDArray[np.object_]
+        self, ids: npt.NDArray[np.object_], models: npt.NDArray[np.object_], hashes: HashArray | None = None,
+        encoded: pa.Array | None = None,
     ) -> tuple[dict[str, npt.NDArray[np.int64]], npt.NDArray[np.bool_], npt.NDArray[np.bool_]]:
         """Find which model's pending prediction each label belongs to, without changing state.
 
         Returns {model: row of pending per label (-1 elsewhere)}, a mask of labels found, and a
         mask of labels that are duplicates: their id was already joined (and is still
         remembered) by a model the label may belong to, or a label with that id already waits.
+        ``hashes``, ``encoded``: the ids' ``stable_id_hashes`` and ``encode_ids`` when the caller
+        has them already.
         """
         found = np.zeros(ids.size, dtype=bool)
         dup = np.zeros(ids.size, dtype=bool)
         rows_by_model: dict[str, npt.NDArray[np.int64]] = {}
-        h = stable_id_hashes(ids)
+        h = stable_id_hashes(ids) if hashes is None else hashes
         restrict = models.tolist()
         unrestricted = all(m is None for m in restrict)
         for name, mj in self.models.items():
             allowed = np.ones(ids.size, dtype=bool) if unrestricted else np.fromiter(
                 (m is None or m == name for m in restrict), dtype=bool, count=ids.size)
-            rows = mj.pending.lookup(ids, h)
+            rows = mj.pending.lookup(ids, h, encoded)
             rows[~allowed | found] = -1
             if (rows >= 0).any():
                 rows_by_model[name] = rows
@@ -573,7 +588,7 @@ class Joiner:
         dup &= ~found
         for buf in self._waiting_buffers():
             if len(buf):
-                dup |= ~found & buf.contains(ids, h)
+                dup |= ~found & buf.contains(ids, h, encoded)
         return rows_by_model, found, dup
 
     def take_pending(self, model: str, rows: npt.NDArray[np.int64], now: float) -> dict[str, npt.NDArray[Any]]:
@@ -584,22 +599,27 @@ class Joiner:
         return pred
 
     def add_orphans(self, ids: npt.NDArray[np.object_], labels: npt.NDArray[np.object_], label_ts: FloatArray,
-                    models: npt.NDArray[np.object_], now: float, source: str = "") -> None:
+                    models: npt.NDArray[np.object_], now: float, source: str = "",
+                    keys: tuple[pa.Array, HashArray] | None = None) -> None:
         """Labels with no prediction yet, each in the buffer of the model it names (or the shared one).
 
         ``source`` is charged if the label later proves invalid. A label naming a model that is
-        not configured is the caller's to refuse; here it is dropped.
+        not configured is the caller's to refuse; here it is dropped. ``keys``: ``encode_ids(ids)``
+        and their ``stable_id_hashes`` when the caller has them already.
         """
-        for name, rows in _model_groups(models):
+        groups = _model_groups(models)
+        for name, rows in groups:
             if name is None:
                 buf = self.unnamed
             elif name in self.models:
                 buf = self.models[name].waiting
             else:
                 continue
+            encoded, h = (None, None) if keys is None else \
+                (keys[0], keys[1]) if len(groups) == 1 else (keys[0].take(pa.array(rows)), keys[1][rows])
             buf.add(ids[rows], np.full(rows.size, now + self.orphan_ttl),
                     {"label": labels[rows], "label_ts": np.asarray(label_ts)[rows],
-                     "source": np.full(rows.size, source, dtype=object)})
+                     "source": np.full(rows.size, source, dtype=object)}, h, encoded)
 
     def expire(self, now: float) -> tuple[dict[str, dict[str, npt.NDArray[Any]]], npt.NDArray[np.object_]]:
         """Apply the TTLs and the ``max_pending`` bounds, oldest first.

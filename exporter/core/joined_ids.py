@@ -17,6 +17,7 @@ import numpy.typing as npt
 from exporter.foundation.arrays import FloatArray, HashArray, IntArray
 from exporter.ingest.ids import stable_id_hashes
 
+_SORT_QUERIES = 4096  # queries sorted first from this many on (see ``JoinedIds.contains``)
 _MAX_RUNS = 1024  # expiry runs kept exact (beyond: an eighth of the ids)
 
 
@@ -100,16 +101,24 @@ class JoinedIds:
         found = np.zeros(h.size, dtype=bool)
         if h.size == 0:
             return found
+        # searching in ascending order walks each segment once instead of jumping about it (the
+        # segments are far larger than the cache): about twice as fast, the sort included
+        order = np.argsort(h) if h.size >= _SORT_QUERIES else None
+        q = h if order is None else h[order]
+        hit_sorted = np.zeros(h.size, dtype=bool)
         for seg in self._segs:
             if seg.n == 0:
                 continue
-            i = np.searchsorted(seg.hashes, h, side="right") - 1
+            i = np.searchsorted(seg.hashes, q, side="right") - 1
             valid = i >= 0
             i = np.maximum(i, 0)
-            hit = valid & (seg.hashes[i] == h)
+            hit = valid & (seg.hashes[i] == q)
             if seg.start < self._head:  # only the oldest segment holds forgotten entries
                 hit &= seg.offsets[i].astype(np.int64) + seg.start >= self._head
-            found |= hit
+            hit_sorted |= hit
+        if order is None:
+            return hit_sorted
+        found[order] = hit_sorted
         return found
 
     def add(self, h: HashArray, expires: float) -> None:

@@ -201,7 +201,7 @@ class Pipeline:
             ids = batch.id[sel]
             encoded = encode_ids(ids)
             hashes = stable_id_hashes(encoded)
-            dup = ~first_occurrences(ids) | self.joiner.is_known(model_name, ids, hashes)
+            dup = ~first_occurrences(ids, hashes) | self.joiner.is_known(model_name, ids, hashes, encoded)
             pred_idx = encode_by_value(self.classes[model_name].encode, batch.prediction[sel])
             unknown = (pred_idx < 0) & ~dup
             self.invalid(source, DUPLICATE, int(dup.sum()), now)
@@ -242,10 +242,14 @@ class Pipeline:
         models = batch.model.copy()
         if restrict is not None:
             models[:] = restrict
-        first = first_occurrences(batch.id)
+        encoded = encode_ids(batch.id)
+        hashes = stable_id_hashes(encoded)  # once per batch: de-duplication, lookups and the waiting buffers
+        first = first_occurrences(batch.id, hashes)
         self.invalid(source, DUPLICATE, int((~first).sum()), now)
+        if not first.all():
+            encoded, hashes = encoded.filter(pa.array(first)), hashes[first]
         ids, labels, ts, models = batch.id[first], batch.label[first], batch.timestamp[first], models[first]
-        rows_by_model, found, dup = self.joiner.locate_labels(ids, models)
+        rows_by_model, found, dup = self.joiner.locate_labels(ids, models, hashes, encoded)
         self.invalid(source, DUPLICATE, int(dup.sum()), now)
         for model_name, rows in rows_by_model.items():
             model = self.config.model(model_name)
@@ -265,7 +269,8 @@ class Pipeline:
                                dtype=bool)[codes]
             self.invalid(source, UNKNOWN_MODEL, int(unknown.sum()), now)
             idx = np.flatnonzero(waiting)[~unknown]
-            self.joiner.add_orphans(ids[idx], labels[idx], ts[idx], models[idx], now, source)
+            self.joiner.add_orphans(ids[idx], labels[idx], ts[idx], models[idx], now, source,
+                                    keys=(encoded.take(pa.array(idx)), hashes[idx]))
 
     def _over_version_cap(self, model: ModelConfig, versions: npt.NDArray[np.object_]) -> npt.NDArray[np.bool_]:
         """Rows of versions that would exceed ``max_versions`` (new versions admitted in sorted order)."""

@@ -76,7 +76,7 @@ class RawColumn:
         return cls(np.empty(0, dtype=np.int8), np.empty(0, dtype=np.float64), np.empty(0, dtype=object))
 
     @classmethod
-    def from_values(cls, values: ObjArray | Sequence[Any] | None, n: int) -> RawColumn:
+    def from_values(cls, values: ObjArray | FloatArray | Sequence[Any] | None, n: int) -> RawColumn:
         """Classify raw values (``None`` for the whole column: all missing)."""
         if values is None:
             return cls(np.zeros(n, dtype=np.int8), np.full(n, math.nan), np.full(n, "", dtype=object))
@@ -113,7 +113,7 @@ class RawColumn:
         return cls(kinds, nums, _obj(texts))
 
     @classmethod
-    def _homogeneous(cls, values: ObjArray | Sequence[Any]) -> RawColumn | None:
+    def _homogeneous(cls, values: ObjArray | FloatArray | Sequence[Any]) -> RawColumn | None:
         """The common cases without a Python branch per value: all floats (records.py turns JSON
         numbers into floats) or all strings, each possibly with ``None``; else None."""
         items = values.tolist() if isinstance(values, np.ndarray) else list(values)

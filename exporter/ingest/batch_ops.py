@@ -30,15 +30,33 @@ def factorize(values: ObjArray) -> tuple[IntArray, ObjArray]:
     return codes.astype(np.int64, copy=False), out
 
 
-def first_occurrences(values: ObjArray) -> BoolArray:
+def first_occurrences(values: ObjArray, hashes: npt.NDArray[np.uint64] | None = None) -> BoolArray:
     """Mask of the first occurrence of each value within a batch (later ones are duplicates).
 
     Codes are handed out in order of first appearance, so a row is a first occurrence exactly
-    when its code exceeds every code before it.
+    when its code exceeds every code before it. With ``hashes`` (``stable_id_hashes`` of the
+    values, equal for equal values) the codes come from the 64-bit hashes, a C hash table of
+    integers instead of Python strings; every later row of a code is then compared with the
+    code's first row, and only if some hash stood for two different values (about 2^-64 per
+    pair) are the values factorised themselves: the mask is always the values' own.
     """
     if values.size == 0:
         return np.zeros(0, dtype=np.bool_)
+    if hashes is not None:
+        codes = pd.factorize(hashes)[0].astype(np.int64, copy=False)
+        first = _first_of_codes(codes)
+        later = np.flatnonzero(~first)
+        if later.size == 0:
+            return first
+        first_row = np.empty(int(codes.max()) + 1, dtype=np.int64)
+        first_row[codes[first]] = np.flatnonzero(first)
+        if bool((values[later] == values[first_row[codes[later]]]).all()):
+            return first
     codes, _ = factorize(values)
+    return _first_of_codes(codes)
+
+
+def _first_of_codes(codes: IntArray) -> BoolArray:
     before = np.concatenate(([-1], np.maximum.accumulate(codes)[:-1]))
     first: BoolArray = codes > before
     return first

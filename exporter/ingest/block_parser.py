@@ -19,6 +19,11 @@ could disagree, the lines in question are handed to the reference instead:
 * **Decode errors** (bad JSON, NaN literals, numbers beyond float range, lone surrogates, a
   mapped object that is not an object) split the run of lines in halves until the bad lines are
   isolated; small pieces are parsed per record. So a bad line costs a few decodes, not the block.
+* **Typed numbers.** The decoder first tries structs whose confidence and features are
+  ``float | None`` and probabilities ``dict[str, float] | None``: msgspec then checks the types
+  in C (integers become floats, as the reference's rules make them) and the columns need no type
+  pass. A run it refuses for a type (text or a boolean there) is decoded untyped at once; after
+  ``TYPED_MISSES`` such runs the parser stays untyped.
 * **Odd types** inside a column (an integer id among strings, a probability given as ``1``)
   keep the fast decode but convert that column with the reference's own scalar functions.
 
@@ -63,6 +68,7 @@ from exporter.ingest.records import (
     _probability,
     class_text,
     concat_batches,
+    feature_column,
 )
 from exporter.ingest.timestamps import parse_timestamp_column
 
@@ -81,6 +87,9 @@ PIECE = 256
 SMALL_RUN = 4
 """... and a refused piece is halved until it is this small, then parsed per record: a bad
 line costs about two decodes of its piece and a few reference parses, not its block."""
+TYPED_MISSES = 2
+"""Runs the typed decoder may refuse (where the untyped one takes them) before a parser stops
+trying it: a source whose features are text, say."""
 _LONG_LINE = 2000  # lines longer than this are checked for deep nesting and huge integers
 _MAX_BRACKETS = 400  # far below json's recursion limit (~1000 frames)
 _HUGE_INT = re.compile(rb"[0-9]{4000}")  # int() refuses more than 4300 digits
@@ -164,14 +173,22 @@ class BlockParser:
             self._paths["features"] = spec.path("features")
         self._unset_leaves = {self._paths["prediction" if kind == "predictions" else "label"]}
         self._attrs: dict[tuple[str, ...], str] = {}
-        self._decoder = self._build_decoder()
+        self._decoder = self._build_decoder(typed=False)
+        # the same structs with the numbers typed (confidence, probabilities, features): the C
+        # decoder then checks their types itself, and the columns skip that pass; a run it refuses
+        # (a categorical feature, a probability given as text) is decoded untyped at once, and
+        # after TYPED_MISSES such runs this parser stays untyped
+        self._typed = self._build_decoder(typed=True) if self._decoder is not None else None
+        self._typed_misses = 0
         self.fast_records = 0  # records the decoder took (the rest went to the reference): for tests, bench
 
     # --- the decoder ------------------------------------------------------------------------
 
-    def _build_decoder(self) -> msgspec.json.Decoder[Any] | None:
+    def _build_decoder(self, *, typed: bool) -> msgspec.json.Decoder[Any] | None:
         """A decoder of list-of-structs holding just the mapped paths; None if two paths clash
-        (one is a prefix of another), which only the per-record parser handles."""
+        (one is a prefix of another), which only the per-record parser handles. ``typed``: the
+        confidence and features as ``float | None``, probabilities as ``dict[str, float] | None``
+        (integers become floats, as the reference's rules do; anything else is refused)."""
         leaves = set(self._paths.values())
         if "features" in self._paths:
             leaves.discard(self._paths["features"])
@@ -188,6 +205,12 @@ class BlockParser:
                 return None  # a path through a leaf, or the same leaf twice (cannot happen after set())
             node[path[-1]] = path
         counter = iter(range(1 << 30))
+        numbers: dict[tuple[str, ...], Any] = {}
+        if typed and self.kind == "predictions":
+            numbers[self._paths["confidence"]] = float | None
+            numbers[self._paths["probabilities"]] = dict[str, float] | None
+            if "features" in self._paths:
+                numbers.update({(*self._paths["features"], f): float | None for f in self.spec.feature_names})
 
         def build(node: dict[str, Any], prefix: tuple[str, ...]) -> type:
             fields: list[tuple[str, Any, Any]] = []
@@ -201,6 +224,8 @@ class BlockParser:
                     fields.append((attr, build(sub, path) | None, None))
                 elif path in self._unset_leaves:
                     fields.append((attr, Any, UNSET))
+                elif path in numbers:
+                    fields.append((attr, numbers[path], None))
                 else:
                     fields.append((attr, Any, None))
             return msgspec.defstruct(f"Rec{next(counter)}", fields, rename=rename, gc=False)
@@ -327,11 +352,10 @@ class BlockParser:
     def _decode_run(self, data: bytes, starts: IntArray, ends: IntArray, a: int, b: int, now: float,
                     skip_blank: bool, parts: list[_Part]) -> None:
         try:
-            assert self._decoder is not None
-            recs = self._decoder.decode_lines(memoryview(data)[int(starts[a]):int(ends[b - 1])])
+            recs, typed = self._decode(memoryview(data)[int(starts[a]):int(ends[b - 1])])
             if len(recs) != b - a:
                 raise _Retry
-            result = self._columns(recs, now)
+            result = self._columns(recs, now, typed)
         except (_Retry, msgspec.MsgspecError, ValueError, RecursionError, OverflowError):
             if b - a <= self.small_run:
                 parts.append(self._reference_part(data, starts, ends, a, b, now, skip_blank))
@@ -342,6 +366,18 @@ class BlockParser:
             return
         self.fast_records += b - a
         parts.append(_Part(result, np.arange(a, b, dtype=np.int64)))
+
+    def _decode(self, view: memoryview) -> tuple[list[Any], bool]:
+        """The run's records, and whether the typed decoder took them."""
+        assert self._decoder is not None
+        if self._typed is not None and self._typed_misses < TYPED_MISSES:
+            try:
+                return self._typed.decode_lines(view), True
+            except msgspec.ValidationError:
+                recs = self._decoder.decode_lines(view)  # refused here too: the caller splits the run
+                self._typed_misses += 1
+                return recs, False
+        return self._decoder.decode_lines(view), False
 
     def _reference_part(self, data: bytes, starts: IntArray, ends: IntArray, a: int, b: int, now: float,
                         skip_blank: bool) -> _Part:
@@ -357,14 +393,14 @@ class BlockParser:
             return _predictions_per_record(lines, self.spec, now, ())
         return _labels_per_record(lines, self.spec, now, ())
 
-    def _columns(self, recs: list[Any], now: float) -> ParseResult:
+    def _columns(self, recs: list[Any], now: float, typed: bool = False) -> ParseResult:
         if self.kind == "predictions":
-            return self._prediction_columns(recs, now)
+            return self._prediction_columns(recs, now, typed)
         return self._label_columns(recs, now)
 
     # --- columns ----------------------------------------------------------------------------
 
-    def _prediction_columns(self, recs: list[Any], now: float) -> ParseResult:
+    def _prediction_columns(self, recs: list[Any], now: float, typed: bool) -> ParseResult:
         spec, n = self.spec, len(recs)
         col = self._column
         ids, id_ok, _ = _texts(col(recs, self._paths["id"]), bools=False)
@@ -375,8 +411,8 @@ class BlockParser:
         raw_pred = col(recs, self._paths["prediction"])
         preds, pred_ok, some_missing = _texts(raw_pred, bools=True)
         pred_missing = _is(raw_pred, UNSET) if some_missing else np.zeros(n, dtype=np.bool_)
-        conf, conf_present, conf_bad = _confidences(col(recs, self._paths["confidence"]))
-        probs, probs_max, probs_bad = _probability_column(col(recs, self._paths["probabilities"]))
+        conf, conf_present, conf_bad = _confidences(col(recs, self._paths["confidence"]), typed)
+        probs, probs_max, probs_bad = _probability_column(col(recs, self._paths["probabilities"]), typed)
         if spec.model_version is not None:
             versions = np.full(n, spec.model_version, dtype=object)
         else:
@@ -384,7 +420,7 @@ class BlockParser:
             if not version_ok.all():
                 versions[~version_ok] = UNKNOWN_VERSION
         ts = parse_timestamp_column(col(recs, self._paths["timestamp"]), now)
-        feats: dict[str, ObjArray] = {}
+        feats: dict[str, list[Any]] = {}
         if spec.feature_names:
             fobjs = col(recs, self._paths["features"])
             some_absent = bool(_is(fobjs, None).any())
@@ -394,7 +430,7 @@ class BlockParser:
                     values = [None if v is None else getattr(v, attr) for v in fobjs]
                 else:
                     values = list(map(operator.attrgetter(attr), fobjs))
-                feats[name] = _features(values)
+                feats[name] = values if typed else _features(values)
         invalid: Counter[str] = Counter()
         first: dict[str, int] = {}
         keep = _apply_reasons(n, [
@@ -404,13 +440,15 @@ class BlockParser:
         ], invalid, first)
         confidence = np.where(conf_present, conf, probs_max)
         if not keep.all():
+            kept = keep.tolist()
             batch = PredictionBatch(
                 id=ids[keep], model=models[keep], model_version=versions[keep], timestamp=ts[keep],
                 prediction=preds[keep], confidence=confidence[keep], probabilities=probs[keep],
-                features={k: v[keep] for k, v in feats.items()})
+                features={k: _feature_column(list(compress(v, kept)), typed) for k, v in feats.items()})
         else:
             batch = PredictionBatch(id=ids, model=models, model_version=versions, timestamp=ts, prediction=preds,
-                                    confidence=confidence, probabilities=probs, features=feats)
+                                    confidence=confidence, probabilities=probs,
+                                    features={k: _feature_column(v, typed) for k, v in feats.items()})
         return ParseResult(batch=batch, invalid=invalid, records=n, newest_timestamp=_newest(batch.timestamp),
                            first_bad=first)
 
@@ -459,9 +497,10 @@ def _line_bounds(data: bytes) -> tuple[IntArray, IntArray]:
     return starts, ends
 
 
-def _confidences(values: list[Any]) -> tuple[FloatArray, BoolArray, BoolArray]:
-    """The confidence (NaN where absent), where it is given, and where it is invalid."""
-    if set(map(type, values)) <= {float, _NoneType}:
+def _confidences(values: list[Any], typed: bool = False) -> tuple[FloatArray, BoolArray, BoolArray]:
+    """The confidence (NaN where absent), where it is given, and where it is invalid (``typed``:
+    the values are known to be floats or None)."""
+    if typed or set(map(type, values)) <= {float, _NoneType}:
         conf = np.array(values, dtype=np.float64)  # None -> NaN (a NaN literal never decodes)
         present = ~np.isnan(conf)
         with np.errstate(invalid="ignore"):
@@ -473,9 +512,9 @@ def _confidences(values: list[Any]) -> tuple[FloatArray, BoolArray, BoolArray]:
     return conf, present, present & np.isnan(conf)
 
 
-def _probability_column(values: list[Any]) -> tuple[ObjArray, FloatArray, BoolArray]:
+def _probability_column(values: list[Any], typed: bool = False) -> tuple[ObjArray, FloatArray, BoolArray]:
     """The probability dicts (None where absent or empty), their max (NaN where none) and where
-    the record's probabilities are invalid."""
+    the record's probabilities are invalid (``typed``: dicts of str -> float, or None)."""
     n = len(values)
     present = ~_is(values, None)
     out = _obj(values)
@@ -484,13 +523,17 @@ def _probability_column(values: list[Any]) -> tuple[ObjArray, FloatArray, BoolAr
     if not present.any():
         return out, best, bad
     dicts = list(compress(values, present.tolist()))
-    if set(map(type, dicts)) <= {dict} and "" not in set(chain.from_iterable(dicts)):
+    if (typed or set(map(type, dicts)) <= {dict}) and "" not in set(chain.from_iterable(dicts)):
         lens = np.fromiter(map(len, dicts), dtype=np.int64, count=len(dicts))
-        try:  # one pass over the values, which also refuses any that is not a float (int, bool, text)
-            v = np.fromiter(map(float.__float__, chain.from_iterable(map(dict.values, dicts))),
-                            dtype=np.float64, count=int(lens.sum()))
-        except TypeError:
-            v = None
+        v: FloatArray | None
+        if typed:  # the decoder made every value a float
+            v = np.fromiter(chain.from_iterable(map(dict.values, dicts)), dtype=np.float64, count=int(lens.sum()))
+        else:
+            try:  # one pass over the values, which also refuses any that is not a float (int, bool, text)
+                v = np.fromiter(map(float.__float__, chain.from_iterable(map(dict.values, dicts))),
+                                dtype=np.float64, count=int(lens.sum()))
+            except TypeError:
+                v = None
         if v is not None:
             rows = np.flatnonzero(present)
             with np.errstate(invalid="ignore"):
@@ -525,10 +568,23 @@ def _probability_column(values: list[Any]) -> tuple[ObjArray, FloatArray, BoolAr
     return out, best, bad
 
 
-def _features(values: list[Any]) -> ObjArray:
+def _feature_column(values: list[Any], typed: bool) -> ObjArray | FloatArray:
+    """``feature_column`` of the values; ``typed``: they are floats or None, never NaN (the
+    decoder refuses NaN literals), so the type pass is not needed."""
+    if not typed:
+        return feature_column(values)
+    out: FloatArray = np.array(values, dtype=np.float64)  # None -> NaN
+    if not values or np.isnan(out).all():
+        return feature_column(values)  # nothing but None: kept as values
+    return out
+
+
+def _features(values: list[Any]) -> list[Any]:
+    """``_feature`` of every value (the decoder's floats, strings, booleans and None are already
+    that: its strings are valid UTF-8, since it refuses lone surrogates)."""
     if set(map(type, values)) <= {float, str, bool, _NoneType}:
-        return _obj(values)  # strings are valid UTF-8: the decoder refuses lone surrogates
-    return _obj(list(map(_feature, values)))
+        return values
+    return list(map(_feature, values))
 
 
 def _apply_reasons(n: int, checks: list[tuple[str, BoolArray]], invalid: Counter[str],

@@ -88,7 +88,9 @@ class PredictionBatch:
     prediction: ObjArray  # normalised class text (DESIGN §2 "Classes")
     confidence: FloatArray  # in [0, 1]; NaN when neither given nor derivable from probabilities
     probabilities: ObjArray  # dict[str, float] (class text -> probability) or None
-    features: dict[str, ObjArray] = field(default_factory=dict)  # name -> raw value or None
+    features: dict[str, ObjArray | FloatArray] = field(default_factory=dict)
+    """name -> the column of ``feature_column``: float64 (NaN = absent) when every value is a
+    number or None, else the raw values (None where absent)."""
 
     def __len__(self) -> int:
         return len(self.id)
@@ -139,10 +141,51 @@ def concat_batches(batches: Sequence[PredictionBatch | LabelBatch]) -> Predictio
     for name in first.__dataclass_fields__:
         if name == "features":
             feats = first.features  # type: ignore[union-attr]
-            cols[name] = {f: np.concatenate([b.features[f] for b in batches]) for f in feats}  # type: ignore[union-attr]
+            cols[name] = {f: concat_feature_columns([b.features[f] for b in batches]) for f in feats}  # type: ignore[union-attr]
         else:
             cols[name] = np.concatenate([getattr(b, name) for b in batches])
     return type(first)(**cols)
+
+
+_NoneType = type(None)
+
+
+def feature_column(values: Sequence[Any]) -> ObjArray | FloatArray:
+    """A feature's values (``_feature`` results) as a batch column, one form for every parser.
+
+    Where every value is a float or None, at least one is a float and none is NaN (the usual
+    numeric feature), the column is float64 with NaN for None: no Python object per value
+    downstream. Otherwise (text, booleans, NaN literals, all absent) the values as they are.
+    The form is a function of the values alone, so both parse paths give the same column.
+    """
+    items = values if isinstance(values, list) else list(values)
+    types = set(map(type, items))
+    if float in types and types <= {float, _NoneType}:
+        out: FloatArray = np.array(items, dtype=np.float64)  # None -> NaN
+        if _NoneType not in types:
+            if not np.isnan(out).any():
+                return out
+        elif np.count_nonzero(np.isnan(out)) == sum(v is None for v in items):
+            return out
+    return _obj_array(items)
+
+
+def concat_feature_columns(parts: Sequence[ObjArray | FloatArray]) -> ObjArray | FloatArray:
+    """``feature_column`` of the values of several columns, in order."""
+    if all(p.dtype == np.float64 for p in parts) or all(p.dtype != np.float64 for p in parts):
+        joined: Any = np.concatenate(parts)
+        return joined  # type: ignore[no-any-return]
+    return feature_column([v for p in parts for v in feature_values(p)])
+
+
+def feature_values(col: ObjArray | FloatArray) -> list[Any]:
+    """The values of a ``feature_column`` (None where absent)."""
+    if col.dtype != np.float64:
+        return list(col.tolist())
+    out: list[Any] = col.tolist()
+    for i in np.flatnonzero(np.isnan(col)).tolist():
+        out[i] = None
+    return out
 
 
 def empty_labels() -> LabelBatch:
@@ -422,7 +465,8 @@ def _predictions_per_record(lines: Sequence[bytes], spec: RecordSpec, now: float
         id=_obj_array(ids)[keep], model=_obj_array(models)[keep], model_version=_obj_array(versions)[keep],
         timestamp=ts[keep], prediction=_obj_array(preds)[keep],
         confidence=np.array(confs, dtype=np.float64)[keep], probabilities=_obj_array(probs_col)[keep],
-        features={name: _obj_array(col)[keep] for name, col in zip(names, feats, strict=True)},
+        features={name: feature_column(_obj_array(col)[keep].tolist())
+                  for name, col in zip(names, feats, strict=True)},
     )
     return ParseResult(batch=batch, invalid=invalid, records=len(lines) + len(objects),
                        newest_timestamp=_newest(batch.timestamp), first_bad=first)

@@ -19,6 +19,7 @@ from exporter.ingest.records import (
     PredictionBatch,
     RecordSpec,
     class_text,
+    feature_values,
     parse_labels,
     parse_predictions,
 )
@@ -257,11 +258,14 @@ def test_features_raw_scalars_or_none() -> None:
                      "features": {"a": 1, "b": "x", "c": None, "d": [1, 2], "e": True}}),
                line({"id": "2", "prediction": 1}),
                line({"id": "3", "prediction": 1, "features": [1, 2]})], spec)
-    f = r.batch.features
-    assert f["a"].tolist() == [1, None, None] and f["b"].tolist() == ["x", None, None]
-    assert f["c"].tolist() == [None, None, None] and f["d"].tolist() == [None, None, None]
-    assert f["e"].tolist() == [True, None, None]
-    assert all(col.dtype == object and col.shape == (3,) for col in f.values())
+    f = {k: feature_values(v) for k, v in r.batch.features.items()}
+    assert f["a"] == [1, None, None] and f["b"] == ["x", None, None]
+    assert f["c"] == [None, None, None] and f["d"] == [None, None, None]
+    assert f["e"] == [True, None, None]
+    # a numeric feature is a float64 column (NaN where absent), the others keep their values
+    assert r.batch.features["a"].dtype == np.float64
+    assert all(col.dtype == object for k, col in r.batch.features.items() if k != "a")
+    assert all(col.shape == (3,) for col in r.batch.features.values())
 
 
 def test_decoded_objects_parse_like_lines() -> None:
