@@ -13,8 +13,11 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
-from exporter.core.join import ArrivalBuffer, JoinedIds, Joiner, stable_id_hashes
+from exporter.core.arrival_buffer import ArrivalBuffer
+from exporter.core.join import Joiner
+from exporter.core.joined_ids import JoinedIds
 from exporter.ingest.batch_ops import first_occurrences
+from exporter.ingest.ids import stable_id_hashes
 from tests.helpers import obj
 
 
@@ -145,7 +148,7 @@ def test_stable_hash_is_the_same_for_every_input_form_and_process() -> None:
     assert stable_id_hashes(chunked).tolist() == h[:5].tolist()
     assert stable_id_hashes(pa.chunked_array([], type=pa.string())).tolist() == []
     # another interpreter, with another string-hash salt, computes the same values (checkpoints)
-    code = ("import json, sys; from exporter.core.join import stable_id_hashes; "
+    code = ("import json, sys; from exporter.ingest.ids import stable_id_hashes; "
             "print(json.dumps(stable_id_hashes(json.loads(sys.argv[1])).tolist()))")
     for seed in ("1", "2"):
         out = subprocess.run([sys.executable, "-c", code, json.dumps(texts[:5])], check=True, capture_output=True,

@@ -1,0 +1,424 @@
+"""Columnar entries in arrival order, found by id: what the join keeps waiting (predictions for their
+label, labels for their prediction).
+
+Entries live in columnar arrays in arrival order, so expiry and the ``max_pending`` bound are a
+prefix cut, and are found by id through a vectorised open-addressing hash table: no Python object
+per entry. They keep their ids (as UTF-8 bytes) and match them exactly; the 64-bit hash only
+narrows the search.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from exporter.foundation.arrays import FloatArray, HashArray, IntArray, ObjArray
+from exporter.ingest.ids import decode_ids, encode_ids, object_array, stable_id_hashes
+
+_EMPTY = -1  # table slot never used
+_TOMB = -2  # table slot whose entry was removed (probing goes on past it)
+_MAX_LOAD = 0.75  # rebuild the table when live + removed slots exceed this share
+_NEW_LOAD = 0.5  # share of slots a rebuilt table starts with in use
+_ROW_LIMIT = (1 << 31) - (1 << 24)  # rows are int32 in the table: renumber before they overflow
+
+
+class _Segment:
+    """Consecutive entries (sequence numbers ``start .. start + n - 1``) in arrival order."""
+
+    __slots__ = ("alive", "cols", "expires", "ids", "n", "start")
+
+    def __init__(self, start: int, ids: pa.Array, expires: FloatArray, cols: dict[str, npt.NDArray[Any]],
+                 alive: npt.NDArray[np.bool_] | None = None) -> None:
+        self.start = start
+        self.n = len(ids)
+        self.ids = ids
+        self.expires = _RunLength.of(expires)
+        self.cols = cols
+        self.alive = np.ones(self.n, dtype=bool) if alive is None else alive
+
+    @property
+    def end(self) -> int:
+        return self.start + self.n
+
+    def concat(self, other: _Segment) -> _Segment:
+        seg = _Segment.__new__(_Segment)
+        seg.start, seg.n = self.start, self.n + other.n
+        seg.ids = pa.concat_arrays([self.ids, other.ids])
+        seg.expires = self.expires.concat(other.expires, self.n)
+        seg.cols = {k: np.concatenate((c, other.cols[k])) for k, c in self.cols.items()}
+        seg.alive = np.concatenate((self.alive, other.alive))
+        return seg
+
+
+class _RunLength:
+    """A float column stored as runs of equal values (expiry times come in whole batches)."""
+
+    __slots__ = ("pos", "val")
+
+    def __init__(self, pos: IntArray, val: FloatArray) -> None:
+        self.pos = pos  # first row of each run
+        self.val = val
+
+    @classmethod
+    def of(cls, values: FloatArray) -> _RunLength:
+        v = np.asarray(values, dtype=np.float64)
+        if v.size == 0:
+            return cls(np.zeros(0, dtype=np.int64), v)
+        change = np.flatnonzero(v[1:] != v[:-1]) + 1  # NaN never equals: fine, just more runs
+        pos = np.concatenate(([0], change)).astype(np.int64)
+        return cls(pos, v[pos].copy())
+
+    def concat(self, other: _RunLength, offset: int) -> _RunLength:
+        return _RunLength(np.concatenate((self.pos, other.pos + offset)), np.concatenate((self.val, other.val)))
+
+    def at(self, rows: IntArray) -> FloatArray:
+        out: FloatArray = self.val[np.searchsorted(self.pos, rows, side="right") - 1]
+        return out
+
+    def first_after(self, now: float) -> int | None:
+        """First row whose value is above ``now`` (values are non-decreasing), None if none."""
+        i = int(np.searchsorted(self.val, now, side="right"))
+        return int(self.pos[i]) if i < self.val.size else None
+
+
+class ArrivalBuffer:
+    """Entries keyed by id, in arrival order, with FIFO expiry and a size bound.
+
+    Storage is a few segments of columnar arrays (merged as they accumulate, so there are about
+    log2(n) of them and appending never copies the whole buffer), the ids as UTF-8 bytes, object
+    columns (versions, class text) dictionary-encoded, expiry times run-length encoded. Removed
+    entries leave holes that are compacted away once they outnumber the live ones, so memory
+    stays proportional to what is buffered. Rows returned by ``lookup`` are valid until the
+    buffer changes.
+    """
+
+    def __init__(self, columns: Mapping[str, npt.DTypeLike]) -> None:
+        self._dtypes = {n: np.dtype(d) for n, d in columns.items()}
+        self._segs: list[_Segment] = []
+        self._starts: IntArray = np.zeros(0, dtype=np.int64)
+        self._next = 0  # sequence number of the next entry
+        self._base = 0  # row = sequence number - base
+        self._live = 0
+        self._stored = 0  # entries in segments, live or not
+        self._codes: dict[str, dict[Any, int]] = {n: {} for n, d in self._dtypes.items() if d.kind == "O"}
+        self._values: dict[str, list[Any]] = {n: [] for n in self._codes}
+        # the table: row of the entry in each slot, and 16 more bits of its hash to skip most
+        # non-matching slots without looking at the id (the slot itself comes from h % size)
+        self._slots: npt.NDArray[np.int32] = np.full(16, _EMPTY, dtype=np.int32)
+        self._tags: npt.NDArray[np.uint16] = np.zeros(16, dtype=np.uint16)
+        self._used = 0  # live + tombstone slots
+
+    def __len__(self) -> int:
+        return self._live
+
+    def __contains__(self, key: object) -> bool:
+        return bool(self.contains(np.array([key], dtype=object))[0])
+
+    # -- the hash table -------------------------------------------------------------------------------
+    def _probe(self, h: HashArray, ids: ObjArray, encoded: pa.Array | None = None) -> tuple[IntArray, IntArray]:
+        """Row and table slot of every id, or -1 where it is not buffered. ``encoded``: the ids'
+        ``encode_ids``, when the caller has it: candidates are then compared as bytes, in C,
+        instead of decoding the buffered ids into Python strings."""
+        k = int(h.size)
+        rows = np.full(k, -1, dtype=np.int64)
+        slots = np.full(k, -1, dtype=np.int64)
+        if k == 0 or self._live == 0:
+            return rows, slots
+        size = self._slots.size
+        pos = (h % np.uint64(size)).astype(np.int64)
+        tag = (h >> np.uint64(48)).astype(np.uint16)
+        active = np.arange(k)
+        while active.size:
+            p = pos[active]
+            s = self._slots[p]
+            cand = (s >= 0) & (self._tags[p] == tag[active])
+            if cand.any():
+                ci = np.flatnonzero(cand)
+                if encoded is not None:
+                    same = pc.equal(self._gather(s[ci].astype(np.int64), "raw"),
+                                    encoded.take(pa.array(active[ci]))).to_numpy(zero_copy_only=False)
+                else:
+                    same = self._ids_at(s[ci].astype(np.int64)) == ids[active[ci]]
+                hit = ci[same.astype(bool)]
+                rows[active[hit]] = s[hit]
+                slots[active[hit]] = p[hit]
+                done = s == _EMPTY
+                done[hit] = True
+            else:
+                done = s == _EMPTY
+            active = active[~done]
+            pos[active] = (pos[active] + 1) % size
+        return rows, slots
+
+    def _insert(self, h: HashArray, rows: IntArray) -> None:
+        """Put new (distinct, absent) keys into the table; it has room (see ``_reserve``)."""
+        size = self._slots.size
+        pos = (h % np.uint64(size)).astype(np.int64)
+        tag = (h >> np.uint64(48)).astype(np.uint16)
+        todo = np.arange(h.size)
+        while todo.size:
+            p = pos[todo]
+            free = self._slots[p] < 0  # empty or tombstone: the key is known to be absent
+            cand = todo[free]
+            if cand.size:
+                # one key per slot per round: every candidate writes its row, the one that stayed won
+                at = pos[cand]
+                self._slots[at] = rows[cand]
+                win = cand[self._slots[at] == rows[cand]]
+                self._tags[pos[win]] = tag[win]
+                placed = np.zeros(h.size, dtype=bool)
+                placed[win] = True
+                todo = todo[~placed[todo]]
+            pos[todo] = (pos[todo] + 1) % size
+        self._used += int(h.size)
+
+    def _reserve(self, extra: int) -> None:
+        """Make room for ``extra`` more keys, rebuilding (and dropping tombstones) when needed."""
+        if self._used + extra <= _MAX_LOAD * self._slots.size:
+            return
+        self._rebuild_table(max(16, int((self._live + extra) / _NEW_LOAD) + 1))
+
+    def _rebuild_table(self, size: int) -> None:
+        self._slots = np.full(size, _EMPTY, dtype=np.int32)
+        self._tags = np.zeros(size, dtype=np.uint16)
+        self._used = 0
+        for seg in self._segs:
+            idx = np.flatnonzero(seg.alive)
+            if idx.size:
+                self._insert(stable_id_hashes(seg.ids.take(pa.array(idx))), idx + (seg.start - self._base))
+
+    # -- rows ------------------------------------------------------------------------------------------
+    def _locate(self, rows: IntArray) -> tuple[IntArray, IntArray]:
+        """Segment index and offset in it of each row."""
+        seq = rows + self._base
+        seg = np.searchsorted(self._starts, seq, side="right") - 1
+        return seg, seq - self._starts[seg]
+
+    def _gather(self, rows: IntArray, what: str) -> Any:
+        """Values of ``ids`` (``raw``: as Arrow binary), ``expires``, ``alive`` or a column for the rows."""
+        seg_idx, off = self._locate(rows)
+        parts: list[Any] = []
+        order = np.argsort(seg_idx, kind="stable")
+        bounds = np.searchsorted(seg_idx[order], np.arange(len(self._segs) + 1))
+        for j, seg in enumerate(self._segs):
+            lo, hi = int(bounds[j]), int(bounds[j + 1])
+            if lo == hi:
+                continue
+            o = off[order[lo:hi]]
+            if what == "ids":
+                parts.append(decode_ids(seg.ids.take(pa.array(o))))
+            elif what == "raw":
+                parts.append(seg.ids.take(pa.array(o)))
+            elif what == "expires":
+                parts.append(seg.expires.at(o))
+            elif what == "alive":
+                parts.append(seg.alive[o])
+            else:
+                parts.append(seg.cols[what][o])
+        if what == "raw":
+            if not parts:
+                return pa.array([], type=pa.binary())
+            merged_raw = pa.concat_arrays(parts) if len(parts) > 1 else parts[0]
+            return merged_raw.take(pa.array(np.argsort(order, kind="stable")))
+        if not parts:
+            dtype = object if what == "ids" else np.float64 if what == "expires" else \
+                bool if what == "alive" else self._stored_dtype(what)
+            return np.empty(0, dtype=dtype)
+        merged = np.concatenate(parts) if len(parts) > 1 else parts[0]
+        out = np.empty_like(merged)
+        out[order] = merged
+        return out
+
+    def _ids_at(self, rows: IntArray) -> ObjArray:
+        out: ObjArray = self._gather(rows, "ids")
+        return out
+
+    def _stored_dtype(self, name: str) -> np.dtype[Any]:
+        return np.dtype(np.int32) if self._dtypes[name].kind == "O" else self._dtypes[name]
+
+    def _decode(self, name: str, stored: npt.NDArray[Any]) -> npt.NDArray[Any]:
+        if self._dtypes[name].kind != "O":
+            return stored
+        values = np.empty(len(self._values[name]), dtype=object)
+        values[:] = self._values[name]
+        out: npt.NDArray[Any] = values[stored]
+        return out
+
+    def _encode(self, name: str, values: npt.NDArray[Any]) -> npt.NDArray[Any]:
+        if self._dtypes[name].kind != "O":
+            return np.asarray(values).astype(self._dtypes[name], copy=True)
+        codes, table = self._codes[name], self._values[name]
+        items = np.asarray(values, dtype=object).tolist()
+        for v in set(items) - codes.keys():
+            codes[v] = len(table)
+            table.append(v)
+        return np.fromiter(map(codes.__getitem__, items), dtype=np.int32, count=len(items))
+
+    # -- the interface -----------------------------------------------------------------------------------
+    def lookup(self, ids: Sequence[str] | ObjArray, h: HashArray | None = None,
+               encoded: pa.Array | None = None) -> IntArray:
+        """Row of each id, or -1 when it is not buffered (``h``, ``encoded``: the ids' hashes and
+        ``encode_ids``, when the caller has them)."""
+        arr = ids if isinstance(ids, np.ndarray) else object_array(list(ids))
+        rows, _ = self._probe(stable_id_hashes(arr) if h is None else h, arr, encoded)
+        return rows
+
+    def contains(self, ids: ObjArray, h: HashArray | None = None,
+                 encoded: pa.Array | None = None) -> npt.NDArray[np.bool_]:
+        out: npt.NDArray[np.bool_] = self.lookup(ids, h, encoded) >= 0
+        return out
+
+    def add(self, ids: npt.NDArray[np.object_], expires: FloatArray, cols: Mapping[str, npt.NDArray[Any]],
+            h: HashArray | None = None, encoded: pa.Array | None = None) -> None:
+        """Append entries (ids must be new and distinct; ``encoded`` their ``_encode_ids``)."""
+        n = int(ids.size)
+        if n == 0:
+            return
+        if self._next + n - self._base > _ROW_LIMIT:
+            self._compact()
+        encoded = encode_ids(ids) if encoded is None else encoded
+        h = stable_id_hashes(encoded) if h is None else h
+        self._reserve(n)
+        start = self._next
+        self._insert(h, np.arange(start - self._base, start - self._base + n, dtype=np.int64))
+        seg = _Segment(start, encoded, np.asarray(expires, dtype=np.float64),
+                       {name: self._encode(name, cols[name]) for name in self._dtypes})
+        self._next += n
+        self._live += n
+        self._stored += n
+        self._segs.append(seg)
+        # merge while the newest segment is at least half the one before (about log2(n) remain)
+        while len(self._segs) >= 2 and 2 * self._segs[-1].n >= self._segs[-2].n and \
+                self._segs[-2].ids.nbytes + self._segs[-1].ids.nbytes < (1 << 30):
+            b = self._segs.pop()
+            self._segs[-1] = self._segs[-1].concat(b)
+        self._starts = np.array([s.start for s in self._segs], dtype=np.int64)
+
+    def take(self, rows: IntArray) -> dict[str, npt.NDArray[Any]]:
+        """Remove the given live rows, returning their columns (and ``id``)."""
+        out, _ = self._take(np.asarray(rows, dtype=np.int64))
+        return out
+
+    def _take(self, rows: IntArray) -> tuple[dict[str, npt.NDArray[Any]], HashArray]:
+        out = {n: self._decode(n, self._gather(rows, n)) for n in self._dtypes}
+        raw: pa.Array = self._gather(rows, "raw")
+        ids = decode_ids(raw)
+        out["id"] = ids
+        out["expires"] = self._gather(rows, "expires")
+        h = stable_id_hashes(raw)
+        if rows.size:
+            _, slots = self._probe(h, ids, raw)
+            self._slots[slots[slots >= 0]] = _TOMB
+            seg_idx, off = self._locate(rows)
+            for j in np.unique(seg_idx).tolist():
+                self._segs[j].alive[off[seg_idx == j]] = False
+            self._live -= int(rows.size)
+            self._maybe_compact()
+        return out, h
+
+    def expire(self, now: float, max_size: int | None = None) -> dict[str, npt.NDArray[Any]]:
+        """Remove entries whose expiry passed, then the oldest beyond ``max_size``."""
+        rows: list[IntArray] = []
+        n_due = 0
+        excess = 0
+        cut_seg = len(self._segs)
+        cut_off = 0
+        for j, seg in enumerate(self._segs):
+            first = seg.expires.first_after(now)
+            hi = seg.n if first is None else first
+            due = np.flatnonzero(seg.alive[:hi])
+            if due.size:
+                rows.append(due + (seg.start - self._base))
+                n_due += int(due.size)
+            if first is not None:
+                cut_seg, cut_off = j, first
+                break
+        if max_size is not None:
+            excess = self._live - n_due - max_size
+        if excess > 0:
+            for j in range(cut_seg, len(self._segs)):
+                seg = self._segs[j]
+                later = np.flatnonzero(seg.alive[cut_off if j == cut_seg else 0:])[:excess]
+                later += cut_off if j == cut_seg else 0
+                rows.append(later + (seg.start - self._base))
+                excess -= int(later.size)
+                if excess <= 0:
+                    break
+        taken = np.concatenate(rows) if rows else np.zeros(0, dtype=np.int64)
+        return self.take(taken)
+
+    def _maybe_compact(self) -> None:
+        # leading segments without a live entry (the FIFO case) go at once; others wait for the
+        # compaction below, so that segments always cover consecutive sequence numbers
+        drop = 0
+        while drop < len(self._segs) and not self._segs[drop].alive.any():
+            drop += 1
+        if drop:
+            self._stored -= sum(s.n for s in self._segs[:drop])
+            del self._segs[:drop]
+            self._starts = self._starts[drop:]
+        if self._live == 0 and self._slots.size > 16:  # emptied (labels all joined): drop the table too
+            self._slots = np.full(16, _EMPTY, dtype=np.int32)
+            self._tags = np.zeros(16, dtype=np.uint16)
+            self._used = 0
+        dead = self._stored - self._live
+        bloated = any(len(v) > 2 * self._live + 1024 for v in self._values.values())
+        if bloated or (dead > 1024 and dead >= self._live):
+            self._compact()
+
+    def _compact(self) -> None:
+        """Keep only live entries, renumbered from a new base, and rebuild the table."""
+        ids: list[pa.Array] = []
+        expires: list[FloatArray] = []
+        cols: dict[str, list[npt.NDArray[Any]]] = {n: [] for n in self._dtypes}
+        for seg in self._segs:
+            idx = np.flatnonzero(seg.alive)
+            ids.append(seg.ids.take(pa.array(idx)))
+            expires.append(seg.expires.at(idx))
+            for n in self._dtypes:
+                cols[n].append(seg.cols[n][idx])
+        stored = {n: np.concatenate(c) if c else np.empty(0, dtype=self._stored_dtype(n)) for n, c in cols.items()}
+        for n in self._codes:  # forget dictionary values no live entry uses any more
+            used, codes = np.unique(stored[n], return_inverse=True)
+            values = self._values[n]
+            self._values[n] = [values[i] for i in used.tolist()]
+            self._codes[n] = {v: i for i, v in enumerate(self._values[n])}
+            stored[n] = codes.astype(np.int32).reshape(-1)
+        self._base = self._next
+        live = int(stored[next(iter(stored))].size) if stored else sum(int(a.size) for a in expires)
+        self._segs = []
+        if live:
+            self._segs.append(_Segment(self._next, pa.concat_arrays(ids) if ids else pa.array([], pa.binary()),
+                                       np.concatenate(expires), stored))
+        self._starts = np.array([s.start for s in self._segs], dtype=np.int64)
+        self._next += live
+        self._live = self._stored = live
+        self._rebuild_table(max(16, int(live / _NEW_LOAD) + 1))
+
+    def restore(self, saved: Mapping[str, Any]) -> None:
+        """Re-add entries returned by ``export`` (in their original arrival order)."""
+        self.add(np.asarray(saved["id"], dtype=object), np.asarray(saved["expires"], dtype=np.float64),
+                 {n: saved[n] for n in self._dtypes})
+
+    def export(self) -> dict[str, Any]:
+        """Live entries in arrival order: every column, ``id`` and ``expires``."""
+        out: dict[str, Any] = {n: [] for n in self._dtypes}
+        out["id"], out["expires"] = [], []
+        for seg in self._segs:
+            idx = np.flatnonzero(seg.alive)
+            for n in self._dtypes:
+                out[n].append(self._decode(n, seg.cols[n][idx]))
+            out["id"].append(decode_ids(seg.ids.take(pa.array(idx))))
+            out["expires"].append(seg.expires.at(idx))
+        empty = {n: np.empty(0, dtype=d) for n, d in self._dtypes.items()}
+        empty["id"], empty["expires"] = np.empty(0, dtype=object), np.empty(0, dtype=np.float64)
+        return {k: np.concatenate(v) if v else empty[k] for k, v in out.items()}
+
+    def column(self, name: str, rows: IntArray) -> npt.NDArray[Any]:
+        """One column's values at the rows (e.g. the model an orphan label names)."""
+        return self._decode(name, self._gather(np.asarray(rows, dtype=np.int64), name))
