@@ -15,7 +15,7 @@ import pytest
 
 from exporter.ingest.block_parser import TYPED_MISSES, Block, BlockParser
 from exporter.ingest.records import RecordSpec, _predictions_per_record
-from tests.ingest.test_records import assert_same_result
+from tests.ingest.reference import assert_same_result
 
 NOW = 1_764_151_200.0
 SPEC = RecordSpec(model="m", feature_names=("a", "b", "c"))
