@@ -33,7 +33,7 @@ from exporter.config import (
     ModelConfig,
     Window,
 )
-from exporter.ingest.records import LabelBatch, PredictionBatch
+from exporter.ingest.batches import LabelBatch, PredictionBatch
 
 N_FEATURES = 10
 FEATURES = tuple(f"f{i}" for i in range(N_FEATURES))

@@ -30,9 +30,10 @@ from exporter.core.versions import VersionState
 from exporter.foundation.clock import Clock
 from exporter.foundation.reject_reasons import DUPLICATE, TOO_MANY_VERSIONS, UNKNOWN_CLASS, UNKNOWN_MODEL
 from exporter.ingest.batch_ops import encode_by_value, factorize, first_occurrences, groups, positive_probabilities
+from exporter.ingest.batches import LabelBatch, ParseResult, PredictionBatch
 from exporter.ingest.block_parser import BlockParser
 from exporter.ingest.ids import encode_ids, stable_id_hashes
-from exporter.ingest.records import UNKNOWN_VERSION, LabelBatch, ParseResult, PredictionBatch, RecordSpec
+from exporter.ingest.records import UNKNOWN_VERSION, RecordSpec
 from exporter.report.model import Report
 from exporter.sources import build_source
 from exporter.sources.base import Poll, Source

@@ -36,7 +36,8 @@ import numpy.typing as npt
 
 from exporter.config import Config, ModelConfig
 from exporter.foundation.arrays import FloatArray, KindArray, ObjArray
-from exporter.ingest.records import PredictionBatch, RecordSpec, parse_predictions
+from exporter.ingest.batches import PredictionBatch
+from exporter.ingest.records import RecordSpec, parse_predictions
 
 log = logging.getLogger(__name__)
 

@@ -45,7 +45,8 @@ import msgspec
 import numpy as np
 import numpy.typing as npt
 
-from exporter.ingest.records import (
+from exporter.foundation.arrays import FloatArray, ObjArray
+from exporter.foundation.reject_reasons import (
     INVALID_CLASS,
     INVALID_CONFIDENCE,
     INVALID_PROBABILITIES,
@@ -54,12 +55,10 @@ from exporter.ingest.records import (
     MISSING_LABEL,
     MISSING_MODEL,
     MISSING_PREDICTION,
+)
+from exporter.ingest.batches import LabelBatch, ParseResult, PredictionBatch, concat_batches, feature_column
+from exporter.ingest.records import (
     UNKNOWN_VERSION,
-    FloatArray,
-    LabelBatch,
-    ObjArray,
-    ParseResult,
-    PredictionBatch,
     RecordSpec,
     _feature,
     _labels_per_record,
@@ -67,8 +66,6 @@ from exporter.ingest.records import (
     _probabilities,
     _probability,
     class_text,
-    concat_batches,
-    feature_column,
 )
 from exporter.ingest.timestamps import parse_timestamp_column
 

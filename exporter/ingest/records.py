@@ -1,7 +1,7 @@
-"""Prediction and label batches: the columnar form every source's records are turned into.
+"""The per-record parser: the reference for how a source's JSON records become batches
+(``exporter.ingest.batches``).
 
-A poll yields many records at once; keeping them as numpy columns lets the join and the window
-updates work on whole batches instead of per-event Python objects. The parsers here map each
+The parsers here map each
 source's own field names (dotted paths) onto the canonical record of DESIGN §3 and count what
 they reject by reason instead of raising.
 
@@ -34,7 +34,7 @@ Decisions the DESIGN leaves open, made here:
   Feature names are looked up as plain keys of the features object, never split on dots.
 * **Dotted paths** are split on every ``.``; a key that itself contains a dot cannot be mapped.
 
-This module holds the batch types and the **per-record parser** (``json.loads`` per line, or
+This module holds the **per-record parser** (``json.loads`` per line, or
 decoded objects), which is the reference: every rule above is written here once, readably. The
 fast path, ``exporter.ingest.block_parser``, decodes whole byte blocks with msgspec and must give exactly
 this parser's result (the hostile-input and equivalence tests check it). The pipeline and
@@ -55,13 +55,12 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import numpy.typing as npt
 
-from exporter.foundation.arrays import FloatArray, ObjArray
-from exporter.foundation.reject_reasons import (  # noqa: F401 - re-exported: the parsers' vocabulary
+from exporter.foundation.arrays import FloatArray
+from exporter.foundation.reject_reasons import (
     INVALID_CLASS,
     INVALID_CONFIDENCE,
     INVALID_JSON,
     INVALID_PROBABILITIES,
-    INVALID_REASONS,
     INVALID_TIMESTAMP,
     LINE_TOO_LONG,
     MISSING_ID,
@@ -69,131 +68,13 @@ from exporter.foundation.reject_reasons import (  # noqa: F401 - re-exported: th
     MISSING_MODEL,
     MISSING_PREDICTION,
     NOT_AN_OBJECT,
-    PARSE_REASONS,
 )
+from exporter.ingest.batches import LabelBatch, ParseResult, PredictionBatch, feature_column
+from exporter.ingest.ids import object_array
 from exporter.ingest.timestamps import parse_timestamps
 
 if TYPE_CHECKING:
     from exporter.config import SourceConfig
-
-
-@dataclass(frozen=True)
-class PredictionBatch:
-    """Valid prediction records, one row per record, all columns the same length."""
-
-    id: ObjArray  # str
-    model: ObjArray  # str; from the record or fixed by the source
-    model_version: ObjArray  # str
-    timestamp: FloatArray  # epoch seconds; arrival time when the record has none
-    prediction: ObjArray  # normalised class text (DESIGN §2 "Classes")
-    confidence: FloatArray  # in [0, 1]; NaN when neither given nor derivable from probabilities
-    probabilities: ObjArray  # dict[str, float] (class text -> probability) or None
-    features: dict[str, ObjArray | FloatArray] = field(default_factory=dict)
-    """name -> the column of ``feature_column``: float64 (NaN = absent) when every value is a
-    number or None, else the raw values (None where absent)."""
-
-    def __len__(self) -> int:
-        return len(self.id)
-
-
-@dataclass(frozen=True)
-class LabelBatch:
-    """Valid label records."""
-
-    id: ObjArray  # str
-    label: ObjArray  # normalised class text
-    timestamp: FloatArray  # epoch seconds; arrival time when the record has none
-    model: ObjArray  # str, or None when the record names no model
-
-    def __len__(self) -> int:
-        return len(self.id)
-
-
-@dataclass
-class ParseResult:
-    """What a parser returns: the valid rows, and how many records were rejected by reason."""
-
-    batch: PredictionBatch | LabelBatch
-    invalid: Counter[str] = field(default_factory=Counter)
-    records: int = 0  # records read, valid or not (mlmon_exporter_records_total)
-    newest_timestamp: float | None = None  # for mlmon_exporter_source_lag_seconds
-    first_bad: dict[str, int] = field(default_factory=dict)
-    """Per reason, the index of the first record refused for it (records counted in input order:
-    lines, then objects), so a log line can say where to look."""
-
-
-def empty_predictions(feature_names: tuple[str, ...] = ()) -> PredictionBatch:
-    def obj() -> ObjArray:
-        return np.empty(0, dtype=object)
-
-    return PredictionBatch(
-        id=obj(), model=obj(), model_version=obj(), timestamp=np.empty(0), prediction=obj(),
-        confidence=np.empty(0), probabilities=obj(), features={f: obj() for f in feature_names},
-    )
-
-
-def concat_batches(batches: Sequence[PredictionBatch | LabelBatch]) -> PredictionBatch | LabelBatch:
-    """The rows of several batches of one kind, in order (one parse call over many blocks)."""
-    if len(batches) == 1:
-        return batches[0]
-    first = batches[0]
-    cols: dict[str, Any] = {}
-    for name in first.__dataclass_fields__:
-        if name == "features":
-            feats = first.features  # type: ignore[union-attr]
-            cols[name] = {f: concat_feature_columns([b.features[f] for b in batches]) for f in feats}  # type: ignore[union-attr]
-        else:
-            cols[name] = np.concatenate([getattr(b, name) for b in batches])
-    return type(first)(**cols)
-
-
-_NoneType = type(None)
-
-
-def feature_column(values: Sequence[Any]) -> ObjArray | FloatArray:
-    """A feature's values (``_feature`` results) as a batch column, one form for every parser.
-
-    Where every value is a float or None, at least one is a float and none is NaN (the usual
-    numeric feature), the column is float64 with NaN for None: no Python object per value
-    downstream. Otherwise (text, booleans, NaN literals, all absent) the values as they are.
-    The form is a function of the values alone, so both parse paths give the same column.
-    """
-    items = values if isinstance(values, list) else list(values)
-    types = set(map(type, items))
-    if float in types and types <= {float, _NoneType}:
-        out: FloatArray = np.array(items, dtype=np.float64)  # None -> NaN
-        if _NoneType not in types:
-            if not np.isnan(out).any():
-                return out
-        elif np.count_nonzero(np.isnan(out)) == sum(v is None for v in items):
-            return out
-    return _obj_array(items)
-
-
-def concat_feature_columns(parts: Sequence[ObjArray | FloatArray]) -> ObjArray | FloatArray:
-    """``feature_column`` of the values of several columns, in order."""
-    if all(p.dtype == np.float64 for p in parts) or all(p.dtype != np.float64 for p in parts):
-        joined: Any = np.concatenate(parts)
-        return joined  # type: ignore[no-any-return]
-    return feature_column([v for p in parts for v in feature_values(p)])
-
-
-def feature_values(col: ObjArray | FloatArray) -> list[Any]:
-    """The values of a ``feature_column`` (None where absent)."""
-    if col.dtype != np.float64:
-        return list(col.tolist())
-    out: list[Any] = col.tolist()
-    for i in np.flatnonzero(np.isnan(col)).tolist():
-        out[i] = None
-    return out
-
-
-def empty_labels() -> LabelBatch:
-    return LabelBatch(
-        id=np.empty(0, dtype=object), label=np.empty(0, dtype=object), timestamp=np.empty(0),
-        model=np.empty(0, dtype=object),
-    )
-
 
 
 CANONICAL_FIELDS: tuple[str, ...] = (
@@ -359,12 +240,6 @@ def _decoded(lines: Sequence[bytes], objects: Sequence[Any], max_line_bytes: int
     yield from enumerate(objects, len(lines))
 
 
-def _obj_array(values: list[Any]) -> ObjArray:
-    out = np.empty(len(values), dtype=object)
-    out[:] = values
-    return out
-
-
 def parse_predictions(lines: Sequence[bytes], spec: RecordSpec, now: float,
                       objects: Sequence[Any] = ()) -> ParseResult:
     """Prediction records (raw lines and/or decoded values) -> a PredictionBatch plus rejects."""
@@ -462,10 +337,10 @@ def _predictions_per_record(lines: Sequence[bytes], spec: RecordSpec, now: float
     ts = parse_timestamps(stamps, now)
     keep = _drop_invalid_timestamps(ts, invalid, first, rows)
     batch = PredictionBatch(
-        id=_obj_array(ids)[keep], model=_obj_array(models)[keep], model_version=_obj_array(versions)[keep],
-        timestamp=ts[keep], prediction=_obj_array(preds)[keep],
-        confidence=np.array(confs, dtype=np.float64)[keep], probabilities=_obj_array(probs_col)[keep],
-        features={name: feature_column(_obj_array(col)[keep].tolist())
+        id=object_array(ids)[keep], model=object_array(models)[keep], model_version=object_array(versions)[keep],
+        timestamp=ts[keep], prediction=object_array(preds)[keep],
+        confidence=np.array(confs, dtype=np.float64)[keep], probabilities=object_array(probs_col)[keep],
+        features={name: feature_column(object_array(col)[keep].tolist())
                   for name, col in zip(names, feats, strict=True)},
     )
     return ParseResult(batch=batch, invalid=invalid, records=len(lines) + len(objects),
@@ -527,8 +402,8 @@ def _labels_per_record(lines: Sequence[bytes], spec: RecordSpec, now: float,
 
     ts = parse_timestamps(stamps, now)
     keep = _drop_invalid_timestamps(ts, invalid, first, rows)
-    batch = LabelBatch(id=_obj_array(ids)[keep], label=_obj_array(labels)[keep], timestamp=ts[keep],
-                       model=_obj_array(models)[keep])
+    batch = LabelBatch(id=object_array(ids)[keep], label=object_array(labels)[keep], timestamp=ts[keep],
+                       model=object_array(models)[keep])
     return ParseResult(batch=batch, invalid=invalid, records=len(lines) + len(objects),
                        newest_timestamp=_newest(batch.timestamp), first_bad=first)
 

@@ -32,7 +32,7 @@ from exporter.config import (
     Window,
 )
 from exporter.core.pipeline import Pipeline
-from exporter.ingest.records import LabelBatch, PredictionBatch
+from exporter.ingest.batches import LabelBatch, PredictionBatch
 from exporter.report import catalogue
 from exporter.report.model import Report
 from exporter.report.snapshot import render

@@ -17,8 +17,8 @@ from hypothesis import strategies as st
 from exporter.core.joined_ids import _SORT_QUERIES, JoinedIds
 from exporter.core.reference import RawColumn
 from exporter.ingest.batch_ops import factorize, first_occurrences
+from exporter.ingest.batches import concat_feature_columns, feature_column, feature_values
 from exporter.ingest.ids import stable_id_hashes
-from exporter.ingest.records import concat_feature_columns, feature_column, feature_values
 
 SEEDED = settings(max_examples=300, deadline=None, derandomize=True, database=None)
 

@@ -15,7 +15,7 @@ from sklearn.metrics import accuracy_score, precision_recall_fscore_support
 
 from exporter.config import Baseline, Config, GlobalConfig, JoinConfig, ModelConfig, Thresholds, Window
 from exporter.core.pipeline import Pipeline
-from exporter.ingest.records import LabelBatch, PredictionBatch
+from exporter.ingest.batches import LabelBatch, PredictionBatch
 from exporter.report import catalogue
 from tests.helpers import FakeClock, in_window, obj
 

@@ -9,7 +9,7 @@ import pytest
 
 from exporter.config import Config, GlobalConfig, ModelConfig, Window
 from exporter.core.pipeline import Pipeline
-from exporter.ingest.records import LabelBatch, PredictionBatch
+from exporter.ingest.batches import LabelBatch, PredictionBatch
 from exporter.report import catalogue
 from tests.helpers import FakeClock, Samples, obj, samples
 

@@ -59,7 +59,7 @@ from exporter.config import (
     Window,
 )
 from exporter.core.pipeline import Pipeline
-from exporter.ingest.records import PredictionBatch
+from exporter.ingest.batches import PredictionBatch
 from exporter.runtime.checkpoint import Checkpointer
 from tests.core.test_pipeline_significance import Exposed, exposed
 from tests.core.test_pipeline_stats import label_batch

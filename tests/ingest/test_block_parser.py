@@ -13,8 +13,9 @@ from typing import Any
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
+from exporter.ingest.batches import PredictionBatch
 from exporter.ingest.block_parser import SMALL_RUN, Block, BlockParser
-from exporter.ingest.records import PredictionBatch, RecordSpec
+from exporter.ingest.records import RecordSpec
 from tests.ingest.reference import NOW, both_paths, line, rfc3339ish
 
 _json_scalar = st.one_of(st.none(), st.booleans(), st.integers(-(2**70), 2**70),

@@ -13,16 +13,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from exporter.config import FileSourceConfig
-from exporter.ingest.records import (
-    INVALID_REASONS,
-    LabelBatch,
-    PredictionBatch,
-    RecordSpec,
-    class_text,
-    feature_values,
-    parse_labels,
-    parse_predictions,
-)
+from exporter.foundation.reject_reasons import INVALID_REASONS
+from exporter.ingest.batches import LabelBatch, PredictionBatch, feature_values
+from exporter.ingest.records import RecordSpec, class_text, parse_labels, parse_predictions
 from exporter.ingest.timestamps import parse_timestamp, parse_timestamps
 from tests.ingest.reference import NOW, both_paths, line, rfc3339ish
 

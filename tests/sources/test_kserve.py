@@ -26,7 +26,8 @@ from exporter.config import (
 )
 from exporter.core.pipeline import Pipeline
 from exporter.http.server import ExporterHTTPServer, RenderedSnapshot, receiver_listener
-from exporter.ingest.records import PredictionBatch, RecordSpec, parse_predictions
+from exporter.ingest.batches import PredictionBatch
+from exporter.ingest.records import RecordSpec, parse_predictions
 from exporter.report import catalogue
 from exporter.report.snapshot import render
 from exporter.sources.file_tail import FileTailSource
