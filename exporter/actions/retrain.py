@@ -45,6 +45,9 @@ windows with detected drift, the one with the largest accuracy drop, else the fi
 window (``actions.evidence``; the webhook payload is read by ``actions.alertmanager``). The
 service's own counters are handed out as ``RetrainingStats`` (``stats``); the
 catalogue names them.
+
+About 480 lines, over the house's 400: the cooldown gate, its persistence and the delivery thread
+share one lock and one state file, so they stay one class.
 """
 
 from __future__ import annotations

@@ -49,6 +49,9 @@ and resumes at its offset; from 0 if the file is now shorter or its fingerprint 
 (truncated and rewritten, or the inode number reused by a new file). An inode that is gone
 cannot be read any more; whatever file now sits at its path is new and is read from 0, as is
 every other file not in the state.
+
+About 450 lines, over the house's 400: identity by inode, rotation, truncation, deletion and the
+checkpointed offsets are one state machine over the open files, read best in one place.
 """
 
 from __future__ import annotations
