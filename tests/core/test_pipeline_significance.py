@@ -22,27 +22,13 @@ from scipy.stats import binom, binomtest, norm
 
 from exporter.config import Baseline, JoinConfig, ModelConfig, Thresholds
 from exporter.core.pipeline import Pipeline
-from exporter.report import catalogue
-from exporter.report.snapshot import render
-from tests.core.test_pipeline_stats import label_batch, make_pipeline, pred_batch
-from tests.helpers import FakeClock, Samples, text_samples
+from tests.core.pipelines import Exposed, exposed, label_batch, make_pipeline, pred_batch
+from tests.helpers import FakeClock
 
 Z95 = 1.959964  # DESIGN §2 "Accuracy interval"
 WINDOWS = (("1m", 60.0), ("10m", 600.0))
 GRID = 10.0
 T0 = 1_000_000.0  # a multiple of the grid
-Exposed = Samples
-
-
-def exposed(p: Pipeline, now: float, text: bool = True) -> Exposed:
-    """Every sample the pipeline would serve at ``now``: parsed back from the rendered text
-    exposition, or (``text=False``, faster) straight from the snapshot it is rendered from."""
-    families = catalogue.families(p.build_report(now))
-    if not text:
-        return {(s.name, frozenset(s.labels)): s.value for fam in families for s in fam.samples}
-    return text_samples(render(families))
-
-
 def value(e: Exposed, name: str, version: str, window: str | None = None) -> float:
     labels = {("model", "m"), ("model_version", version)}
     if window is not None:

@@ -13,29 +13,11 @@ import numpy as np
 import pytest
 from sklearn.metrics import accuracy_score, precision_recall_fscore_support
 
-from exporter.config import Baseline, Config, GlobalConfig, JoinConfig, ModelConfig, Thresholds, Window
+from exporter.config import Baseline, JoinConfig, ModelConfig, Thresholds
 from exporter.core.pipeline import Pipeline
-from exporter.ingest.batches import LabelBatch, PredictionBatch
 from exporter.report import catalogue
-from tests.helpers import FakeClock, in_window, obj
-
-
-def make_pipeline(model: ModelConfig, clock: FakeClock) -> Pipeline:
-    cfg = Config(global_=GlobalConfig(poll_interval=1.0, windows=(Window("1m", 60.0), Window("10m", 600.0))),
-                 models=(model,))
-    return Pipeline(cfg, clock, sources=[])
-
-
-def pred_batch(ids: list[str], ts: np.ndarray, preds: list[str], conf: np.ndarray, version: str = "1",
-               model: str = "m") -> PredictionBatch:
-    n = len(ids)
-    return PredictionBatch(id=obj(ids), model=obj([model] * n), model_version=obj([version] * n), timestamp=ts,
-                           prediction=obj(preds), confidence=conf, probabilities=np.full(n, None, dtype=object))
-
-
-def label_batch(ids: list[str], labels: list[str], ts: np.ndarray) -> LabelBatch:
-    n = len(ids)
-    return LabelBatch(id=obj(ids), label=obj(labels), timestamp=ts, model=np.full(n, None, dtype=object))
+from tests.core.pipelines import label_batch, make_pipeline, pred_batch
+from tests.helpers import FakeClock, in_window
 
 
 def check_window(p: Pipeline, now: float, preds: dict[str, tuple[float, str, float]],

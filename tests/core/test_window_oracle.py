@@ -61,8 +61,7 @@ from exporter.config import (
 from exporter.core.pipeline import Pipeline
 from exporter.ingest.batches import PredictionBatch
 from exporter.runtime.checkpoint import Checkpointer
-from tests.core.test_pipeline_significance import Exposed, exposed
-from tests.core.test_pipeline_stats import label_batch
+from tests.core.pipelines import Exposed, exposed, label_batch
 from tests.helpers import FakeClock, obj
 
 WINDOWS = (Window("1m", 60.0), Window("10m", 600.0))
