@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from exporter.report.model import Report
-from tests.actions.test_history import T0, pipeline
+from tests.four_versions import T0, pipeline
 from tests.helpers import FakeClock
 
 
