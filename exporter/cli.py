@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from exporter import __version__
-from exporter.config import Config, ConfigError, FileSourceConfig, load_config
+from exporter.config import Config, ConfigError, load_config
 from exporter.config.listen import EXAMPLES, ListenAddressError, split_listen_address
 from exporter.runtime.signals import install_signal_handlers
 
@@ -153,12 +153,11 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def config_warnings(config: Config) -> list[str]:
-    """Problems that do not make a configuration invalid but that a user wants to hear about now:
-    a file source whose glob matches no file (the files may still appear later)."""
-    from exporter.sources.file_tail import matching_files
+    """Problems that do not make a configuration invalid but that a user wants to hear about now;
+    each source type says what concerns it (``Source.config_warnings``)."""
+    from exporter.sources import config_warnings as source_warnings
 
-    return [f"sources: {s.name!r}: path {s.path!r} matches no file yet (it is read once files appear)"
-            for s in config.sources if isinstance(s, FileSourceConfig) and s.path and not matching_files(s.path)]
+    return source_warnings(config.sources)
 
 
 def _web_config_flag(args: argparse.Namespace) -> tuple[bool, WebConfig | None]:

@@ -7,6 +7,8 @@ class (``Source.config_type``) is registered under the same name in
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from exporter.config import SourceConfig
 from exporter.sources.base import ModelLookup, Poll, Source, SourceContext, SourceHealth
 from exporter.sources.file_tail import FileTailSource
@@ -14,6 +16,12 @@ from exporter.sources.http_poll import HTTPSource
 from exporter.sources.kserve import KServeSource
 
 SOURCE_TYPES: dict[str, type[Source]] = {"file": FileTailSource, "http": HTTPSource, "kserve": KServeSource}
+
+
+def config_warnings(configs: Sequence[SourceConfig]) -> list[str]:
+    """What each source's type has to say about its config before starting (``--config.check``):
+    problems that do not make it invalid, e.g. a file glob that matches nothing yet."""
+    return [w for c in configs if c.type in SOURCE_TYPES for w in SOURCE_TYPES[c.type].config_warnings(c)]
 
 
 def build_source(config: SourceConfig, context: SourceContext | None = None) -> Source:
@@ -31,6 +39,15 @@ def build_source(config: SourceConfig, context: SourceContext | None = None) -> 
 
 
 __all__ = [
-    "SOURCE_TYPES", "FileTailSource", "HTTPSource", "KServeSource", "ModelLookup", "Poll", "Source", "SourceContext",
-    "SourceHealth", "build_source",
+    "SOURCE_TYPES",
+    "FileTailSource",
+    "HTTPSource",
+    "KServeSource",
+    "ModelLookup",
+    "Poll",
+    "Source",
+    "SourceContext",
+    "SourceHealth",
+    "build_source",
+    "config_warnings",
 ]

@@ -103,6 +103,12 @@ class Source(ABC):
         ``context`` keep this default."""
         return cls(config)
 
+    @classmethod
+    def config_warnings(cls, config: SourceConfig) -> list[str]:
+        """Problems with ``config`` that do not make it invalid but that a user wants to hear
+        about before starting (``--config.check``); none by default."""
+        return []
+
     def routes(self) -> Mapping[str, PostHandler]:
         """POST paths this source serves on the exporter's shared HTTP server, path -> handler.
         Read by the runtime after each (re)build of the pipeline, so a source removed by a

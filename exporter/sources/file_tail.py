@@ -66,7 +66,7 @@ from collections import Counter
 from dataclasses import dataclass
 from typing import Any
 
-from exporter.config import FileSourceConfig
+from exporter.config import FileSourceConfig, SourceConfig
 from exporter.foundation.reject_reasons import LINE_TOO_LONG
 from exporter.ingest.block_parser import Block
 from exporter.sources.base import Poll, Source
@@ -146,6 +146,14 @@ class FileTailSource(Source):
     """A ``type: file`` source; ``path`` (a glob) overrides ``config.path``, e.g. in tests."""
 
     config_type = FileSourceConfig
+
+    @classmethod
+    def config_warnings(cls, config: SourceConfig) -> list[str]:
+        """A glob that matches no file yet (the files may still appear later)."""
+        path = config.path if isinstance(config, FileSourceConfig) else None
+        if path and not matching_files(path):
+            return [f"sources: {config.name!r}: path {path!r} matches no file yet (it is read once files appear)"]
+        return []
     config: FileSourceConfig
 
     def __init__(self, config: FileSourceConfig, path: str | None = None, *,
