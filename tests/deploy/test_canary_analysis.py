@@ -19,7 +19,6 @@ from __future__ import annotations
 import copy
 import json
 import math
-import os
 import random
 import re
 import subprocess
@@ -43,8 +42,6 @@ CHART = ROOT / "charts" / "mlmon-exporter"
 README = ROOT / "README.md"
 RULES = ROOT / "alerts" / "mlmon-exporter.rules.yaml"
 EXTRACT = ROOT / "alerts" / "extract_rules.py"
-# the controllers' originals, when present; the tests validate against the vendored copies
-ORIGINAL_CRDS = Path(os.environ.get("MLMON_CRDS", "/work/shared/reference/crds"))
 RELEASE, NAMESPACE = "mlmon", "ml"
 JOB = "mlmon-exporter"
 
@@ -112,13 +109,7 @@ def schema_errors(doc: dict[str, Any], schemas: dict[tuple[str, str], dict[str, 
     return sorted(f"{'.'.join(map(str, e.path))}: {e.message}" for e in validator.iter_errors(doc))
 
 
-def test_vendored_crds_are_the_originals_without_descriptions() -> None:
-    if not ORIGINAL_CRDS.is_dir():
-        pytest.skip(f"the original CRDs are not on this machine ({ORIGINAL_CRDS}); set MLMON_CRDS")
-    for name in vendor.FILES:
-        original = vendor.from_original(ORIGINAL_CRDS / name)
-        assert vendor.dump(original) == vendor.vendored_path(name).read_text(), (
-            f"tests/crds is stale for {name}: python -m tests.crds.vendor {ORIGINAL_CRDS}")
+def test_vendored_crds_hold_the_kinds_the_chart_renders() -> None:
     kinds = {k for _, k in crd_schemas()}
     assert {"AnalysisTemplate", "MetricTemplate", "Canary"} <= kinds
 
