@@ -29,9 +29,9 @@ could disagree, the lines in question are handed to the reference instead:
 
 Decoding holds the GIL (it builds Python objects), so this path uses one core per source.
 
-About 600 lines, over the house's 400, on purpose: every rule above decides which lines may take
-the fast path and which go to the reference, and they are only checkable together; split, a
-reader would have to hold two files to see that the two paths cannot disagree.
+The column conversions (the reference's rules, vectorised) are in ``block_columns``. About 470
+lines remain, over the house's 400, on purpose: every rule above decides which lines may take the
+fast path and which go to the reference, and they are only checkable together.
 """
 
 from __future__ import annotations
@@ -42,14 +42,13 @@ import re
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
-from itertools import chain, compress, pairwise, repeat
+from itertools import compress, pairwise
 from typing import Any, Literal
 
 import msgspec
 import numpy as np
-import numpy.typing as npt
 
-from exporter.foundation.arrays import FloatArray, ObjArray
+from exporter.foundation.arrays import BoolArray, IntArray
 from exporter.foundation.reject_reasons import (
     INVALID_CLASS,
     INVALID_CONFIDENCE,
@@ -60,25 +59,27 @@ from exporter.foundation.reject_reasons import (
     MISSING_MODEL,
     MISSING_PREDICTION,
 )
-from exporter.ingest.batches import LabelBatch, ParseResult, PredictionBatch, concat_batches, feature_column
+from exporter.ingest.batches import LabelBatch, ParseResult, PredictionBatch, concat_batches
+from exporter.ingest.block_columns import (
+    apply_reasons,
+    confidences,
+    feature_values_of,
+    is_each,
+    probability_column,
+    texts,
+    typed_feature_column,
+)
 from exporter.ingest.records import (
     UNKNOWN_VERSION,
     RecordSpec,
-    _feature,
     _labels_per_record,
     _predictions_per_record,
-    _probabilities,
-    _probability,
-    class_text,
 )
-from exporter.ingest.timestamps import parse_timestamp_column
+from exporter.ingest.timestamps import newest, parse_timestamp_column
 
 Kind = Literal["predictions", "labels"]
-BoolArray = npt.NDArray[np.bool_]
-IntArray = npt.NDArray[np.int64]
 
 UNSET = msgspec.UNSET
-_NoneType = type(None)
 
 RUN = 4096
 """Lines decoded per call: small enough that the decoded objects are still in the CPU cache when
@@ -118,40 +119,6 @@ class _Part:
 
     result: ParseResult
     lines: IntArray
-
-
-def _obj(values: Sequence[Any]) -> ObjArray:
-    """An object array of the values as they are (no search for nested sequences)."""
-    out: ObjArray = np.fromiter(values, dtype=object, count=len(values))
-    return out
-
-
-def _is(values: list[Any], what: Any) -> BoolArray:
-    return np.fromiter(map(operator.is_, values, repeat(what)), dtype=np.bool_, count=len(values))
-
-
-def _id_text(value: Any) -> str | None:
-    return None if type(value) is bool else class_text(value)
-
-
-def _texts(values: list[Any], *, bools: bool) -> tuple[ObjArray, BoolArray, bool]:
-    """``class_text`` of every value (``_id_text`` when booleans are refused), None where
-    refused; where it is not None; and whether any value is UNSET (absent)."""
-    types = set(map(type, values))
-    if types <= {str, _NoneType, msgspec.UnsetType}:
-        out = _obj(values)
-        ok: BoolArray = out != ""
-        if len(types) > 1 or _NoneType in types:
-            ok &= ~_is(values, None)
-            if msgspec.UnsetType in types:
-                ok &= ~_is(values, UNSET)
-        if not ok.all():
-            out[~ok] = None
-        return out, ok, msgspec.UnsetType in types
-    if types <= {int}:
-        return _obj(list(map(str, values))), np.ones(len(values), dtype=np.bool_), False
-    out = _obj(list(map(class_text if bools else _id_text, values)))
-    return out, ~_is(out.tolist(), None), msgspec.UnsetType in types
 
 
 class BlockParser:
@@ -239,7 +206,7 @@ class BlockParser:
         col = recs
         for depth in range(len(path)):
             attr = self._attrs[path[:depth + 1]]
-            if depth and _is(col, None).any():
+            if depth and is_each(col, None).any():
                 col = [missing if v is None else getattr(v, attr) for v in col]
             else:
                 col = list(map(operator.attrgetter(attr), col))
@@ -404,37 +371,37 @@ class BlockParser:
     def _prediction_columns(self, recs: list[Any], now: float, typed: bool) -> ParseResult:
         spec, n = self.spec, len(recs)
         col = self._column
-        ids, id_ok, _ = _texts(col(recs, self._paths["id"]), bools=False)
+        ids, id_ok, _ = texts(col(recs, self._paths["id"]), bools=False)
         if spec.model is not None:
             models, model_ok = np.full(n, spec.model, dtype=object), np.ones(n, dtype=np.bool_)
         else:
-            models, model_ok, _ = _texts(col(recs, self._paths["model"]), bools=True)
+            models, model_ok, _ = texts(col(recs, self._paths["model"]), bools=True)
         raw_pred = col(recs, self._paths["prediction"])
-        preds, pred_ok, some_missing = _texts(raw_pred, bools=True)
-        pred_missing = _is(raw_pred, UNSET) if some_missing else np.zeros(n, dtype=np.bool_)
-        conf, conf_present, conf_bad = _confidences(col(recs, self._paths["confidence"]), typed)
-        probs, probs_max, probs_bad = _probability_column(col(recs, self._paths["probabilities"]), typed)
+        preds, pred_ok, some_missing = texts(raw_pred, bools=True)
+        pred_missing = is_each(raw_pred, UNSET) if some_missing else np.zeros(n, dtype=np.bool_)
+        conf, conf_present, conf_bad = confidences(col(recs, self._paths["confidence"]), typed)
+        probs, probs_max, probs_bad = probability_column(col(recs, self._paths["probabilities"]), typed)
         if spec.model_version is not None:
             versions = np.full(n, spec.model_version, dtype=object)
         else:
-            versions, version_ok, _ = _texts(col(recs, self._paths["model_version"]), bools=True)
+            versions, version_ok, _ = texts(col(recs, self._paths["model_version"]), bools=True)
             if not version_ok.all():
                 versions[~version_ok] = UNKNOWN_VERSION
         ts = parse_timestamp_column(col(recs, self._paths["timestamp"]), now)
         feats: dict[str, list[Any]] = {}
         if spec.feature_names:
             fobjs = col(recs, self._paths["features"])
-            some_absent = bool(_is(fobjs, None).any())
+            some_absent = bool(is_each(fobjs, None).any())
             for name in spec.feature_names:
                 attr = self._attrs[(*self._paths["features"], name)]
                 if some_absent:
                     values = [None if v is None else getattr(v, attr) for v in fobjs]
                 else:
                     values = list(map(operator.attrgetter(attr), fobjs))
-                feats[name] = values if typed else _features(values)
+                feats[name] = values if typed else feature_values_of(values)
         invalid: Counter[str] = Counter()
         first: dict[str, int] = {}
-        keep = _apply_reasons(n, [
+        keep = apply_reasons(n, [
             (MISSING_ID, ~id_ok), (MISSING_MODEL, ~model_ok),
             (MISSING_PREDICTION, pred_missing), (INVALID_CLASS, ~pred_ok & ~pred_missing),
             (INVALID_CONFIDENCE, conf_bad), (INVALID_PROBABILITIES, probs_bad), (INVALID_TIMESTAMP, np.isnan(ts)),
@@ -445,29 +412,29 @@ class BlockParser:
             batch = PredictionBatch(
                 id=ids[keep], model=models[keep], model_version=versions[keep], timestamp=ts[keep],
                 prediction=preds[keep], confidence=confidence[keep], probabilities=probs[keep],
-                features={k: _feature_column(list(compress(v, kept)), typed) for k, v in feats.items()})
+                features={k: typed_feature_column(list(compress(v, kept)), typed) for k, v in feats.items()})
         else:
             batch = PredictionBatch(id=ids, model=models, model_version=versions, timestamp=ts, prediction=preds,
                                     confidence=confidence, probabilities=probs,
-                                    features={k: _feature_column(v, typed) for k, v in feats.items()})
-        return ParseResult(batch=batch, invalid=invalid, records=n, newest_timestamp=_newest(batch.timestamp),
+                                    features={k: typed_feature_column(v, typed) for k, v in feats.items()})
+        return ParseResult(batch=batch, invalid=invalid, records=n, newest_timestamp=newest(batch.timestamp),
                            first_bad=first)
 
     def _label_columns(self, recs: list[Any], now: float) -> ParseResult:
         spec, n = self.spec, len(recs)
         col = self._column
-        ids, id_ok, _ = _texts(col(recs, self._paths["id"]), bools=False)
+        ids, id_ok, _ = texts(col(recs, self._paths["id"]), bools=False)
         raw = col(recs, self._paths["label"])
-        labels, label_ok, some_missing = _texts(raw, bools=True)
-        missing = _is(raw, UNSET) if some_missing else np.zeros(n, dtype=np.bool_)
+        labels, label_ok, some_missing = texts(raw, bools=True)
+        missing = is_each(raw, UNSET) if some_missing else np.zeros(n, dtype=np.bool_)
         if spec.model is not None:
             models = np.full(n, spec.model, dtype=object)
         else:
-            models, _, _ = _texts(col(recs, self._paths["model"]), bools=True)
+            models, _, _ = texts(col(recs, self._paths["model"]), bools=True)
         ts = parse_timestamp_column(col(recs, self._paths["timestamp"]), now)
         invalid: Counter[str] = Counter()
         first: dict[str, int] = {}
-        keep = _apply_reasons(n, [
+        keep = apply_reasons(n, [
             (MISSING_ID, ~id_ok), (MISSING_LABEL, missing),
             (INVALID_CLASS, ~label_ok & ~missing), (INVALID_TIMESTAMP, np.isnan(ts)),
         ], invalid, first)
@@ -475,7 +442,7 @@ class BlockParser:
             batch = LabelBatch(id=ids, label=labels, timestamp=ts, model=models)
         else:
             batch = LabelBatch(id=ids[keep], label=labels[keep], timestamp=ts[keep], model=models[keep])
-        return ParseResult(batch=batch, invalid=invalid, records=n, newest_timestamp=_newest(batch.timestamp),
+        return ParseResult(batch=batch, invalid=invalid, records=n, newest_timestamp=newest(batch.timestamp),
                            first_bad=first)
 
 
@@ -498,110 +465,4 @@ def _line_bounds(data: bytes) -> tuple[IntArray, IntArray]:
     return starts, ends
 
 
-def _confidences(values: list[Any], typed: bool = False) -> tuple[FloatArray, BoolArray, BoolArray]:
-    """The confidence (NaN where absent), where it is given, and where it is invalid (``typed``:
-    the values are known to be floats or None)."""
-    if typed or set(map(type, values)) <= {float, _NoneType}:
-        conf = np.array(values, dtype=np.float64)  # None -> NaN (a NaN literal never decodes)
-        present = ~np.isnan(conf)
-        with np.errstate(invalid="ignore"):
-            bad = present & ~((conf >= 0.0) & (conf <= 1.0))
-        return conf, present, bad
-    present = ~_is(values, None)
-    checked = [None if v is None else _probability(v) for v in values]
-    conf = np.array(checked, dtype=np.float64)
-    return conf, present, present & np.isnan(conf)
-
-
-def _probability_column(values: list[Any], typed: bool = False) -> tuple[ObjArray, FloatArray, BoolArray]:
-    """The probability dicts (None where absent or empty), their max (NaN where none) and where
-    the record's probabilities are invalid (``typed``: dicts of str -> float, or None)."""
-    n = len(values)
-    present = ~_is(values, None)
-    out = _obj(values)
-    best = np.full(n, np.nan)
-    bad = np.zeros(n, dtype=np.bool_)
-    if not present.any():
-        return out, best, bad
-    dicts = list(compress(values, present.tolist()))
-    if (typed or set(map(type, dicts)) <= {dict}) and "" not in set(chain.from_iterable(dicts)):
-        lens = np.fromiter(map(len, dicts), dtype=np.int64, count=len(dicts))
-        v: FloatArray | None
-        if typed:  # the decoder made every value a float
-            v = np.fromiter(chain.from_iterable(map(dict.values, dicts)), dtype=np.float64, count=int(lens.sum()))
-        else:
-            try:  # one pass over the values, which also refuses any that is not a float (int, bool, text)
-                v = np.fromiter(map(float.__float__, chain.from_iterable(map(dict.values, dicts))),
-                                dtype=np.float64, count=int(lens.sum()))
-            except TypeError:
-                v = None
-        if v is not None:
-            rows = np.flatnonzero(present)
-            with np.errstate(invalid="ignore"):
-                bad_value = ~((v >= 0.0) & (v <= 1.0))
-            k = int(lens[0])
-            if k and (lens == k).all():  # the usual case: every record names the same number of classes
-                bad[rows] = bad_value.reshape(-1, k).any(axis=1)
-                best[rows] = v.reshape(-1, k).max(axis=1)
-                return out, best, bad
-            owner = np.repeat(np.arange(len(dicts)), lens)
-            row_bad = np.zeros(len(dicts), dtype=np.bool_)
-            row_bad[owner[bad_value]] = True
-            bad[rows] = row_bad
-            filled = lens > 0
-            offsets = np.cumsum(lens) - lens
-            row_best = np.full(len(dicts), np.nan)
-            if filled.any():
-                row_best[filled] = np.maximum.reduceat(v, offsets[filled])
-            best[rows] = row_best
-            out[rows[~filled]] = None  # an empty object is absent
-            return out, best, bad
-    for i in np.flatnonzero(present).tolist():  # odd types: the reference's rule, record by record
-        probs = _probabilities(values[i])
-        if probs is None:
-            bad[i] = True
-            out[i] = None
-        elif probs:
-            out[i] = probs
-            best[i] = max(probs.values())
-        else:
-            out[i] = None
-    return out, best, bad
-
-
-def _feature_column(values: list[Any], typed: bool) -> ObjArray | FloatArray:
-    """``feature_column`` of the values; ``typed``: they are floats or None, never NaN (the
-    decoder refuses NaN literals), so the type pass is not needed."""
-    if not typed:
-        return feature_column(values)
-    out: FloatArray = np.array(values, dtype=np.float64)  # None -> NaN
-    if not values or np.isnan(out).all():
-        return feature_column(values)  # nothing but None: kept as values
-    return out
-
-
-def _features(values: list[Any]) -> list[Any]:
-    """``_feature`` of every value (the decoder's floats, strings, booleans and None are already
-    that: its strings are valid UTF-8, since it refuses lone surrogates)."""
-    if set(map(type, values)) <= {float, str, bool, _NoneType}:
-        return values
-    return list(map(_feature, values))
-
-
-def _apply_reasons(n: int, checks: list[tuple[str, BoolArray]], invalid: Counter[str],
-                   first: dict[str, int]) -> BoolArray:
-    """Count each record under the first reason whose mask marks it bad; the good ones."""
-    ok = np.ones(n, dtype=np.bool_)
-    for reason, bad in checks:
-        hit = ok & bad
-        count = int(hit.sum())
-        if count:
-            invalid[reason] += count
-            first[reason] = int(np.argmax(hit))
-            ok &= ~hit
-    return ok
-
-
-def _newest(ts: FloatArray) -> float | None:
-    return float(ts.max()) if len(ts) else None
 

@@ -71,7 +71,7 @@ from exporter.foundation.reject_reasons import (
 )
 from exporter.ingest.batches import LabelBatch, ParseResult, PredictionBatch, feature_column
 from exporter.ingest.ids import object_array
-from exporter.ingest.timestamps import parse_timestamps
+from exporter.ingest.timestamps import newest, parse_timestamps
 
 if TYPE_CHECKING:
     from exporter.config import SourceConfig
@@ -344,7 +344,7 @@ def _predictions_per_record(lines: Sequence[bytes], spec: RecordSpec, now: float
                   for name, col in zip(names, feats, strict=True)},
     )
     return ParseResult(batch=batch, invalid=invalid, records=len(lines) + len(objects),
-                       newest_timestamp=_newest(batch.timestamp), first_bad=first)
+                       newest_timestamp=newest(batch.timestamp), first_bad=first)
 
 
 def parse_labels(lines: Sequence[bytes], spec: RecordSpec, now: float,
@@ -405,7 +405,7 @@ def _labels_per_record(lines: Sequence[bytes], spec: RecordSpec, now: float,
     batch = LabelBatch(id=object_array(ids)[keep], label=object_array(labels)[keep], timestamp=ts[keep],
                        model=object_array(models)[keep])
     return ParseResult(batch=batch, invalid=invalid, records=len(lines) + len(objects),
-                       newest_timestamp=_newest(batch.timestamp), first_bad=first)
+                       newest_timestamp=newest(batch.timestamp), first_bad=first)
 
 
 def _drop_invalid_timestamps(ts: FloatArray, invalid: Counter[str], first: dict[str, int],
@@ -417,6 +417,3 @@ def _drop_invalid_timestamps(ts: FloatArray, invalid: Counter[str], first: dict[
         first.setdefault(INVALID_TIMESTAMP, rows[int(np.argmin(keep))])
     return keep
 
-
-def _newest(ts: FloatArray) -> float | None:
-    return float(ts.max()) if len(ts) else None

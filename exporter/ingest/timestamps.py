@@ -233,3 +233,8 @@ def _parse_text_array(texts: pa.Array) -> FloatArray:
             if text and _NUMERIC_RE.fullmatch(text) is not None:
                 out[i] = _epoch_number(float(text))
     return out
+
+
+def newest(ts: FloatArray) -> float | None:
+    """The newest of a batch's timestamps, or None for an empty batch (a source's newest_timestamp)."""
+    return float(ts.max()) if len(ts) else None
