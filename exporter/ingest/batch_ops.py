@@ -15,10 +15,7 @@ import numpy as np
 import numpy.typing as npt
 import pandas as pd
 
-ObjArray = npt.NDArray[np.object_]
-BoolArray = npt.NDArray[np.bool_]
-IntArray = npt.NDArray[np.int64]
-FloatArray = npt.NDArray[np.float64]
+from exporter.foundation.arrays import BoolArray, FloatArray, IntArray, ObjArray
 
 
 def factorize(values: ObjArray) -> tuple[IntArray, ObjArray]:
