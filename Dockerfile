@@ -19,10 +19,16 @@ ENV PIP_NO_CACHE_DIR=1 \
     PYTHONDONTWRITEBYTECODE=1
 
 WORKDIR /src
+# A C compiler for the JSON line scanner (exporter/ingest/_linescan.c, built by setup.py); the
+# slim image has Python's headers but no gcc. Only this stage has it: the final image gets the
+# compiled module inside the virtualenv and no build tools.
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends gcc=4:12.* libc6-dev=2.36-* \
+    && rm -rf /var/lib/apt/lists/*
 # The venv gets no pip of its own: the base image's pip installs into it, so the final
 # image carries neither pip nor setuptools nor any build cache.
 RUN python -m venv --without-pip /opt/mlmon
-COPY pyproject.toml README.md ./
+COPY pyproject.toml setup.py README.md ./
 COPY exporter ./exporter
 RUN python -m pip --python /opt/mlmon/bin/python install --no-cache-dir .
 

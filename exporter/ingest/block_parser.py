@@ -69,6 +69,7 @@ from exporter.ingest.block_columns import (
     texts,
     typed_feature_column,
 )
+from exporter.ingest.line_scanner import LineScanner
 from exporter.ingest.records import (
     UNKNOWN_VERSION,
     RecordSpec,
@@ -92,6 +93,10 @@ line costs about two decodes of its piece and a few reference parses, not its bl
 TYPED_MISSES = 2
 """Runs the typed decoder may refuse (where the untyped one takes them) before a parser stops
 trying it: a source whose features are text, say."""
+NATIVE_RUN_MIN = 1024
+NATIVE_MISSES = 2
+"""Runs of at least NATIVE_RUN_MIN lines in which the compiled scanner may take fewer than half
+before a parser stops scanning (the lines it leaves are read again by msgspec)."""
 _LONG_LINE = 2000  # lines longer than this are checked for deep nesting and huge integers
 _MAX_BRACKETS = 400  # far below json's recursion limit (~1000 frames)
 _HUGE_INT = re.compile(rb"[0-9]{4000}")  # int() refuses more than 4300 digits
@@ -125,7 +130,7 @@ class BlockParser:
     """Parses one source's records; built once per source, since the decoder depends on its
     field mapping."""
 
-    def __init__(self, kind: Kind, spec: RecordSpec, *, small_run: int = SMALL_RUN) -> None:
+    def __init__(self, kind: Kind, spec: RecordSpec, *, small_run: int = SMALL_RUN, native: bool = True) -> None:
         self.kind = kind
         self.spec = spec
         self.small_run = small_run  # tests use 1, so every line the decoder can take is decoded
@@ -148,7 +153,11 @@ class BlockParser:
         # after TYPED_MISSES such runs this parser stays untyped
         self._typed = self._build_decoder(typed=True) if self._decoder is not None else None
         self._typed_misses = 0
-        self.fast_records = 0  # records the decoder took (the rest went to the reference): for tests, bench
+        # the compiled scanner goes first where it is built (``native=False``: tests of the msgspec path)
+        self._scanner = LineScanner.build(kind, spec, self._paths) if native and self._decoder is not None else None
+        self._native_misses = 0
+        self.fast_records = 0  # records a fast path took (the rest went to the reference): for tests, bench
+        self.native_records = 0  # of those, the ones the compiled scanner took
 
     # --- the decoder ------------------------------------------------------------------------
 
@@ -286,10 +295,39 @@ class BlockParser:
         for a, b in pairwise(bounds):
             if suspect[a]:
                 parts.append(self._reference_part(data, starts, ends, a, b, now, skip_blank))
-                continue
-            for lo in range(a, b, RUN):  # decoded objects are still in cache when their columns are built
-                self._decode_run(data, starts, ends, lo, min(lo + RUN, b), now, skip_blank, parts)
+            elif self._scanner is not None:
+                self._scan_run(data, starts, ends, a, b, now, skip_blank, parts)
+            else:
+                self._decode_runs(data, starts, ends, a, b, now, skip_blank, parts)
         return parts
+
+    def _decode_runs(self, data: bytes, starts: IntArray, ends: IntArray, a: int, b: int, now: float,
+                     skip_blank: bool, parts: list[_Part]) -> None:
+        for lo in range(a, b, RUN):  # decoded objects are still in cache when their columns are built
+            self._decode_run(data, starts, ends, lo, min(lo + RUN, b), now, skip_blank, parts)
+
+    def _scan_run(self, data: bytes, starts: IntArray, ends: IntArray, a: int, b: int, now: float,
+                  skip_blank: bool, parts: list[_Part]) -> None:
+        """The compiled scanner's pass over lines ``a:b``; the lines it leaves go to msgspec. A
+        source whose lines it mostly leaves (text features, say) stops being scanned after
+        ``NATIVE_MISSES`` such runs, so they are not read twice."""
+        assert self._scanner is not None
+        taken, scanned = self._scanner.scan(data, starts[a:b], ends[a:b], now)
+        count = scanned.n
+        if b - a >= NATIVE_RUN_MIN and 2 * count < b - a:
+            self._native_misses += 1
+            if self._native_misses >= NATIVE_MISSES:
+                self._scanner = None
+        self.fast_records += count
+        self.native_records += count
+        cuts = np.flatnonzero(taken[1:] != taken[:-1]) + 1
+        row = 0
+        for lo, hi in pairwise([0, *cuts.tolist(), b - a]):
+            if taken[lo]:
+                parts.append(_Part(scanned.part(row, row + hi - lo), np.arange(a + lo, a + hi, dtype=np.int64)))
+                row += hi - lo
+            else:
+                self._decode_runs(data, starts, ends, a + lo, a + hi, now, skip_blank, parts)
 
     def _suspects(self, data: bytes, starts: IntArray, ends: IntArray) -> BoolArray:
         """Lines the decoder must not see (see the module docstring)."""

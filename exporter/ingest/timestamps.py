@@ -29,6 +29,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 import pyarrow as pa
 import pyarrow.compute as pc
 
@@ -159,6 +160,18 @@ def parse_timestamp_column(values: list[Any], now: float) -> FloatArray:
     if types <= {str}:
         return _parse_texts(values)
     return parse_timestamps(values, now)
+
+
+def parse_timestamp_parts(numbers: FloatArray, kinds: npt.NDArray[np.uint8], texts: list[str],
+                          now: float) -> FloatArray:
+    """``parse_timestamps`` of a column given as its parts, as the line scanner reads them:
+    ``kinds`` 0 (absent or null: ``now``), 1 (the number in ``numbers``, finite), 2 (text: the
+    next of ``texts``, in order)."""
+    out = _epoch_numbers(numbers)
+    out[kinds == 0] = now
+    if texts:
+        out[kinds == 2] = _parse_texts(texts)
+    return out
 
 
 def _parse_arrow(values: pa.Array, now: float) -> FloatArray:

@@ -27,6 +27,7 @@ from exporter.core.pipeline import Pipeline
 from exporter.foundation.clock import Clock
 from exporter.http.server import ExporterHTTPServer, RenderedSnapshot, Response, parse_listen_address, receiver_listener
 from exporter.http.status_page import StatusPage, StatusTracker
+from exporter.ingest import line_scanner
 from exporter.report import catalogue
 from exporter.report.model import EMPTY_REPORT, CheckpointStats, ExporterStats, Report
 from exporter.runtime.checkpoint import Checkpointer
@@ -131,7 +132,9 @@ class Exporter:
         t.start()
         self._threads.append(t)
         host = str(self.server.server_address[0])
-        log.info("listening", extra={"address": f"{host}:{self.port}"})
+        # which JSON reader ingest uses: the compiled scanner is optional at install (setup.py)
+        ingest = "compiled line scanner" if line_scanner.AVAILABLE else "msgspec (line scanner not built)"
+        log.info("listening", extra={"address": f"{host}:{self.port}", "json_reader": ingest})
 
     # -- the loop -------------------------------------------------------------------------------------
     def cycle(self) -> None:

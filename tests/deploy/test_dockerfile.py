@@ -220,8 +220,9 @@ def test_dockerignore_sends_only_the_package() -> None:
     assert any(p.startswith("exporter/") and p.endswith(".py") for p in kept)
     for p in kept:
         top = p.split("/")[0]
-        assert top in {"pyproject.toml", "README.md", "LICENSE", "exporter"}, p
+        assert top in {"pyproject.toml", "setup.py", "README.md", "LICENSE", "exporter"}, p
         assert "__pycache__" not in p and not p.endswith(".pyc"), p
+        assert not p.endswith(".so"), f"{p}: a module built here for this machine; the image compiles its own"
 
 
 def test_every_copy_source_is_in_the_context(dockerfile: str) -> None:
@@ -334,3 +335,16 @@ def test_entrypoint_serves_and_stops_on_sigterm(image_venv: Path, tmp_path: Path
             p.kill()
             p.wait()
         out.close()
+
+
+def test_the_installed_package_has_its_compiled_line_scanner(image_venv: Path) -> None:
+    """``pip install .`` of the build context compiles exporter/ingest/_linescan.c (setup.py), as
+    the build stage does with the gcc it installs; the module lands inside the venv."""
+    if shutil.which("gcc") is None:
+        missing("gcc (the build stage's compiler)")
+    r = subprocess.run([str(image_venv / "bin" / "python"), "-c",
+                        "from exporter.ingest import line_scanner as s; print(s.AVAILABLE, s._linescan.__file__)"],
+                       capture_output=True, text=True, timeout=60, cwd="/")
+    assert r.returncode == 0, r.stderr
+    available, path = r.stdout.split()
+    assert available == "True" and path.startswith(str(image_venv)), r.stdout

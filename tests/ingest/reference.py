@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 from hypothesis import strategies as st
 
+from exporter.ingest import line_scanner
 from exporter.ingest.block_parser import Block, BlockParser
 from exporter.ingest.records import (
     RecordSpec,
@@ -68,14 +69,23 @@ def assert_same_result(a: Any, b: Any) -> None:
                                [(type(e), e) for e in sorted(d2.items())]
 
 
+FAST_PATHS = (True, False) if line_scanner.AVAILABLE else (False,)
+"""The block parser with the compiled line scanner first (where it is built) and without it."""
+
+
 def both_paths(lines: list[bytes], spec: RecordSpec, kind: str) -> float:
-    """Parse with the block parser (as lines, and as file blocks) and the per-record reference;
-    compare the results and, for the blocks, where each reason's first refusal is located.
-    Returns the share of records the msgspec decoder took."""
+    """Parse with the block parser (as lines, and as file blocks; with the compiled line scanner
+    and with msgspec alone) and the per-record reference; compare the results and, for the
+    blocks, where each reason's first refusal is located. Returns the smallest share of records a
+    fast path took."""
+    return min(_both_paths(lines, spec, kind, native) for native in FAST_PATHS)
+
+
+def _both_paths(lines: list[bytes], spec: RecordSpec, kind: str, native: bool) -> float:
     name = "predictions" if kind == "p" else "labels"
     reference = _predictions_per_record if kind == "p" else _labels_per_record
     slow = reference(lines, spec, NOW, ())
-    parser = BlockParser(name, spec, small_run=1)
+    parser = BlockParser(name, spec, small_run=1, native=native)
     assert_same_result(parser.parse_lines(lines, NOW), slow)
     assert_same_result((parse_predictions if kind == "p" else parse_labels)(lines, spec, NOW), slow)
     # as the file source hands them over: two blocks split at a line, the second without a final

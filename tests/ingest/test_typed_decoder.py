@@ -1,5 +1,8 @@
 """The block parser's typed decoder (numbers checked by msgspec) gives the reference's result.
 
+The parsers here run without the compiled line scanner (``native=False``), which would otherwise
+take these lines before msgspec sees them (tests/ingest/test_line_scanner.py covers it).
+
 Seeded: the same blocks every run. ``tests/ingest/test_records.py`` fuzzes the whole block parser
 against the per-record reference; these cases make sure the typed decoder really runs, and that
 a type it refuses sends the run to the untyped decoder with the same result.
@@ -51,7 +54,7 @@ def _blocks(lines: list[bytes]) -> list[Block]:
 def test_typed_decoder_takes_a_clean_block() -> None:
     rng = np.random.default_rng(7)
     lines = [_line(_record(i, rng, 0.0)) for i in range(5000)]
-    parser = BlockParser("predictions", SPEC)
+    parser = BlockParser("predictions", SPEC, native=False)
     got, _ = parser.parse(_blocks(lines), NOW)
     assert parser._typed_misses == 0 and parser.fast_records == len(lines)
     assert_same_result(got, _predictions_per_record(lines, SPEC, NOW, ()))
@@ -63,7 +66,7 @@ def test_typed_decoder_takes_a_clean_block() -> None:
 def test_typed_and_untyped_runs_match_the_reference(seed: int, odd: float) -> None:
     rng = np.random.default_rng(1000 + seed)
     lines = [_line(_record(i, rng, odd)) for i in range(int(rng.integers(1, 9000)))]
-    parser = BlockParser("predictions", SPEC, small_run=1)
+    parser = BlockParser("predictions", SPEC, small_run=1, native=False)
     got, _ = parser.parse(_blocks(lines), NOW)
     assert_same_result(got, _predictions_per_record(lines, SPEC, NOW, ()))
     assert parser._typed_misses <= TYPED_MISSES
@@ -71,7 +74,7 @@ def test_typed_and_untyped_runs_match_the_reference(seed: int, odd: float) -> No
 
 def test_a_text_feature_turns_the_parser_untyped_for_good() -> None:
     lines = [_line({"id": f"r{i}", "prediction": 1, "features": {"a": 1.5, "b": "DE"}}) for i in range(10_000)]
-    parser = BlockParser("predictions", SPEC)
+    parser = BlockParser("predictions", SPEC, native=False)
     for _ in range(2):
         got, _ = parser.parse(_blocks(lines), NOW)
         assert_same_result(got, _predictions_per_record(lines, SPEC, NOW, ()))

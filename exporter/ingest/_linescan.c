@@ -1,0 +1,871 @@
+/*
+ * _linescan: JSON lines -> the columns a source's field mapping reads, in one C pass per line.
+ *
+ * Why it exists: decoding with msgspec builds a Python object per record and per field, and
+ * pulling the columns out of them costs as much again; together they were half of ingest. This
+ * scanner reads each line once, validates all of it as JSON, and keeps only the values of the
+ * mapped paths, written straight into columns (C doubles for numbers, Python strings only for
+ * the text the batch holds).
+ *
+ * It never refuses a record. A line it takes is a complete, valid JSON object whose mapped values
+ * all have their usual, valid form (below); for any other line it says "not mine" (a 0 in the
+ * returned mask) and the caller hands the line to the msgspec path or the per-record reference,
+ * which count what is wrong with it. So the rules here only decide which lines are plainly
+ * valid, and every line it takes must give exactly what the reference (exporter.ingest.records)
+ * gives; tests/ingest fuzz the two against each other.
+ *
+ * Taken (per slot kind; "absent" = the key or a parent object is missing):
+ *   ID       a non-empty string without escapes, or an integer literal of at most 18 digits
+ *            (not -0): its text.
+ *   TEXT     as ID, plus true/false -> "1"/"0"  (prediction, label, model of predictions).
+ *   VERSION  as TEXT, plus absent/null -> the "unknown" text.
+ *   OPTTEXT  as TEXT, plus absent/null -> None  (a label's model).
+ *   CONF     a number in [0, 1], or absent/null (NaN).
+ *   PROBS    an object of up to 64 distinct, non-empty, escape-free keys -> numbers in [0, 1]
+ *            (a dict of str -> float, and its max), an empty object or absent/null (None, NaN).
+ *   TS       a number (a double), a string without escapes (kept as text for the caller's
+ *            timestamp parser), or absent/null.
+ *   FEATURE  a number (a double), or absent/null/array/object (NaN = None, as the reference's
+ *            _feature makes nested values).
+ * Anything else in a mapped place (escapes, -0 or a float as text, booleans as numbers, NaN or
+ * Infinity literals, numbers beyond double range, a repeated mapped key, a key with escapes on a
+ * mapped level, nesting deeper than 64) leaves the line to the other paths.
+ *
+ * Numbers: a JSON integer literal is an int to the reference and becomes float(int) (so -0 is
+ * +0.0); other literals are float(text). Both are correctly rounded: up to 15 significant digits
+ * and a power of ten up to 22, by one exact IEEE operation (Clinger's fast path), else by
+ * CPython's own PyOS_string_to_double. The GIL is held throughout (that function needs it).
+ */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#include <math.h>
+#include <stdint.h>
+#include <string.h>
+
+enum { K_ID = 0, K_TEXT, K_VERSION, K_OPTTEXT, K_CONF, K_PROBS, K_TS, K_FEATURE, K_COUNT };
+enum { T_ABSENT = 0, T_STR, T_NUM, T_TRUE, T_FALSE, T_NULL, T_OBJ, T_ARR };
+
+#define MAX_DEPTH 64
+#define MAX_PROBS 64
+#define MAX_NODES 256
+#define CACHE_SIZE 512 /* interned texts (classes, models, versions, probability keys); a power of 2 */
+
+typedef struct {
+    const char *key; /* into the scanner's key bytes */
+    Py_ssize_t keylen;
+    int slot;        /* leaf: index of its slot; inner node: -1 */
+    int first_child; /* -1: none */
+    int next_sibling;
+    int next_same_hash; /* the next child of the same parent in the same KEY_HASH bucket */
+} Node;
+
+#define HASH_BUCKETS 32
+/* Where a key is looked up among a node's children: length, first and last byte. */
+static inline unsigned key_hash(const char *k, Py_ssize_t len) {
+    if (len == 0) return 0;
+    return ((unsigned)len * 7u + (unsigned char)k[0] * 3u + (unsigned char)k[len - 1]) & (HASH_BUCKETS - 1);
+}
+
+/* A number literal's parts, read while it is scanned: value = (-1)^neg * mant * 10^e when
+ * digits <= 15 (mant then exact). */
+typedef struct {
+    uint64_t mant;
+    long e;
+    int digits; /* significant digits (leading zeros not counted) */
+    int neg;
+    int is_int; /* an integer literal (no fraction, no exponent) */
+} Num;
+
+typedef struct {
+    const char *s; /* span in the line (for strings: inside the quotes) */
+    Py_ssize_t len;
+    int type;
+    Num num; /* T_NUM */
+} Token;
+
+typedef struct {
+    const char *key;
+    Py_ssize_t keylen;
+    double value;
+} Prob;
+
+typedef struct {
+    PyObject_HEAD
+    int n_nodes;
+    int n_slots;
+    Node nodes[MAX_NODES];
+    int16_t buckets[MAX_NODES][HASH_BUCKETS]; /* per node: its first child in each bucket, -1 none */
+    int slot_kind[MAX_NODES];
+    PyObject *keys;    /* bytes objects the nodes' keys point into */
+    PyObject *unknown; /* the VERSION text for absent/null */
+    PyObject *cache_obj[CACHE_SIZE];
+    uint64_t cache_hash[CACHE_SIZE];
+    /* per line */
+    uint32_t line_gen;
+    uint32_t seen[MAX_NODES]; /* line_gen of the line that set this node: a repeated key */
+    Token tok[MAX_NODES];     /* per slot */
+    Prob probs[MAX_PROBS];
+    int n_probs;
+} Scanner;
+
+/* ---- JSON scanning ------------------------------------------------------------------------- */
+
+typedef struct {
+    Scanner *sc;
+    const char *end;
+    int bail;
+} Ctx;
+
+static inline const char *ws(const char *p, const char *end) {
+    while (p < end && (*p == ' ' || *p == '\t' || *p == '\r' || *p == '\n')) p++;
+    return p;
+}
+
+static inline int hexdig(char c) {
+    return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F');
+}
+
+/* Bytes a string scan must stop at: the quote, a backslash, control characters. */
+static unsigned char STOP[256];
+
+/* p at the opening quote; returns past the closing quote, NULL if invalid. *esc: had a backslash. */
+static const char *scan_string(const char *p, const char *end, int *esc) {
+    p++;
+    *esc = 0;
+    while (p < end) {
+        while (p + 4 <= end && !(STOP[(unsigned char)p[0]] | STOP[(unsigned char)p[1]] |
+                                 STOP[(unsigned char)p[2]] | STOP[(unsigned char)p[3]]))
+            p += 4;
+        while (p < end && !STOP[(unsigned char)*p]) p++;
+        if (p >= end) return NULL;
+        unsigned char c = (unsigned char)*p;
+        if (c == '"') return p + 1;
+        if (c < 0x20) return NULL; /* json.loads(strict=True) refuses control characters */
+        if (c == '\\') {
+            *esc = 1;
+            if (p + 1 >= end) return NULL;
+            char e = p[1];
+            if (e == 'u') {
+                if (p + 6 > end || !hexdig(p[2]) || !hexdig(p[3]) || !hexdig(p[4]) || !hexdig(p[5])) return NULL;
+                p += 6;
+                continue;
+            }
+            if (e != '"' && e != '\\' && e != '/' && e != 'b' && e != 'f' && e != 'n' && e != 'r' && e != 't')
+                return NULL;
+            p += 2;
+            continue;
+        }
+        p++;
+    }
+    return NULL;
+}
+
+#define IS_DIGIT(c) ((unsigned)((c) - '0') < 10u)
+
+/* JSON's number grammar, -?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)?, and the literal's parts. */
+static const char *scan_number(const char *p, const char *end, Num *n) {
+    const char *q = p;
+    uint64_t mant = 0;
+    int digits = 0;
+    long frac = 0, exp10 = 0;
+    n->neg = 0;
+    n->is_int = 1;
+    if (q < end && *q == '-') {
+        n->neg = 1;
+        q++;
+    }
+    if (q >= end) return NULL;
+    if (*q == '0') {
+        q++;
+    } else if (*q >= '1' && *q <= '9') {
+        for (; q < end && IS_DIGIT(*q); q++) {
+            if (digits < 19) mant = mant * 10 + (uint64_t)(*q - '0');
+            digits++;
+        }
+    } else {
+        return NULL;
+    }
+    if (q < end && *q == '.') {
+        q++;
+        if (q >= end || !IS_DIGIT(*q)) return NULL;
+        for (; q < end && IS_DIGIT(*q); q++) {
+            frac++;
+            if (mant == 0 && *q == '0') continue; /* leading zeros are no significant digits */
+            if (digits < 19) mant = mant * 10 + (uint64_t)(*q - '0');
+            digits++;
+        }
+        n->is_int = 0;
+    }
+    if (q < end && (*q == 'e' || *q == 'E')) {
+        int eneg = 0;
+        q++;
+        if (q < end && (*q == '+' || *q == '-')) eneg = *q++ == '-';
+        if (q >= end || !IS_DIGIT(*q)) return NULL;
+        for (; q < end && IS_DIGIT(*q); q++) {
+            if (exp10 < 100000) exp10 = exp10 * 10 + (*q - '0');
+        }
+        if (eneg) exp10 = -exp10;
+        n->is_int = 0;
+    }
+    n->mant = mant;
+    n->digits = digits;
+    n->e = exp10 - frac;
+    return q;
+}
+
+static const char *scan_value(Ctx *cx, const char *p, int node, int depth);
+
+/* p at '{'. node: the trie node this object stands at (-1: unmapped). */
+static const char *scan_object(Ctx *cx, const char *p, int node, int depth) {
+    Scanner *sc = cx->sc;
+    const char *end = cx->end;
+    int first_child = node >= 0 ? sc->nodes[node].first_child : -1;
+    if (depth > MAX_DEPTH) {
+        cx->bail = 1;
+        return NULL;
+    }
+    p = ws(p + 1, end);
+    if (p < end && *p == '}') return p + 1;
+    for (;;) {
+        if (p >= end || *p != '"') return NULL;
+        int esc;
+        const char *ks = p + 1;
+        const char *q = scan_string(p, end, &esc);
+        if (q == NULL) return NULL;
+        Py_ssize_t klen = (q - 1) - ks;
+        int child = -1;
+        if (first_child >= 0) {
+            if (esc) { /* an escaped key might spell a mapped one */
+                cx->bail = 1;
+                return NULL;
+            }
+            for (int c = sc->buckets[node][key_hash(ks, klen)]; c >= 0; c = sc->nodes[c].next_same_hash) {
+                const Node *nd = &sc->nodes[c];
+                if (nd->keylen == klen &&
+                    (klen == 0 || (nd->key[klen - 1] == ks[klen - 1] && nd->key[0] == ks[0] &&
+                                   (klen <= 2 || memcmp(nd->key + 1, ks + 1, (size_t)klen - 2) == 0)))) {
+                    child = c;
+                    break;
+                }
+            }
+            if (child >= 0) {
+                if (sc->seen[child] == sc->line_gen) { /* a repeated mapped key: json keeps the last */
+                    cx->bail = 1;
+                    return NULL;
+                }
+                sc->seen[child] = sc->line_gen;
+            }
+        }
+        p = ws(q, end);
+        if (p >= end || *p != ':') return NULL;
+        p = ws(p + 1, end);
+        p = scan_value(cx, p, child, depth + 1);
+        if (p == NULL) return NULL;
+        p = ws(p, end);
+        if (p >= end) return NULL;
+        if (*p == ',') {
+            p = ws(p + 1, end);
+            continue;
+        }
+        if (*p == '}') return p + 1;
+        return NULL;
+    }
+}
+
+static const char *scan_array(Ctx *cx, const char *p, int depth) {
+    const char *end = cx->end;
+    if (depth > MAX_DEPTH) {
+        cx->bail = 1;
+        return NULL;
+    }
+    p = ws(p + 1, end);
+    if (p < end && *p == ']') return p + 1;
+    for (;;) {
+        p = scan_value(cx, p, -1, depth + 1);
+        if (p == NULL) return NULL;
+        p = ws(p, end);
+        if (p >= end) return NULL;
+        if (*p == ',') {
+            p = ws(p + 1, end);
+            continue;
+        }
+        if (*p == ']') return p + 1;
+        return NULL;
+    }
+}
+
+static double to_double(const char *s, Py_ssize_t len, const Num *n, int *ok);
+
+/* A probabilities object: keys and values kept for the line's commit. p at '{'. */
+static const char *scan_probs(Ctx *cx, const char *p) {
+    Scanner *sc = cx->sc;
+    const char *end = cx->end;
+    sc->n_probs = 0;
+    p = ws(p + 1, end);
+    if (p < end && *p == '}') return p + 1;
+    for (;;) {
+        if (p >= end || *p != '"') return NULL;
+        int esc;
+        const char *ks = p + 1;
+        const char *q = scan_string(p, end, &esc);
+        if (q == NULL) return NULL;
+        Py_ssize_t klen = (q - 1) - ks;
+        if (esc || klen == 0 || sc->n_probs >= MAX_PROBS) {
+            cx->bail = 1;
+            return NULL;
+        }
+        for (int i = 0; i < sc->n_probs; i++) {
+            if (sc->probs[i].keylen == klen && memcmp(sc->probs[i].key, ks, (size_t)klen) == 0) {
+                cx->bail = 1; /* a repeated class */
+                return NULL;
+            }
+        }
+        p = ws(q, end);
+        if (p >= end || *p != ':') return NULL;
+        p = ws(p + 1, end);
+        Num num;
+        const char *v = p;
+        if (p >= end || !(*p == '-' || IS_DIGIT(*p))) {
+            cx->bail = 1; /* not a number: the reference refuses it; leave that to it */
+            return NULL;
+        }
+        p = scan_number(p, end, &num);
+        if (p == NULL) return NULL;
+        int ok;
+        double x = to_double(v, p - v, &num, &ok);
+        if (!ok || !(x >= 0.0 && x <= 1.0)) {
+            cx->bail = 1;
+            return NULL;
+        }
+        Prob *pr = &sc->probs[sc->n_probs++];
+        pr->key = ks;
+        pr->keylen = klen;
+        pr->value = x;
+        p = ws(p, end);
+        if (p >= end) return NULL;
+        if (*p == ',') {
+            p = ws(p + 1, end);
+            continue;
+        }
+        if (*p == '}') return p + 1;
+        return NULL;
+    }
+}
+
+static const char *scan_value(Ctx *cx, const char *p, int node, int depth) {
+    Scanner *sc = cx->sc;
+    const char *end = cx->end;
+    if (p >= end) return NULL;
+    int slot = node >= 0 ? sc->nodes[node].slot : -1;
+    Token *t = slot >= 0 ? &sc->tok[slot] : NULL;
+    const char *start = p;
+    const char *q;
+    int type;
+    Num num = {0, 0, 0, 0, 0};
+    switch (*p) {
+    case '{':
+        if (node >= 0 && slot < 0) return scan_object(cx, p, node, depth);
+        if (slot >= 0 && sc->slot_kind[slot] == K_PROBS) {
+            q = scan_probs(cx, p);
+        } else {
+            q = scan_object(cx, p, -1, depth);
+        }
+        type = T_OBJ;
+        break;
+    case '[':
+        q = scan_array(cx, p, depth);
+        type = T_ARR;
+        break;
+    case '"': {
+        int esc;
+        q = scan_string(p, end, &esc);
+        if (q == NULL || t == NULL) return q;
+        if (esc) { /* mapped text with escapes: the decoders unescape it */
+            cx->bail = 1;
+            return NULL;
+        }
+        t->s = p + 1;
+        t->len = (q - 1) - (p + 1);
+        t->type = T_STR;
+        return q;
+    }
+    case 't':
+        q = (end - p >= 4 && memcmp(p, "true", 4) == 0) ? p + 4 : NULL;
+        type = T_TRUE;
+        break;
+    case 'f':
+        q = (end - p >= 5 && memcmp(p, "false", 5) == 0) ? p + 5 : NULL;
+        type = T_FALSE;
+        break;
+    case 'n':
+        q = (end - p >= 4 && memcmp(p, "null", 4) == 0) ? p + 4 : NULL;
+        type = T_NULL;
+        break;
+    default:
+        if (*p == '-' || (*p >= '0' && *p <= '9')) {
+            q = scan_number(p, end, &num);
+            type = T_NUM;
+        } else {
+            /* NaN, Infinity, -Infinity: json.loads takes them; leave those lines to it */
+            cx->bail = 1;
+            return NULL;
+        }
+    }
+    if (q == NULL) return NULL;
+    if (t != NULL) {
+        t->s = start;
+        t->len = q - start;
+        t->type = type;
+        t->num = num;
+    }
+    return q;
+}
+
+/* ---- numbers --------------------------------------------------------------------------------- */
+
+static const double POW10[23] = {1e0,  1e1,  1e2,  1e3,  1e4,  1e5,  1e6,  1e7,  1e8,  1e9,  1e10, 1e11,
+                                 1e12, 1e13, 1e14, 1e15, 1e16, 1e17, 1e18, 1e19, 1e20, 1e21, 1e22};
+
+/* float() of a JSON number literal (its span and parts), correctly rounded; *ok = 0 if it is
+ * beyond double range (the reference then has inf, or an OverflowError for an integer: never a
+ * usable value). */
+static double to_double(const char *s, Py_ssize_t len, const Num *n, int *ok) {
+    *ok = 1;
+    if (n->mant == 0) { /* int(-0) is 0; float("-0.0") is -0.0 */
+        return (n->neg && !n->is_int) ? -0.0 : 0.0;
+    }
+    if (n->digits <= 15 && n->e >= -22 && n->e <= 22) {
+        double x = (double)n->mant; /* exact: mant < 10^15 < 2^53 */
+        x = n->e >= 0 ? x * POW10[n->e] : x / POW10[-n->e];
+        if (isinf(x)) *ok = 0;
+        return n->neg ? -x : x;
+    }
+    char stack[64];
+    char *buf = len < (Py_ssize_t)sizeof(stack) ? stack : PyMem_Malloc((size_t)len + 1);
+    if (buf == NULL) {
+        PyErr_Clear();
+        *ok = 0;
+        return 0.0;
+    }
+    memcpy(buf, s, (size_t)len);
+    buf[len] = '\0';
+    double x = PyOS_string_to_double(buf, NULL, NULL); /* overflow -> +-inf, no exception */
+    if (buf != stack) PyMem_Free(buf);
+    if (x == -1.0 && PyErr_Occurred()) {
+        PyErr_Clear();
+        *ok = 0;
+        return 0.0;
+    }
+    if (!isfinite(x)) *ok = 0;
+    return x;
+}
+
+/* ---- Python objects -------------------------------------------------------------------------- */
+
+static PyObject *new_text(const char *s, Py_ssize_t len) {
+    for (Py_ssize_t i = 0; i < len; i++) {
+        if ((unsigned char)s[i] >= 0x80) return PyUnicode_DecodeUTF8(s, len, "strict");
+    }
+    PyObject *u = PyUnicode_New(len, 127);
+    if (u != NULL) memcpy(PyUnicode_1BYTE_DATA(u), s, (size_t)len);
+    return u;
+}
+
+static uint64_t fnv1a(const char *s, Py_ssize_t len) {
+    uint64_t h = 1469598103934665603ULL;
+    for (Py_ssize_t i = 0; i < len; i++) h = (h ^ (unsigned char)s[i]) * 1099511628211ULL;
+    return h | 1; /* never 0: 0 marks an empty cache entry */
+}
+
+/* A text from the cache (a new reference): classes, models and versions repeat on every line. */
+static PyObject *cached_text(Scanner *sc, const char *s, Py_ssize_t len) {
+    uint64_t h = fnv1a(s, len);
+    size_t at = (size_t)(h & (CACHE_SIZE - 1));
+    for (int probe = 0; probe < 8; probe++, at = (at + 1) & (CACHE_SIZE - 1)) {
+        PyObject *o = sc->cache_obj[at];
+        if (o == NULL) {
+            o = new_text(s, len);
+            if (o == NULL) return NULL;
+            Py_INCREF(o);
+            sc->cache_obj[at] = o;
+            sc->cache_hash[at] = h;
+            return o;
+        }
+        if (sc->cache_hash[at] == h) {
+            Py_ssize_t ulen;
+            const char *u = PyUnicode_AsUTF8AndSize(o, &ulen);
+            if (u != NULL && ulen == len && memcmp(u, s, (size_t)len) == 0) {
+                Py_INCREF(o);
+                return o;
+            }
+            PyErr_Clear();
+        }
+    }
+    return new_text(s, len); /* a full neighbourhood: uncached */
+}
+
+/* ---- the per-line rules ---------------------------------------------------------------------- */
+
+/* The text of a TEXT-like token, or 0 if the line is not this scanner's. */
+static int text_ok(const Token *t, int bools) {
+    if (t->type == T_STR) return t->len > 0;
+    if (t->type == T_NUM) {
+        if (!t->num.is_int) return 0;
+        Py_ssize_t digits = t->len - (t->s[0] == '-');
+        if (digits > 18) return 0;
+        if (t->len == 2 && t->s[0] == '-' && t->s[1] == '0') return 0; /* str(int("-0")) is "0" */
+        return 1;
+    }
+    if (bools && (t->type == T_TRUE || t->type == T_FALSE)) return 1;
+    return 0;
+}
+
+static PyObject *text_of(Scanner *sc, const Token *t, int cached) {
+    if (t->type == T_TRUE) return cached_text(sc, "1", 1);
+    if (t->type == T_FALSE) return cached_text(sc, "0", 1);
+    return cached ? cached_text(sc, t->s, t->len) : new_text(t->s, t->len);
+}
+
+/* Checks every slot of a scanned line; fills the doubles of numeric slots. */
+static int line_ok(Scanner *sc, double *num) {
+    for (int k = 0; k < sc->n_slots; k++) {
+        Token *t = &sc->tok[k];
+        int ok = 1;
+        num[k] = NAN;
+        switch (sc->slot_kind[k]) {
+        case K_ID:
+            if (!text_ok(t, 0)) return 0;
+            break;
+        case K_TEXT:
+            if (!text_ok(t, 1)) return 0;
+            break;
+        case K_VERSION:
+        case K_OPTTEXT:
+            if (t->type != T_ABSENT && t->type != T_NULL && !text_ok(t, 1)) return 0;
+            break;
+        case K_CONF:
+            if (t->type == T_NUM) {
+                num[k] = to_double(t->s, t->len, &t->num, &ok);
+                if (!ok || !(num[k] >= 0.0 && num[k] <= 1.0)) return 0;
+            } else if (t->type != T_ABSENT && t->type != T_NULL) {
+                return 0;
+            }
+            break;
+        case K_PROBS:
+            if (t->type != T_ABSENT && t->type != T_NULL && t->type != T_OBJ) return 0;
+            break;
+        case K_TS:
+            if (t->type == T_NUM) {
+                num[k] = to_double(t->s, t->len, &t->num, &ok);
+                if (!ok) return 0;
+            } else if (t->type != T_ABSENT && t->type != T_NULL && t->type != T_STR) {
+                return 0;
+            }
+            break;
+        case K_FEATURE:
+            if (t->type == T_NUM) {
+                num[k] = to_double(t->s, t->len, &t->num, &ok);
+                if (!ok) return 0;
+            } else if (t->type == T_STR || t->type == T_TRUE || t->type == T_FALSE) {
+                return 0; /* text and booleans stay Python values: the other paths build them */
+            }
+            break;
+        }
+    }
+    return 1;
+}
+
+/* ---- the type -------------------------------------------------------------------------------- */
+
+static int Scanner_init(Scanner *sc, PyObject *args, PyObject *kw) {
+    PyObject *paths, *kinds, *unknown;
+    static char *kwlist[] = {"paths", "kinds", "unknown", NULL};
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "OOU", kwlist, &paths, &kinds, &unknown)) return -1;
+    if (!PyList_Check(paths) || !PyList_Check(kinds) || PyList_GET_SIZE(paths) != PyList_GET_SIZE(kinds)) {
+        PyErr_SetString(PyExc_TypeError, "paths and kinds: lists of the same length");
+        return -1;
+    }
+    Py_ssize_t n_slots = PyList_GET_SIZE(paths);
+    if (n_slots > MAX_NODES / 2) {
+        PyErr_SetString(PyExc_ValueError, "too many mapped fields");
+        return -1;
+    }
+    PyObject *keys = PyList_New(0);
+    if (keys == NULL) return -1;
+    Py_XSETREF(sc->keys, keys);
+    Py_INCREF(unknown);
+    Py_XSETREF(sc->unknown, unknown);
+    /* node 0: the record itself */
+    sc->n_nodes = 1;
+    sc->nodes[0] = (Node){NULL, 0, -1, -1, -1, -1};
+    memset(sc->buckets, 0xff, sizeof(sc->buckets)); /* every bucket -1 */
+    sc->n_slots = (int)n_slots;
+    for (Py_ssize_t k = 0; k < n_slots; k++) {
+        PyObject *path = PyList_GET_ITEM(paths, k);
+        long kind = PyLong_AsLong(PyList_GET_ITEM(kinds, k));
+        if (kind == -1 && PyErr_Occurred()) return -1;
+        if (!PyTuple_Check(path) || PyTuple_GET_SIZE(path) == 0 || kind < 0 || kind >= K_COUNT) {
+            PyErr_SetString(PyExc_ValueError, "a path is a non-empty tuple of bytes keys; kinds are K_*");
+            return -1;
+        }
+        sc->slot_kind[k] = (int)kind;
+        int node = 0;
+        Py_ssize_t depth = PyTuple_GET_SIZE(path);
+        for (Py_ssize_t d = 0; d < depth; d++) {
+            PyObject *key = PyTuple_GET_ITEM(path, d);
+            if (!PyBytes_Check(key)) {
+                PyErr_SetString(PyExc_TypeError, "path keys are bytes");
+                return -1;
+            }
+            if (PyList_Append(keys, key) < 0) return -1;
+            const char *ks = PyBytes_AS_STRING(key);
+            Py_ssize_t kl = PyBytes_GET_SIZE(key);
+            int child = -1;
+            for (int c = sc->nodes[node].first_child; c >= 0; c = sc->nodes[c].next_sibling) {
+                if (sc->nodes[c].keylen == kl && memcmp(sc->nodes[c].key, ks, (size_t)kl) == 0) {
+                    child = c;
+                    break;
+                }
+            }
+            int leaf = d == depth - 1;
+            if (child >= 0) {
+                /* a path through a leaf, or a leaf twice: only the reference handles such mappings */
+                if (leaf || sc->nodes[child].slot >= 0) {
+                    PyErr_SetString(PyExc_ValueError, "clashing paths");
+                    return -1;
+                }
+            } else {
+                if (sc->n_nodes >= MAX_NODES) {
+                    PyErr_SetString(PyExc_ValueError, "too many path keys");
+                    return -1;
+                }
+                child = sc->n_nodes++;
+                unsigned h = key_hash(ks, kl);
+                sc->nodes[child] = (Node){ks, kl, -1, -1, sc->nodes[node].first_child, sc->buckets[node][h]};
+                sc->nodes[node].first_child = child;
+                sc->buckets[node][h] = (int16_t)child;
+            }
+            if (leaf) {
+                if (sc->nodes[child].first_child >= 0) {
+                    PyErr_SetString(PyExc_ValueError, "clashing paths");
+                    return -1;
+                }
+                sc->nodes[child].slot = (int)k;
+            }
+            node = child;
+        }
+    }
+    return 0;
+}
+
+static void Scanner_dealloc(Scanner *sc) {
+    for (int i = 0; i < CACHE_SIZE; i++) Py_CLEAR(sc->cache_obj[i]);
+    Py_CLEAR(sc->keys);
+    Py_CLEAR(sc->unknown);
+    Py_TYPE(sc)->tp_free((PyObject *)sc);
+}
+
+typedef struct {
+    PyObject *list;   /* TEXT-like, PROBS, TS texts */
+    PyObject *values; /* bytearray of doubles: CONF, FEATURE, TS numbers, PROBS max */
+    PyObject *kinds;  /* TS: bytearray, 0 absent, 1 number, 2 text */
+} Column;
+
+static void free_columns(Column *cols, int n) {
+    for (int k = 0; k < n; k++) {
+        Py_XDECREF(cols[k].list);
+        Py_XDECREF(cols[k].values);
+        Py_XDECREF(cols[k].kinds);
+    }
+    PyMem_Free(cols);
+}
+
+static int append_steal(PyObject *list, PyObject *item) {
+    if (item == NULL) return -1;
+    int r = PyList_Append(list, item);
+    Py_DECREF(item);
+    return r;
+}
+
+/* One accepted line into the columns. */
+static int commit(Scanner *sc, Column *cols, Py_ssize_t row, const double *num) {
+    for (int k = 0; k < sc->n_slots; k++) {
+        Token *t = &sc->tok[k];
+        Column *c = &cols[k];
+        double *v = c->values ? (double *)PyByteArray_AS_STRING(c->values) : NULL;
+        switch (sc->slot_kind[k]) {
+        case K_ID:
+            if (append_steal(c->list, text_of(sc, t, 0)) < 0) return -1;
+            break;
+        case K_TEXT:
+            if (append_steal(c->list, text_of(sc, t, 1)) < 0) return -1;
+            break;
+        case K_VERSION:
+        case K_OPTTEXT:
+            if (t->type == T_ABSENT || t->type == T_NULL) {
+                PyObject *dflt = sc->slot_kind[k] == K_VERSION ? sc->unknown : Py_None;
+                if (PyList_Append(c->list, dflt) < 0) return -1;
+            } else if (append_steal(c->list, text_of(sc, t, 1)) < 0) {
+                return -1;
+            }
+            break;
+        case K_CONF:
+        case K_FEATURE:
+            v[row] = num[k];
+            break;
+        case K_TS: {
+            char *kd = PyByteArray_AS_STRING(c->kinds);
+            v[row] = num[k];
+            kd[row] = t->type == T_NUM ? 1 : t->type == T_STR ? 2 : 0;
+            if (t->type == T_STR && append_steal(c->list, new_text(t->s, t->len)) < 0) return -1;
+            break;
+        }
+        case K_PROBS:
+            if (t->type != T_OBJ || sc->n_probs == 0) {
+                v[row] = NAN;
+                if (PyList_Append(c->list, Py_None) < 0) return -1;
+                break;
+            } else {
+                PyObject *d = PyDict_New();
+                if (d == NULL) return -1;
+                double best = sc->probs[0].value;
+                for (int i = 0; i < sc->n_probs; i++) {
+                    Prob *pr = &sc->probs[i];
+                    if (pr->value > best) best = pr->value;
+                    PyObject *key = cached_text(sc, pr->key, pr->keylen);
+                    PyObject *val = PyFloat_FromDouble(pr->value);
+                    int r = (key && val) ? PyDict_SetItem(d, key, val) : -1;
+                    Py_XDECREF(key);
+                    Py_XDECREF(val);
+                    if (r < 0) {
+                        Py_DECREF(d);
+                        return -1;
+                    }
+                }
+                v[row] = best;
+                if (append_steal(c->list, d) < 0) return -1;
+            }
+            break;
+        }
+    }
+    return 0;
+}
+
+static PyObject *Scanner_scan(Scanner *sc, PyObject *args) {
+    Py_buffer data, starts_buf, ends_buf;
+    if (!PyArg_ParseTuple(args, "y*y*y*", &data, &starts_buf, &ends_buf)) return NULL;
+    PyObject *result = NULL, *mask = NULL, *out_cols = NULL;
+    Column *cols = NULL;
+    Py_ssize_t n = starts_buf.len / (Py_ssize_t)sizeof(int64_t);
+    if (ends_buf.len != starts_buf.len) {
+        PyErr_SetString(PyExc_ValueError, "starts and ends: int64 buffers of the same length");
+        goto done;
+    }
+    const int64_t *starts = (const int64_t *)starts_buf.buf, *ends = (const int64_t *)ends_buf.buf;
+    const char *base = (const char *)data.buf;
+    cols = PyMem_Calloc((size_t)(sc->n_slots ? sc->n_slots : 1), sizeof(Column));
+    mask = PyByteArray_FromStringAndSize(NULL, n);
+    if (cols == NULL || mask == NULL) goto done;
+    char *m = PyByteArray_AS_STRING(mask);
+    for (int k = 0; k < sc->n_slots; k++) {
+        int kind = sc->slot_kind[k];
+        if (kind != K_CONF && kind != K_FEATURE) {
+            if ((cols[k].list = PyList_New(0)) == NULL) goto done;
+        }
+        if (kind == K_CONF || kind == K_FEATURE || kind == K_TS || kind == K_PROBS) {
+            if ((cols[k].values = PyByteArray_FromStringAndSize(NULL, n * 8)) == NULL) goto done;
+        }
+        if (kind == K_TS && (cols[k].kinds = PyByteArray_FromStringAndSize(NULL, n)) == NULL) goto done;
+    }
+    double num[MAX_NODES];
+    Py_ssize_t taken = 0;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        if (starts[i] < 0 || ends[i] > data.len || ends[i] < starts[i]) {
+            PyErr_SetString(PyExc_ValueError, "a line outside the data");
+            goto done;
+        }
+        const char *p = base + starts[i], *end = base + ends[i];
+        m[i] = 0;
+        if (p >= end || *p != '{') continue;
+        if (++sc->line_gen == 0) { /* wrapped: forget every mark */
+            memset(sc->seen, 0, sizeof(sc->seen));
+            sc->line_gen = 1;
+        }
+        for (int k = 0; k < sc->n_slots; k++) sc->tok[k].type = T_ABSENT;
+        sc->n_probs = 0;
+        Ctx cx = {sc, end, 0};
+        const char *q = scan_object(&cx, p, 0, 1);
+        if (q == NULL || ws(q, end) != end) continue; /* invalid, or not this scanner's, or extra data */
+        if (!line_ok(sc, num)) continue;
+        if (commit(sc, cols, taken, num) < 0) goto done;
+        m[i] = 1;
+        taken++;
+    }
+    out_cols = PyList_New(sc->n_slots);
+    if (out_cols == NULL) goto done;
+    for (int k = 0; k < sc->n_slots; k++) {
+        Column *c = &cols[k];
+        if (c->values && PyByteArray_Resize(c->values, taken * 8) < 0) goto done;
+        if (c->kinds && PyByteArray_Resize(c->kinds, taken) < 0) goto done;
+        PyObject *item = PyTuple_Pack(3, c->list ? c->list : Py_None, c->values ? c->values : Py_None,
+                                      c->kinds ? c->kinds : Py_None);
+        if (item == NULL) goto done;
+        PyList_SET_ITEM(out_cols, k, item);
+    }
+    result = Py_BuildValue("(nOO)", taken, mask, out_cols);
+done:
+    Py_XDECREF(mask);
+    Py_XDECREF(out_cols);
+    if (cols) free_columns(cols, sc->n_slots);
+    PyBuffer_Release(&data);
+    PyBuffer_Release(&starts_buf);
+    PyBuffer_Release(&ends_buf);
+    return result;
+}
+
+static PyMethodDef Scanner_methods[] = {
+    {"scan", (PyCFunction)Scanner_scan, METH_VARARGS,
+     "scan(data, starts, ends) -> (taken, mask, columns)\n\n"
+     "starts/ends: int64 line bounds into data. mask: a bytearray, 1 for each line taken. columns:\n"
+     "per slot (list, doubles, ts_kinds), over the taken lines only."},
+    {NULL, NULL, 0, NULL},
+};
+
+static PyTypeObject ScannerType = {
+    PyVarObject_HEAD_INIT(NULL, 0).tp_name = "exporter.ingest._linescan.Scanner",
+    .tp_basicsize = sizeof(Scanner),
+    .tp_flags = Py_TPFLAGS_DEFAULT,
+    .tp_doc = "Scanner(paths, kinds, unknown): JSON lines -> the columns of the mapped paths.",
+    .tp_new = PyType_GenericNew,
+    .tp_init = (initproc)Scanner_init,
+    .tp_dealloc = (destructor)Scanner_dealloc,
+    .tp_methods = Scanner_methods,
+};
+
+static struct PyModuleDef linescan_module = {
+    PyModuleDef_HEAD_INIT, "_linescan", "JSON lines -> columns of the mapped fields (see the C source's header).",
+    -1, NULL, NULL, NULL, NULL, NULL,
+};
+
+PyMODINIT_FUNC PyInit__linescan(void) {
+    for (int c = 0; c < 0x20; c++) STOP[c] = 1;
+    STOP['"'] = STOP['\\'] = 1;
+    if (PyType_Ready(&ScannerType) < 0) return NULL;
+    PyObject *m = PyModule_Create(&linescan_module);
+    if (m == NULL) return NULL;
+    Py_INCREF(&ScannerType);
+    if (PyModule_AddObject(m, "Scanner", (PyObject *)&ScannerType) < 0) {
+        Py_DECREF(&ScannerType);
+        Py_DECREF(m);
+        return NULL;
+    }
+    static const char *names[K_COUNT] = {"K_ID", "K_TEXT", "K_VERSION", "K_OPTTEXT",
+                                         "K_CONF", "K_PROBS", "K_TS", "K_FEATURE"};
+    for (int k = 0; k < K_COUNT; k++) {
+        if (PyModule_AddIntConstant(m, names[k], k) < 0) {
+            Py_DECREF(m);
+            return NULL;
+        }
+    }
+    return m;
+}

@@ -1,0 +1,212 @@
+"""The compiled line scanner (exporter/ingest/_linescan.c) takes exactly the plainly valid lines,
+and what it gives for them is the per-record reference's result, down to the bits of every number.
+
+Which lines it takes is asserted line by line (``native_records``), so a scanner that silently
+left everything to msgspec would fail here, not pass by falling back. The seeded fuzzers of
+test_block_parser.py and test_records.py run every case through it as well (``both_paths``).
+"""
+
+from __future__ import annotations
+
+import json
+import struct
+from typing import Any
+
+import numpy as np
+import pytest
+
+from exporter.ingest import line_scanner
+from exporter.ingest.block_parser import NATIVE_MISSES, NATIVE_RUN_MIN, Block, BlockParser
+from exporter.ingest.records import RecordSpec, _labels_per_record, _predictions_per_record
+from tests.helpers import missing
+from tests.ingest.reference import NOW, assert_same_result, both_paths
+
+
+@pytest.fixture(autouse=True)
+def _scanner_built() -> None:
+    if not line_scanner.AVAILABLE:  # a failure under CI, which installs gcc and Python's headers
+        missing("the compiled line scanner (setup.py builds it where gcc and Python.h are)")
+
+
+SPEC = RecordSpec(model="m", feature_names=("a", "b"))
+LABELS = RecordSpec()
+BASE = '"id":"r1","prediction":1,"timestamp":1764151200'
+
+
+def _taken(kind: str, spec: RecordSpec, raw: bytes) -> bool:
+    parser = BlockParser(kind, spec, small_run=1)
+    got = parser.parse_lines([raw], NOW)
+    ref = (_predictions_per_record if kind == "predictions" else _labels_per_record)([raw], spec, NOW, ())
+    assert_same_result(got, ref)
+    return parser.native_records == 1
+
+
+TAKEN = [
+    "{" + BASE + "}",
+    '{"id":7,"prediction":true,"timestamp":1764151200123}',
+    '{"id":"r1","prediction":"cat","confidence":null,"probabilities":null,"features":null}',
+    '{"id":"é-ü","prediction":0,"probabilities":{},"timestamp":"2026-11-26T10:00:00Z"}',
+    '{"id":"r1","prediction":-3,"timestamp":"yesterday"}',  # taken; the timestamp is then refused
+    '{"id":"r1","prediction":1,"confidence":1,"probabilities":{"0":0,"1":1.0,"ü":0.5e-1}}',
+    '{"id":"r1","prediction":1,"features":{"a":null,"b":[1,{"x":"\\n"}]}}',
+    '{"id":"r1","prediction":1,"features":{"a":{"k":1},"b":-0}}',
+    '{"id":"r1","prediction":1,"features":5}',
+    '{"id":"r1","prediction":1,"features":{"a":1E2,"b":-0.0,"a ":"text is fine where unmapped"}}',
+    '{"id":"r1","prediction":1,"features":{"a":123456789012345678901234567890,"b":1e-320}}',
+    # escapes anywhere unmapped are fine (an escaped key at a mapped level is not: see LEFT)
+    '{ "id" : "r1" ,\t"prediction" : 1 , "other" : {"deep": [[[]]], "x\\"y": "\\ud800", "k\\u0041": 1}, "": [] }',
+    '{"id":"r1","prediction":1,"model_version":"v1","model":"ignored: fixed by the source"}',
+    '{"id":"123456789012345678","prediction":1}',
+]
+
+LEFT = [
+    '{"id":"r\\u0031","prediction":1}',  # escaped mapped text
+    '{"i\\u0064":"r1","prediction":1}',  # an escaped key could spell a mapped one
+    '{"id":"r1","id":"r2","prediction":1}',  # repeated mapped key: json keeps the last
+    '{"id":"r1","prediction":1,"features":{"a":1,"a":2}}',
+    '{"id":"r1","prediction":1,"probabilities":{"0":0.5,"0":0.25}}',
+    '{"id":-0,"prediction":1}',  # str(int("-0")) is "0"
+    '{"id":1.5,"prediction":1}',
+    '{"id":1234567890123456789,"prediction":1}',  # 19 digits
+    '{"id":true,"prediction":1}',
+    '{"id":"","prediction":1}',
+    '{"id":"r1"}',  # missing prediction
+    '{"id":"r1","prediction":null}',
+    '{"id":"r1","prediction":1,"features":{"a":1e400}}',
+    '{"id":"r1","prediction":1,"features":{"a":NaN}}',
+    '{"id":"r1","prediction":1,"features":{"a":"DE"}}',
+    '{"id":"r1","prediction":1,"features":{"a":false}}',
+    '{"id":"r1","prediction":1,"confidence":Infinity}',
+    '{"id":"r1","prediction":1,"confidence":1.5}',
+    '{"id":"r1","prediction":1,"confidence":true}',
+    '{"id":"r1","prediction":1,"probabilities":{"0":"0.5"}}',
+    '{"id":"r1","prediction":1,"probabilities":{"":0.5}}',
+    '{"id":"r1","prediction":1,"probabilities":[0.5]}',
+    '{"id":"r1","prediction":1,"timestamp":true}',
+    '{"id":"r1","prediction":1,"timestamp":"2026-11-26T10:00:00\\u005a"}',
+    '{"id":"r1","prediction":1,}',  # invalid JSON
+    '{"id":"r1","prediction":01}',
+    '{"id":"r1","prediction":1}{"id":"r2"}',  # extra data
+    '{"id":"r1","prediction":1,"x":"\x01"}',  # a raw control character
+    '{"id":"r1","prediction":1,"x":' + "[" * 70 + "]" * 70 + "}",  # deeper than the scanner goes
+]
+
+
+@pytest.mark.parametrize("raw", TAKEN)
+def test_the_scanner_takes_plainly_valid_lines(raw: str) -> None:
+    assert _taken("predictions", SPEC, raw.encode())
+
+
+@pytest.mark.parametrize("raw", LEFT)
+def test_the_scanner_leaves_every_other_line_to_the_decoders(raw: str) -> None:
+    assert not _taken("predictions", SPEC, raw.encode())
+
+
+@pytest.mark.parametrize(("raw", "taken"), [
+    ('{"id":"r1","label":1}', True),
+    ('{"id":"r1","label":false,"model":null}', True),
+    ('{"id":"r1","label":"cat","model":"fraud","timestamp":"2026-11-26 10:00:00"}', True),
+    ('{"id":"r1","label":1,"model":3}', True),
+    ('{"id":"r1","label":1,"model":""}', False),  # the reference makes that None: left to it
+    ('{"id":"r1","label":1.0}', False),
+    ('{"id":"r1","label":1,"model":[1]}', False),
+])
+def test_labels(raw: str, taken: bool) -> None:
+    assert _taken("labels", LABELS, raw.encode()) is taken
+
+
+def test_versions_and_models_from_records() -> None:
+    spec = RecordSpec(feature_names=("a",))
+    assert _taken("predictions", spec, b'{"id":"r1","model":"fraud","prediction":1,"model_version":3}')
+    assert _taken("predictions", spec, b'{"id":"r1","model":"fraud","prediction":1,"model_version":null}')
+    assert _taken("predictions", spec, b'{"id":"r1","model":"fraud","prediction":1}')  # version "unknown"
+    assert _taken("predictions", spec, b'{"id":"r1","model":true,"prediction":1,"model_version":false}')
+    assert not _taken("predictions", spec, b'{"id":"r1","prediction":1}')  # missing model
+    assert not _taken("predictions", spec, b'{"id":"r1","model":"fraud","prediction":1,"model_version":""}')
+
+
+def test_nested_paths_and_a_features_object_under_them() -> None:
+    spec = RecordSpec(fields={"id": "request.id", "prediction": "out.class", "features": "request.inputs"},
+                      model="m", feature_names=("a.b", "c"))
+    assert _taken("predictions", spec, b'{"request":{"id":"r1","inputs":{"a.b":1.5,"c":2}},"out":{"class":1}}')
+    assert _taken("predictions", spec, b'{"request":{"id":"r1","inputs":[1]},"out":{"class":1}}')
+    assert not _taken("predictions", spec, b'{"request":"r1","out":{"class":1}}')  # no id under a text
+    assert not _taken("predictions", spec, b'{"request":{"id":"r1"},"request":{"id":"r2"},"out":{"class":1}}')
+    # clashing paths are the reference's alone: no scanner at all
+    clash = RecordSpec(fields={"id": "a", "prediction": "a.b"}, model="m")
+    assert BlockParser("predictions", clash)._scanner is None
+
+
+def _bits(values: np.ndarray) -> list[int]:
+    return [struct.unpack("<q", struct.pack("<d", v))[0] for v in values.tolist()]
+
+
+def test_numbers_are_read_to_the_bit_as_float_reads_them() -> None:
+    """Literals of every shape (up to 25 digits, exponents to +-330, signs, zeros), against
+    ``float()`` of ``json.loads``' value, compared as bit patterns (so -0.0 is not 0.0)."""
+    rng = np.random.default_rng(20261204)
+    literals = ["0", "-0", "0.0", "-0.0", "1e22", "1e23", "9007199254740993", "-9007199254740993",
+                "0.1", "2.2250738585072011e-308", "4.9e-324", "2e-324", "1.7976931348623157e308",
+                "123456789012345.6", "1234567890123456.7", "0.000001e-300", "5e-1", "1E+2"]
+    for _ in range(4000):
+        digits = "".join(rng.choice(list("0123456789"), size=int(rng.integers(1, 26))))
+        intpart = digits.lstrip("0") or "0"
+        lit = ("-" if rng.random() < 0.3 else "") + intpart
+        if rng.random() < 0.6:
+            lit += "." + "".join(rng.choice(list("0123456789"), size=int(rng.integers(1, 12))))
+        if rng.random() < 0.5:
+            lit += "e" + str(int(rng.integers(-330, 330)))
+        literals.append(lit)
+    lines = [f'{{"id":"r{i}","prediction":1,"features":{{"a":{lit}}}}}'.encode() for i, lit in enumerate(literals)]
+    parser = BlockParser("predictions", SPEC, small_run=1)
+    got = parser.parse_lines(lines, NOW)
+    assert_same_result(got, _predictions_per_record(lines, SPEC, NOW, ()))
+    finite = [lit for lit in literals if np.isfinite(float(json.loads(lit)))]
+    assert parser.native_records == len(finite)  # the rest (beyond double range) went to msgspec
+    want = np.array([float(json.loads(lit)) for lit in literals])
+    col = got.batch.features["a"]  # type: ignore[union-attr]
+    assert col.dtype == np.float64
+    assert _bits(col) == _bits(want)
+
+
+def test_many_distinct_classes_past_the_text_cache() -> None:
+    """Classes, models and versions are interned in a bounded cache; past it they are still right."""
+    lines = [json.dumps({"id": f"r{i}", "prediction": f"class-{i % 3000}", "model_version": str(i % 700)}).encode()
+             for i in range(9000)]
+    assert both_paths(lines, SPEC, "p") == 1.0
+
+
+def test_a_source_the_scanner_mostly_leaves_stops_being_scanned() -> None:
+    """Text features: every line goes on to msgspec, so after NATIVE_MISSES long runs the scanner
+    is no longer asked (the lines are not read twice), and the results stay the reference's."""
+    lines = [json.dumps({"id": f"r{i}", "prediction": 1, "features": {"a": "DE"}}).encode()
+             for i in range(NATIVE_RUN_MIN)]
+    parser = BlockParser("predictions", SPEC)
+    data = b"\n".join(lines)
+    for k in range(NATIVE_MISSES):
+        assert parser._scanner is not None, k
+        got, _ = parser.parse([Block(data)], NOW)
+        assert_same_result(got, _predictions_per_record(lines, SPEC, NOW, ()))
+    assert parser._scanner is None and parser.native_records == 0
+    assert parser.fast_records == NATIVE_MISSES * len(lines)
+
+
+def test_a_mixed_block_keeps_record_order_and_refusal_positions() -> None:
+    """Runs the scanner takes and runs it leaves alternate; rows and first refusals stay in order."""
+    rng = np.random.default_rng(5)
+    lines: list[bytes] = []
+    for i in range(3000):
+        rec: dict[str, Any] = {"id": f"r{i}", "prediction": int(rng.integers(0, 2)),
+                               "features": {"a": float(rng.normal()), "b": 1}}
+        u = rng.random()
+        if u < 0.05:
+            rec["features"]["b"] = "text"  # left to msgspec
+        elif u < 0.08:
+            rec["confidence"] = 2  # refused by the reference
+        elif u < 0.1:
+            rec["timestamp"] = "not a time"  # taken, then refused for its timestamp
+        lines.append(json.dumps(rec).encode())
+    assert both_paths(lines, SPEC, "p") == 1.0
+    parser = BlockParser("predictions", SPEC, small_run=1)
+    parser.parse([Block(b"\n".join(lines))], NOW)
+    assert 0.85 * len(lines) < parser.native_records < 0.97 * len(lines)
