@@ -295,6 +295,7 @@ static const char *scan_array(Ctx *cx, const char *p, int depth) {
 }
 
 static double to_double(const char *s, Py_ssize_t len, const Num *n, int *ok);
+static int utf8_ok(const char *s, Py_ssize_t len);
 
 /* A probabilities object: keys and values kept for the line's commit. p at '{'. */
 static const char *scan_probs(Ctx *cx, const char *p) {
@@ -310,7 +311,7 @@ static const char *scan_probs(Ctx *cx, const char *p) {
         const char *q = scan_string(p, end, &esc);
         if (q == NULL) return NULL;
         Py_ssize_t klen = (q - 1) - ks;
-        if (esc || klen == 0 || sc->n_probs >= MAX_PROBS) {
+        if (esc || klen == 0 || sc->n_probs >= MAX_PROBS || !utf8_ok(ks, klen)) {
             cx->bail = 1;
             return NULL;
         }
@@ -506,9 +507,46 @@ static PyObject *cached_text(Scanner *sc, const char *s, Py_ssize_t len) {
 
 /* ---- the per-line rules ---------------------------------------------------------------------- */
 
+/* Whether s is UTF-8 as Python's strict decoder takes it (no overlong forms, no surrogates, nothing
+ * above U+10FFFF). The block parser already sends lines that are not to the reference; this keeps
+ * the scanner from ever raising on one. */
+static int utf8_ok(const char *s, Py_ssize_t len) {
+    const unsigned char *p = (const unsigned char *)s, *end = p + len;
+    while (p < end) {
+        unsigned c = *p;
+        if (c < 0x80) {
+            p++;
+            continue;
+        }
+        int n;
+        unsigned cp;
+        if (c >= 0xC2 && c <= 0xDF) {
+            n = 1;
+            cp = c & 0x1F;
+        } else if (c >= 0xE0 && c <= 0xEF) {
+            n = 2;
+            cp = c & 0x0F;
+        } else if (c >= 0xF0 && c <= 0xF4) {
+            n = 3;
+            cp = c & 0x07;
+        } else {
+            return 0;
+        }
+        if (end - p <= n) return 0;
+        for (int i = 1; i <= n; i++) {
+            if ((p[i] & 0xC0) != 0x80) return 0;
+            cp = (cp << 6) | (p[i] & 0x3F);
+        }
+        if ((n == 2 && (cp < 0x800 || (cp >= 0xD800 && cp <= 0xDFFF))) || (n == 3 && (cp < 0x10000 || cp > 0x10FFFF)))
+            return 0;
+        p += n + 1;
+    }
+    return 1;
+}
+
 /* The text of a TEXT-like token, or 0 if the line is not this scanner's. */
 static int text_ok(const Token *t, int bools) {
-    if (t->type == T_STR) return t->len > 0;
+    if (t->type == T_STR) return t->len > 0 && utf8_ok(t->s, t->len);
     if (t->type == T_NUM) {
         if (!t->num.is_int) return 0;
         Py_ssize_t digits = t->len - (t->s[0] == '-');
@@ -558,7 +596,9 @@ static int line_ok(Scanner *sc, double *num) {
             if (t->type == T_NUM) {
                 num[k] = to_double(t->s, t->len, &t->num, &ok);
                 if (!ok) return 0;
-            } else if (t->type != T_ABSENT && t->type != T_NULL && t->type != T_STR) {
+            } else if (t->type == T_STR) {
+                if (!utf8_ok(t->s, t->len)) return 0;
+            } else if (t->type != T_ABSENT && t->type != T_NULL) {
                 return 0;
             }
             break;

@@ -210,3 +210,19 @@ def test_a_mixed_block_keeps_record_order_and_refusal_positions() -> None:
     parser = BlockParser("predictions", SPEC, small_run=1)
     parser.parse([Block(b"\n".join(lines))], NOW)
     assert 0.85 * len(lines) < parser.native_records < 0.97 * len(lines)
+
+
+def test_text_that_is_not_utf8_is_left_not_raised() -> None:
+    """The block parser sends lines that are not UTF-8 to the reference before the scanner sees
+    them; called directly, the scanner leaves them too (overlong forms and encoded surrogates
+    included), rather than raising halfway through a block."""
+    parser = BlockParser("predictions", RecordSpec(model="m"))
+    assert parser._scanner is not None
+    lines = [b'{"id":"\xff","prediction":1}', b'{"id":"\xc0\xaf","prediction":1}',
+             b'{"id":"\xed\xa0\x80","prediction":1}', b'{"id":"r","prediction":1,"probabilities":{"\xf5":1}}',
+             b'{"id":"r","prediction":1,"timestamp":"\xe2\x82"}', '{"id":"\u00e9\U0001f600","prediction":1}'.encode()]
+    data = b"\n".join(lines)
+    ends = np.cumsum([len(x) + 1 for x in lines]) - 1
+    taken, scanned = parser._scanner.scan(data, ends - [len(x) for x in lines], ends, NOW)
+    assert taken.tolist() == [False] * 5 + [True]
+    assert scanned.part(0, 1).batch.id.tolist() == ["\u00e9\U0001f600"]
