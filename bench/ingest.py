@@ -113,12 +113,14 @@ def pyarrow_read(paths: list[str]) -> int:
     return sum(pa_json.read_json(path).num_rows for path in paths)
 
 
-def parse_only(p: Pipeline, paths: list[str]) -> tuple[int, float]:
+def parse_only(p: Pipeline, paths: list[str], native: bool = True) -> tuple[int, float, float]:
     """bytes -> batch alone: each source's own parser over its whole file, in 16 MiB blocks (what
-    one poll reads). Returns rows parsed and the share the decoder took."""
-    rows = fast = 0
+    one poll reads); ``native=False``: without the compiled line scanner (msgspec alone). Returns
+    rows parsed, the share a fast path took and the share the line scanner took."""
+    rows = fast = scanned = 0
     for src, path in zip(p.sources, paths, strict=True):
-        parser = BlockParser(src.config.kind, RecordSpec.from_source(src.config, p._specs[src.name].feature_names))
+        parser = BlockParser(src.config.kind, RecordSpec.from_source(src.config, p._specs[src.name].feature_names),
+                             native=native)
         with open(path, "rb") as f:
             data = f.read()
         step = 16 << 20
@@ -129,7 +131,8 @@ def parse_only(p: Pipeline, paths: list[str]) -> tuple[int, float]:
             rows += len(result.batch)
             start = end
         fast += parser.fast_records
-    return rows, fast / max(rows, 1)
+        scanned += parser.native_records
+    return rows, fast / max(rows, 1), scanned / max(rows, 1)
 
 
 def run_scenario(scenario: str, n: int, chunk: int, seed: int = 1, profile: bool = False) -> dict[str, Any]:
@@ -193,7 +196,10 @@ def run_scenario(scenario: str, n: int, chunk: int, seed: int = 1, profile: bool
         with timed() as ta:
             assert pyarrow_read([pred_path, label_path]) == events
         with timed() as tp:
-            parsed, fast_share = parse_only(p, [pred_path, label_path])
+            parsed, fast_share, native_share = parse_only(p, [pred_path, label_path])
+        assert parsed == events
+        with timed() as tm:
+            parsed, _, _ = parse_only(p, [pred_path, label_path], native=False)
         assert parsed == events
         result = {
             "scenario": scenario, "n_predictions": n, "n_labels": n, "events": events, "chunk": chunk,
@@ -204,7 +210,9 @@ def run_scenario(scenario: str, n: int, chunk: int, seed: int = 1, profile: bool
             "json_loop_cpu_s_per_million": tj.cpu / events * 1e6,
             "parse_only_wall_s": tp.wall, "parse_only_cpu_s": tp.cpu,
             "parse_only_events_per_s": events / tp.wall, "parse_only_ratio_vs_json_loop": tj.wall / tp.wall,
-            "parse_only_decoder_share": fast_share,
+            "parse_only_decoder_share": fast_share, "parse_only_line_scanner_share": native_share,
+            "parse_only_msgspec_wall_s": tm.wall, "parse_only_msgspec_cpu_s": tm.cpu,
+            "parse_only_msgspec_cpu_s_per_million": tm.cpu / events * 1e6,
             "json_loop_wall_s": tj.wall, "json_loop_events_per_s": events / tj.wall,
             "pyarrow_wall_s": ta.wall, "pyarrow_cpu_s": ta.cpu, "pyarrow_events_per_s": events / ta.wall,
             "ratio_vs_json_loop": tj.wall / total_wall,
@@ -234,10 +242,11 @@ def run(quick: bool = False, n: int | None = None, chunk: int | None = None,
                      f"{r['json_loop_cpu_s_per_million']:.2f}", fmt_rate(r["pyarrow_events_per_s"]),
                      f"{r['ratio_vs_json_loop']:.2f}x", fmt_rate(r["parse_only_events_per_s"]),
                      f"{r['parse_only_ratio_vs_json_loop']:.2f}x", f"{r['parse_only_cpu_s_per_million']:.2f}",
+                     f"{r['parse_only_msgspec_cpu_s_per_million']:.2f}",
                      " ".join(f"{k}={v:.2f}" for k, v in r["stages_cpu_s"].items())])
     print_table("1. Ingest end to end (events/s = prediction + label lines per wall second; CPU s per 1M events)",
                 ["scenario", "events", "pipeline", "CPU s/M", "json.loads", "CPU s/M", "pyarrow", "vs loop",
-                 "parse only", "vs loop", "CPU s/M", "stage CPU seconds"], rows)
+                 "parse only", "vs loop", "CPU s/M", "msgspec alone CPU s/M", "stage CPU seconds"], rows)
     return {"ingest": results,
             "target": "pipeline >= 5x json.loads loop (binary, multiclass); >= 1M events/s (nofeatures)"}
 

@@ -33,8 +33,10 @@
  *
  * Numbers: a JSON integer literal is an int to the reference and becomes float(int) (so -0 is
  * +0.0); other literals are float(text). Both are correctly rounded: up to 15 significant digits
- * and a power of ten up to 22, by one exact IEEE operation (Clinger's fast path), else by
- * CPython's own PyOS_string_to_double. The GIL is held throughout (that function needs it).
+ * and a power of ten up to 22 by one exact IEEE operation (Clinger's fast path); up to 19 digits
+ * (repr's 17 included) and a power of ten from -21 to 19 by exact 128-bit integer arithmetic and
+ * one rounding; anything else by CPython's own PyOS_string_to_double. The GIL is held throughout
+ * (that function needs it).
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -430,6 +432,34 @@ static const double POW10[23] = {1e0,  1e1,  1e2,  1e3,  1e4,  1e5,  1e6,  1e7, 
 /* float() of a JSON number literal (its span and parts), correctly rounded; *ok = 0 if it is
  * beyond double range (the reference then has inf, or an OverflowError for an integer: never a
  * usable value). */
+typedef unsigned __int128 u128;
+
+static int bitlen128(u128 x) {
+    uint64_t hi = (uint64_t)(x >> 64), lo = (uint64_t)x;
+    if (hi) return 128 - __builtin_clzll(hi);
+    return lo ? 64 - __builtin_clzll(lo) : 0;
+}
+
+/* x * 2^shift rounded once to a double: x cut to 64 bits, the bits cut off kept as a sticky
+ * bit in the lowest place (below the guard bit, since the kept part has >= 55 bits), and the
+ * uint64 -> double conversion rounds to nearest even. The result is a normal double here. */
+static double round_scaled(u128 x, int shift) {
+    int cut = bitlen128(x) - 64;
+    if (cut > 0) {
+        uint64_t sticky = (x & ((((u128)1) << cut) - 1)) != 0;
+        x = (x >> cut) | sticky;
+        shift += cut;
+    }
+    return ldexp((double)(uint64_t)x, shift);
+}
+
+/* Exact 10^k for k <= 38 as a 128-bit integer. */
+static u128 pow10_128(int k) {
+    u128 p = 1;
+    while (k-- > 0) p *= 10;
+    return p;
+}
+
 static double to_double(const char *s, Py_ssize_t len, const Num *n, int *ok) {
     *ok = 1;
     if (n->mant == 0) { /* int(-0) is 0; float("-0.0") is -0.0 */
@@ -439,6 +469,23 @@ static double to_double(const char *s, Py_ssize_t len, const Num *n, int *ok) {
         double x = (double)n->mant; /* exact: mant < 10^15 < 2^53 */
         x = n->e >= 0 ? x * POW10[n->e] : x / POW10[-n->e];
         if (isinf(x)) *ok = 0;
+        return n->neg ? -x : x;
+    }
+    if (n->digits <= 19 && n->e >= -21 && n->e <= 19) {
+        /* 16-19 digits (what repr() writes for most doubles): exact integer arithmetic in 128
+         * bits, then one rounding. mant < 10^19 < 2^64 holds every digit. */
+        double x;
+        if (n->e >= 0) {
+            x = round_scaled((u128)n->mant * pow10_128((int)n->e), 0); /* < 2^64 * 10^19 < 2^128 */
+        } else {
+            /* mant / 10^k: the quotient of mant * 2^s with >= 56 bits, the remainder as a sticky bit */
+            u128 d = pow10_128((int)-n->e); /* 10^21 < 2^70 */
+            int s = 56 + bitlen128(d) - bitlen128(n->mant);
+            if (s < 0) s = 0;
+            u128 num = (u128)n->mant << s; /* bits <= 56 + 70 = 126 */
+            u128 q = num / d;
+            x = round_scaled(q | (num % d != 0), -s);
+        }
         return n->neg ? -x : x;
     }
     char stack[64];

@@ -169,6 +169,39 @@ def test_numbers_are_read_to_the_bit_as_float_reads_them() -> None:
     assert _bits(col) == _bits(want)
 
 
+def test_repr_length_numbers_and_exact_halfway_cases() -> None:
+    """16-19 significant digits (what ``repr`` writes) take the scanner's 128-bit integer path:
+    exact midpoints between two doubles (must round to even) and their neighbours, written with
+    the decimal point and exponent moved about, and random ones, bit for bit against ``float()``."""
+    rng = np.random.default_rng(7)
+    literals: list[str] = []
+    for _ in range(1500):
+        d = float(rng.integers(2**53, 10**19 // 2, dtype=np.uint64))
+        mid = (int(d) + int(np.nextafter(d, np.inf))) // 2  # an integer for d >= 2^54; 2^53 + 1 included
+        for m in (mid - 1, mid, mid + 1):
+            text = str(m)
+            k = int(rng.integers(0, len(text)))
+            shifted = f"{text[:len(text) - k]}.{text[len(text) - k:]}" if k else text
+            literals += [text, f"{shifted}e{k}", f"{text}e-{int(rng.integers(1, 22))}"]
+    for _ in range(3000):
+        digits = int(rng.integers(16, 20))
+        mant = str(int(rng.integers(10 ** (digits - 1), 10**digits - 1, dtype=np.uint64)))
+        point = int(rng.integers(0, digits))
+        literals.append(f"{mant[:digits - point]}.{mant[digits - point:]}" if point else mant)
+        literals[-1] += f"e{int(rng.integers(-21, 20))}" if rng.random() < 0.5 else ""
+    literals += ["9007199254740993", "9007199254740995", "18014398509481987", "0.30000000000000004",
+                 "1.7976931348623157e308", "2.2250738585072014e-308", "9999999999999999999e19"]
+    # products beyond 64 bits just above a tie: the guard bit set, the next ten bits zero, and a
+    # lower bit set that only a sticky bit carries past the cut to 64 bits (found by a seeded search)
+    literals += ["5247671363634024637e7", "9861498276795883350e5", "6277629349673278205e10",
+                 "9283565486113750967e9", "3954527812569708655e15", "1007617518506184631e8"]
+    lines = [f'{{"id":"r{i}","prediction":1,"features":{{"a":{lit}}}}}'.encode() for i, lit in enumerate(literals)]
+    parser = BlockParser("predictions", SPEC, small_run=1)
+    got = parser.parse_lines(lines, NOW)
+    assert parser.native_records == len(lines)
+    assert _bits(got.batch.features["a"]) == _bits(np.array([float(lit) for lit in literals]))  # type: ignore[union-attr]
+
+
 def test_many_distinct_classes_past_the_text_cache() -> None:
     """Classes, models and versions are interned in a bounded cache; past it they are still right."""
     lines = [json.dumps({"id": f"r{i}", "prediction": f"class-{i % 3000}", "model_version": str(i % 700)}).encode()
