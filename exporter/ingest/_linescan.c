@@ -217,6 +217,32 @@ static const char *scan_number(const char *p, const char *end, Num *n) {
 
 static const char *scan_value(Ctx *cx, const char *p, int node, int depth);
 
+/* An object member's key and colon: p at the key's quote; returns the value's first byte (past
+ * whitespace), NULL if invalid. */
+static const char *member_key(const char *p, const char *end, const char **ks, Py_ssize_t *klen, int *esc) {
+    if (p >= end || *p != '"') return NULL;
+    *ks = p + 1;
+    const char *q = scan_string(p, end, esc);
+    if (q == NULL) return NULL;
+    *klen = (q - 1) - *ks;
+    p = ws(q, end);
+    if (p >= end || *p != ':') return NULL;
+    return ws(p + 1, end);
+}
+
+/* After a member or element: past ',' and whitespace (*more = 1), or past the closing bracket
+ * (*more = 0); NULL if neither follows. */
+static const char *next_item(const char *p, const char *end, char close, int *more) {
+    p = ws(p, end);
+    if (p >= end) return NULL;
+    if (*p == ',') {
+        *more = 1;
+        return ws(p + 1, end);
+    }
+    *more = 0;
+    return *p == close ? p + 1 : NULL;
+}
+
 /* p at '{'. node: the trie node this object stands at (-1: unmapped). */
 static const char *scan_object(Ctx *cx, const char *p, int node, int depth) {
     Scanner *sc = cx->sc;
@@ -228,13 +254,12 @@ static const char *scan_object(Ctx *cx, const char *p, int node, int depth) {
     }
     p = ws(p + 1, end);
     if (p < end && *p == '}') return p + 1;
-    for (;;) {
-        if (p >= end || *p != '"') return NULL;
+    for (int more = 1; more;) {
         int esc;
-        const char *ks = p + 1;
-        const char *q = scan_string(p, end, &esc);
-        if (q == NULL) return NULL;
-        Py_ssize_t klen = (q - 1) - ks;
+        const char *ks;
+        Py_ssize_t klen;
+        p = member_key(p, end, &ks, &klen, &esc);
+        if (p == NULL) return NULL;
         int child = -1;
         if (first_child >= 0) {
             if (esc) { /* an escaped key might spell a mapped one */
@@ -258,20 +283,12 @@ static const char *scan_object(Ctx *cx, const char *p, int node, int depth) {
                 sc->seen[child] = sc->line_gen;
             }
         }
-        p = ws(q, end);
-        if (p >= end || *p != ':') return NULL;
-        p = ws(p + 1, end);
         p = scan_value(cx, p, child, depth + 1);
         if (p == NULL) return NULL;
-        p = ws(p, end);
-        if (p >= end) return NULL;
-        if (*p == ',') {
-            p = ws(p + 1, end);
-            continue;
-        }
-        if (*p == '}') return p + 1;
-        return NULL;
+        p = next_item(p, end, '}', &more);
+        if (p == NULL) return NULL;
     }
+    return p;
 }
 
 static const char *scan_array(Ctx *cx, const char *p, int depth) {
@@ -282,18 +299,13 @@ static const char *scan_array(Ctx *cx, const char *p, int depth) {
     }
     p = ws(p + 1, end);
     if (p < end && *p == ']') return p + 1;
-    for (;;) {
+    for (int more = 1; more;) {
         p = scan_value(cx, p, -1, depth + 1);
         if (p == NULL) return NULL;
-        p = ws(p, end);
-        if (p >= end) return NULL;
-        if (*p == ',') {
-            p = ws(p + 1, end);
-            continue;
-        }
-        if (*p == ']') return p + 1;
-        return NULL;
+        p = next_item(p, end, ']', &more);
+        if (p == NULL) return NULL;
     }
+    return p;
 }
 
 static double to_double(const char *s, Py_ssize_t len, const Num *n, int *ok);
@@ -306,13 +318,12 @@ static const char *scan_probs(Ctx *cx, const char *p) {
     sc->n_probs = 0;
     p = ws(p + 1, end);
     if (p < end && *p == '}') return p + 1;
-    for (;;) {
-        if (p >= end || *p != '"') return NULL;
+    for (int more = 1; more;) {
         int esc;
-        const char *ks = p + 1;
-        const char *q = scan_string(p, end, &esc);
-        if (q == NULL) return NULL;
-        Py_ssize_t klen = (q - 1) - ks;
+        const char *ks;
+        Py_ssize_t klen;
+        p = member_key(p, end, &ks, &klen, &esc);
+        if (p == NULL) return NULL;
         if (esc || klen == 0 || sc->n_probs >= MAX_PROBS || !utf8_ok(ks, klen)) {
             cx->bail = 1;
             return NULL;
@@ -323,9 +334,6 @@ static const char *scan_probs(Ctx *cx, const char *p) {
                 return NULL;
             }
         }
-        p = ws(q, end);
-        if (p >= end || *p != ':') return NULL;
-        p = ws(p + 1, end);
         Num num;
         const char *v = p;
         if (p >= end || !(*p == '-' || IS_DIGIT(*p))) {
@@ -344,15 +352,10 @@ static const char *scan_probs(Ctx *cx, const char *p) {
         pr->key = ks;
         pr->keylen = klen;
         pr->value = x;
-        p = ws(p, end);
-        if (p >= end) return NULL;
-        if (*p == ',') {
-            p = ws(p + 1, end);
-            continue;
-        }
-        if (*p == '}') return p + 1;
-        return NULL;
+        p = next_item(p, end, '}', &more);
+        if (p == NULL) return NULL;
     }
+    return p;
 }
 
 static const char *scan_value(Ctx *cx, const char *p, int node, int depth) {
