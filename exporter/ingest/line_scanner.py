@@ -17,7 +17,6 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Mapping
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -36,9 +35,10 @@ except ImportError:  # built without a C compiler: the msgspec path does all the
 
 AVAILABLE: bool = _linescan is not None
 
-_NEEDED_BY_NAME = {"model": "K_TEXT", "prediction": "K_TEXT", "label": "K_TEXT", "id": "K_ID",
-                   "model_version": "K_VERSION", "confidence": "K_CONF", "probabilities": "K_PROBS",
-                   "timestamp": "K_TS"}
+_SLOT_KIND = {  # canonical field -> the scanner's rule for it (the C header lists them)
+    "id": "K_ID", "model": "K_TEXT", "prediction": "K_TEXT", "label": "K_TEXT", "model_version": "K_VERSION",
+    "confidence": "K_CONF", "probabilities": "K_PROBS", "timestamp": "K_TS",
+}
 
 
 class LineScanner:
@@ -70,7 +70,7 @@ class LineScanner:
     def _kind_of(self, name: str) -> int:
         if name == "model" and self.kind == "labels":
             return int(_linescan.K_OPTTEXT)
-        return int(getattr(_linescan, _NEEDED_BY_NAME[name]))
+        return int(getattr(_linescan, _SLOT_KIND[name]))
 
     @classmethod
     def build(cls, kind: str, spec: RecordSpec, paths: Mapping[str, tuple[str, ...]]) -> LineScanner | None:
@@ -87,17 +87,9 @@ class LineScanner:
         return np.frombuffer(mask, dtype=np.bool_), Scanned(self, int(taken), cols, now)
 
 
-@dataclass
-class _Columns:
-    """The taken lines' columns, converted once per scan and sliced per run of taken lines."""
-
-    cols: dict[str, Any]
-    timestamp: FloatArray
-    features: dict[str, FloatArray]
-
-
 class Scanned:
-    """The output of one ``scan``: batches of any run of the taken lines (``part``)."""
+    """The output of one ``scan``: the taken lines' columns, converted once, and batches of any
+    run of them (``part``)."""
 
     def __init__(self, owner: LineScanner, n: int, cols: list[tuple[Any, Any, Any]], now: float) -> None:
         self.owner, self.n = owner, n
@@ -114,14 +106,14 @@ class Scanned:
                 named[name] = (as_objects(texts), np.frombuffer(values, dtype=np.float64))
             else:
                 named[name] = as_objects(texts)
-        feats = {f: np.frombuffer(cols[owner._n_named + j][1], dtype=np.float64)
-                 for j, f in enumerate(owner.spec.feature_names)} if len(cols) > owner._n_named else {}
-        self._c = _Columns(named, named["timestamp"], feats)
+        self._cols = named
+        self._features = {f: np.frombuffer(cols[owner._n_named + j][1], dtype=np.float64)
+                          for j, f in enumerate(owner.spec.feature_names)} if len(cols) > owner._n_named else {}
 
     def part(self, lo: int, hi: int) -> ParseResult:
         """The batch of taken lines ``lo:hi`` (in scan order); only their timestamps can be refused."""
-        c, spec, n = self._c.cols, self.owner.spec, hi - lo
-        ts = self._c.timestamp[lo:hi]
+        c, spec, n = self._cols, self.owner.spec, hi - lo
+        ts = c["timestamp"][lo:hi]
         invalid: Counter[str] = Counter()
         first: dict[str, int] = {}
         keep = apply_reasons(n, [(INVALID_TIMESTAMP, np.isnan(ts))], invalid, first)
@@ -142,7 +134,7 @@ class Scanned:
                 id=c["id"][lo:hi][sel], model=fixed_or("model", spec.model),
                 model_version=fixed_or("model_version", spec.model_version), timestamp=ts[sel],
                 prediction=c["prediction"][lo:hi][sel], confidence=confidence[sel], probabilities=probs[lo:hi][sel],
-                features={f: _feature_part(v[lo:hi][sel]) for f, v in self._c.features.items()})
+                features={f: _feature_part(v[lo:hi][sel]) for f, v in self._features.items()})
         else:
             batch = LabelBatch(id=c["id"][lo:hi][sel], label=c["label"][lo:hi][sel], timestamp=ts[sel],
                                model=fixed_or("model", spec.model))
