@@ -15,8 +15,10 @@ the block parser decodes everything with msgspec, with the same results.
 
 from __future__ import annotations
 
+import os
 from collections import Counter
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -34,6 +36,31 @@ except ImportError:  # built without a C compiler: the msgspec path does all the
     _linescan = None
 
 AVAILABLE: bool = _linescan is not None
+
+
+
+def usable_cores(cgroup: Path = Path("/sys/fs/cgroup")) -> int:
+    """Cores this process may use: its CPU affinity, cut to its cgroup's CPU quota when it has one
+    (a container limited to 1.5 CPUs gets 1; a quota is what Kubernetes' ``limits.cpu`` sets,
+    and affinity does not show it). cgroup v2 (``cpu.max``) or v1 (``cpu/cpu.cfs_quota_us``)."""
+    cores = len(os.sched_getaffinity(0))
+    for quota_file, period_file in ((cgroup / "cpu.max", None),
+                                    (cgroup / "cpu" / "cpu.cfs_quota_us", cgroup / "cpu" / "cpu.cfs_period_us")):
+        try:
+            text = quota_file.read_text().split()
+            quota, period = (text[0], text[1]) if period_file is None else (text[0], period_file.read_text().strip())
+            if quota not in ("max", "-1") and int(period) > 0:
+                return max(1, min(cores, int(quota) // int(period)))
+        except (OSError, ValueError, IndexError):
+            continue
+    return cores
+
+
+SCAN_THREADS = 2 if usable_cores() >= 2 else 1
+"""Threads that scan a block's lines (without the GIL; the Python objects are then made in order,
+with it): two where the process may use two cores, so a block's halves are read at once. Measured
+on 100k binary predictions with 10 features: 14% less wall time for the scan, 16% more CPU (the
+second thread's start and the tokens it hands over), so one where a quota leaves one core."""
 
 _SLOT_KIND = {  # canonical field -> the scanner's rule for it (the C header lists them)
     "id": "K_ID", "model": "K_TEXT", "prediction": "K_TEXT", "label": "K_TEXT", "model_version": "K_VERSION",
@@ -66,6 +93,7 @@ class LineScanner:
         self._scanner = _linescan.Scanner(encoded, kinds, UNKNOWN_VERSION)
         self._slot = {n: i for i, n in enumerate(self.names)}
         self._n_named = len(self.names)
+        self.threads = SCAN_THREADS
 
     def _kind_of(self, name: str) -> int:
         if name == "model" and self.kind == "labels":
@@ -83,7 +111,8 @@ class LineScanner:
     def scan(self, data: bytes, starts: IntArray, ends: IntArray, now: float) -> tuple[BoolArray, Scanned]:
         """Which of the lines ``data[starts[i]:ends[i]]`` the scanner took, and their columns."""
         taken, mask, cols = self._scanner.scan(
-            data, np.ascontiguousarray(starts, dtype=np.int64), np.ascontiguousarray(ends, dtype=np.int64))
+            data, np.ascontiguousarray(starts, dtype=np.int64), np.ascontiguousarray(ends, dtype=np.int64),
+            self.threads)
         return np.frombuffer(mask, dtype=np.bool_), Scanned(self, int(taken), cols, now)
 
 

@@ -9,6 +9,7 @@ test_block_parser.py and test_records.py run every case through it as well (``bo
 from __future__ import annotations
 
 import json
+import os
 import struct
 from typing import Any
 
@@ -259,3 +260,52 @@ def test_text_that_is_not_utf8_is_left_not_raised() -> None:
     taken, scanned = parser._scanner.scan(data, ends - [len(x) for x in lines], ends, NOW)
     assert taken.tolist() == [False] * 5 + [True]
     assert scanned.part(0, 1).batch.id.tolist() == ["\u00e9\U0001f600"]
+
+
+def test_two_threads_give_what_one_gives() -> None:
+    """Blocks big enough to be scanned in chunks, each by two threads without the GIL: the same
+    batch, row for row, as one thread; lines left to the GIL pass (numbers only CPython's parser
+    reads) and lines left to msgspec fall on both halves and across chunk edges."""
+    rng = np.random.default_rng(11)
+    lines: list[bytes] = []
+    for i in range(12_000):
+        p = [round(float(x), 4) for x in rng.dirichlet([1, 1, 1])]
+        rec: dict[str, Any] = {"id": f"r{i}", "prediction": int(rng.integers(0, 3)), "timestamp": 1.7e9 + i,
+                               "probabilities": {"0": p[0], "1": p[1], "2": p[2]},
+                               "features": {"a": float(rng.normal()), "b": round(float(rng.normal()), 3)}}
+        u = rng.random()
+        if u < 0.02:
+            rec["features"]["a"] = "text"  # left to msgspec
+        elif u < 0.04:
+            rec["features"]["b"] = 1.5e-300  # beyond the fast paths: scanned again with the GIL
+        elif u < 0.05:
+            rec["probabilities"]["1"] = 1.5e-30  # the same, inside probabilities
+        lines.append(json.dumps(rec).encode())
+    data = b"\n".join(lines)
+    results = []
+    for threads in (1, 2):
+        parser = BlockParser("predictions", SPEC)
+        assert parser._scanner is not None
+        parser._scanner.threads = threads
+        got, _ = parser.parse([Block(data)], NOW)
+        results.append((got, parser.native_records))
+    assert_same_result(results[0][0], results[1][0])
+    assert results[0][1] == results[1][1] > 0.95 * len(lines)
+    assert_same_result(results[1][0], _predictions_per_record(lines, SPEC, NOW, ()))
+
+
+@pytest.mark.parametrize(("files", "cores"), [
+    ({"cpu.max": "max 100000\n"}, None),  # no quota: the affinity's cores
+    ({"cpu.max": "150000 100000\n"}, 1),  # 1.5 CPUs: one whole core
+    ({"cpu.max": "50000 100000\n"}, 1),  # half a CPU: still one thread
+    ({"cpu.max": "400000 100000\n"}, None),  # more than the machine has: the affinity's
+    ({"cpu/cpu.cfs_quota_us": "200000\n", "cpu/cpu.cfs_period_us": "100000\n"}, 2),  # cgroup v1
+    ({"cpu/cpu.cfs_quota_us": "-1\n", "cpu/cpu.cfs_period_us": "100000\n"}, None),
+    ({"cpu.max": "garbage"}, None),
+])
+def test_usable_cores_follow_the_cgroup_quota(tmp_path: Any, files: dict[str, str], cores: int | None) -> None:
+    for name, text in files.items():
+        (tmp_path / name).parent.mkdir(exist_ok=True)
+        (tmp_path / name).write_text(text)
+    affinity = len(os.sched_getaffinity(0))
+    assert line_scanner.usable_cores(tmp_path) == (affinity if cores is None else min(cores, affinity))
