@@ -1,10 +1,14 @@
 """Byte blocks of JSON lines -> prediction / label batches, with no Python step per record.
 
-Sources hand over whole blocks of complete lines (``Block``). msgspec decodes a block in one
-call into structs that hold only the fields the source's mapping reads (features only when a
-model monitors them for drift): every other key is skipped by the C decoder without building a
-Python object. The columns are then pulled out with ``map(attrgetter)`` and checked with numpy,
-so no Python bytecode runs per record on well-formed input.
+Sources hand over whole blocks of complete lines (``Block``). Where it is built, the compiled
+line scanner (``line_scanner``) reads them first: every plainly valid line goes straight to
+columns, and the lines it leaves take the path below, as they all do without it.
+
+msgspec decodes a run of lines in one call into structs that hold only the fields the source's
+mapping reads (features only when a model monitors them for drift): every other key is skipped
+by the C decoder without building a Python object. The columns are then pulled out with
+``map(attrgetter)`` and checked with numpy, so no Python bytecode runs per record on
+well-formed input.
 
 The per-record parser in ``exporter.ingest.records`` is the reference; this path must give exactly its
 result (``tests/ingest/test_block_parser.py`` fuzzes the two against each other, seeded). Where the two
@@ -29,9 +33,10 @@ could disagree, the lines in question are handed to the reference instead:
 
 Decoding holds the GIL (it builds Python objects), so this path uses one core per source.
 
-The column conversions (the reference's rules, vectorised) are in ``block_columns``. About 470
-lines remain, over the house's 400, on purpose: every rule above decides which lines may take the
-fast path and which go to the reference, and they are only checkable together.
+The column conversions (the reference's rules, vectorised) are in ``block_columns`` and the
+decoder's structs in ``msgspec_structs``. About 460 lines remain, over the house's 400, on purpose:
+every rule above decides which lines may take a fast path and which go to the reference, and they
+are only checkable together.
 """
 
 from __future__ import annotations
@@ -70,6 +75,7 @@ from exporter.ingest.block_columns import (
     typed_feature_column,
 )
 from exporter.ingest.line_scanner import LineScanner
+from exporter.ingest.msgspec_structs import build_decoder
 from exporter.ingest.records import (
     UNKNOWN_VERSION,
     RecordSpec,
@@ -145,13 +151,14 @@ class BlockParser:
         if kind == "predictions" and spec.feature_names:
             self._paths["features"] = spec.path("features")
         self._unset_leaves = {self._paths["prediction" if kind == "predictions" else "label"]}
-        self._attrs: dict[tuple[str, ...], str] = {}
-        self._decoder = self._build_decoder(typed=False)
+        self._attrs: dict[tuple[str, ...], str] = {}  # path -> struct attribute, the same in both decoders
+        self._decoder = build_decoder(kind, spec, self._paths, self._unset_leaves, self._attrs, typed=False)
         # the same structs with the numbers typed (confidence, probabilities, features): the C
         # decoder then checks their types itself, and the columns skip that pass; a run it refuses
         # (a categorical feature, a probability given as text) is decoded untyped at once, and
         # after TYPED_MISSES such runs this parser stays untyped
-        self._typed = self._build_decoder(typed=True) if self._decoder is not None else None
+        self._typed = (build_decoder(kind, spec, self._paths, self._unset_leaves, self._attrs, typed=True)
+                       if self._decoder is not None else None)
         self._typed_misses = 0
         # the compiled scanner goes first where it is built (``native=False``: tests of the msgspec path)
         self._scanner = LineScanner.build(kind, spec, self._paths) if native and self._decoder is not None else None
@@ -160,54 +167,6 @@ class BlockParser:
         self.native_records = 0  # of those, the ones the compiled scanner took
 
     # --- the decoder ------------------------------------------------------------------------
-
-    def _build_decoder(self, *, typed: bool) -> msgspec.json.Decoder[Any] | None:
-        """A decoder of list-of-structs holding just the mapped paths; None if two paths clash
-        (one is a prefix of another), which only the per-record parser handles. ``typed``: the
-        confidence and features as ``float | None``, probabilities as ``dict[str, float] | None``
-        (integers become floats, as the reference's rules do; anything else is refused)."""
-        leaves = set(self._paths.values())
-        if "features" in self._paths:
-            leaves.discard(self._paths["features"])
-            leaves |= {(*self._paths["features"], f) for f in self.spec.feature_names}
-        tree: dict[str, Any] = {}
-        for path in sorted(leaves, key=len):
-            node = tree
-            for key in path[:-1]:
-                child = node.setdefault(key, {})
-                if not isinstance(child, dict):
-                    return None
-                node = child
-            if path[-1] in node:
-                return None  # a path through a leaf, or the same leaf twice (cannot happen after set())
-            node[path[-1]] = path
-        counter = iter(range(1 << 30))
-        numbers: dict[tuple[str, ...], Any] = {}
-        if typed and self.kind == "predictions":
-            numbers[self._paths["confidence"]] = float | None
-            numbers[self._paths["probabilities"]] = dict[str, float] | None
-            if "features" in self._paths:
-                numbers.update({(*self._paths["features"], f): float | None for f in self.spec.feature_names})
-
-        def build(node: dict[str, Any], prefix: tuple[str, ...]) -> type:
-            fields: list[tuple[str, Any, Any]] = []
-            rename: dict[str, str] = {}
-            for key, sub in node.items():
-                attr = f"f{next(counter)}"
-                rename[attr] = key
-                path = (*prefix, key)
-                self._attrs[path] = attr
-                if isinstance(sub, dict):
-                    fields.append((attr, build(sub, path) | None, None))
-                elif path in self._unset_leaves:
-                    fields.append((attr, Any, UNSET))
-                elif path in numbers:
-                    fields.append((attr, numbers[path], None))
-                else:
-                    fields.append((attr, Any, None))
-            return msgspec.defstruct(f"Rec{next(counter)}", fields, rename=rename, gc=False)
-
-        return msgspec.json.Decoder(build(tree, ()))
 
     def _column(self, recs: list[Any], path: tuple[str, ...]) -> list[Any]:
         """The values at ``path``: None (UNSET for prediction / label) where a parent is missing."""
