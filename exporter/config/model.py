@@ -22,6 +22,7 @@ DRIFT_METHODS = ("psi", "ks", "js", "chi2")
 BUILTIN_DRIFT_FEATURES = ("confidence", "predicted_class")
 #: More buckets buy resolution at the cost of memory per window (DESIGN §2 "Windows").
 MAX_WINDOW_BUCKETS = 1000
+MAX_INGEST_THREADS = 2
 
 
 @dataclass(frozen=True)
@@ -123,6 +124,7 @@ class GlobalConfig:
     window_buckets: int = 60
     version_idle_expiry: float = 7 * 86400.0
     checkpoint_interval: float = 10.0
+    ingest_threads: int = 1
 
 
 @dataclass(frozen=True)

@@ -14,7 +14,15 @@ from typing import Any
 from exporter.config.checker import Checker
 from exporter.config.errors import describe, index_path, key_path
 from exporter.config.keys import yaml_keys
-from exporter.config.model import MAX_WINDOW_BUCKETS, Config, GlobalConfig, HistoryConfig, RetrainingConfig, Window
+from exporter.config.model import (
+    MAX_INGEST_THREADS,
+    MAX_WINDOW_BUCKETS,
+    Config,
+    GlobalConfig,
+    HistoryConfig,
+    RetrainingConfig,
+    Window,
+)
 
 TOP_LEVEL_KEYS = yaml_keys(Config)
 GLOBAL_KEYS = yaml_keys(GlobalConfig)
@@ -37,7 +45,19 @@ def parse_global(c: Checker, raw: object) -> GlobalConfig:
         ),
         window_buckets=_parse_window_buckets(c, key_path(path, "window_buckets"), m.get("window_buckets"),
                                              defaults.window_buckets),
+        ingest_threads=_parse_ingest_threads(c, key_path(path, "ingest_threads"), m.get("ingest_threads"),
+                                             defaults.ingest_threads),
     )
+
+
+def _parse_ingest_threads(c: Checker, path: str, raw: object, default: int) -> int:
+    if raw is None:
+        return default
+    n = c.integer(path, raw, default, 1)
+    if n > MAX_INGEST_THREADS:
+        c.error(path, f"must be 1 or {MAX_INGEST_THREADS} (the line scanner splits a block in two at most), got {n}")
+        return default
+    return n
 
 
 def _parse_window_buckets(c: Checker, path: str, raw: object, default: int) -> int:

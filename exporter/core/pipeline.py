@@ -94,7 +94,8 @@ class Pipeline:
         self.references = ReferenceStore(config)
         self._specs = {s.name: RecordSpec.from_source(s.config, self._feature_names(s.config.model))
                        for s in self.sources}
-        self._parsers = {s.name: BlockParser(s.config.kind, self._specs[s.name]) for s in self.sources}
+        self._parsers = {s.name: BlockParser(s.config.kind, self._specs[s.name],
+                                             scan_threads=config.global_.ingest_threads) for s in self.sources}
         self._invalid_log = RateLimitedLog()
         self._backlog: dict[str, bool] = {}  # source -> its last poll stopped at its byte budget
         self._poll_span: str | None = None

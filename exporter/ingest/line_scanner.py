@@ -56,11 +56,12 @@ def usable_cores(cgroup: Path = Path("/sys/fs/cgroup")) -> int:
     return cores
 
 
-SCAN_THREADS = 2 if usable_cores() >= 2 else 1
-"""Threads that scan a block's lines (without the GIL; the Python objects are then made in order,
-with it): two where the process may use two cores, so a block's halves are read at once. Measured
-on 100k binary predictions with 10 features: 14% less wall time for the scan, 16% more CPU (the
-second thread's start and the tokens it hands over), so one where a quota leaves one core."""
+USABLE_CORES = usable_cores()
+"""``global.ingest_threads: 2`` scans a block's two halves at once (without the GIL; the Python
+objects are then made in order, with it) only where the process may use two cores. Measured on 100k
+binary predictions with 10 features: 14% less wall time for the scan when the second core is idle,
+35% more when it is busy, and 16% more CPU either way (the second thread's start and the tokens it
+hands over); hence one thread by default."""
 
 _SLOT_KIND = {  # canonical field -> the scanner's rule for it (the C header lists them)
     "id": "K_ID", "model": "K_TEXT", "prediction": "K_TEXT", "label": "K_TEXT", "model_version": "K_VERSION",
@@ -71,9 +72,11 @@ _SLOT_KIND = {  # canonical field -> the scanner's rule for it (the C header lis
 class LineScanner:
     """One source's scanner: the mapped paths of its field mapping, in a fixed slot order."""
 
-    def __init__(self, kind: str, spec: RecordSpec, paths: Mapping[str, tuple[str, ...]]) -> None:
+    def __init__(self, kind: str, spec: RecordSpec, paths: Mapping[str, tuple[str, ...]], threads: int = 1) -> None:
         """``paths``: canonical name -> key path, as the block parser maps them (only the fields
         that are not fixed by the source), plus ``features`` when the model monitors features.
+        ``threads``: ``global.ingest_threads``, cut to the cores the process may use.
+
         Raises ValueError when the extension is missing or cannot take this mapping (clashing
         paths, keys that are not UTF-8)."""
         if _linescan is None:
@@ -93,7 +96,7 @@ class LineScanner:
         self._scanner = _linescan.Scanner(encoded, kinds, UNKNOWN_VERSION)
         self._slot = {n: i for i, n in enumerate(self.names)}
         self._n_named = len(self.names)
-        self.threads = SCAN_THREADS
+        self.threads = max(1, min(threads, USABLE_CORES))
 
     def _kind_of(self, name: str) -> int:
         if name == "model" and self.kind == "labels":
@@ -101,10 +104,11 @@ class LineScanner:
         return int(getattr(_linescan, _SLOT_KIND[name]))
 
     @classmethod
-    def build(cls, kind: str, spec: RecordSpec, paths: Mapping[str, tuple[str, ...]]) -> LineScanner | None:
+    def build(cls, kind: str, spec: RecordSpec, paths: Mapping[str, tuple[str, ...]],
+              threads: int = 1) -> LineScanner | None:
         """The scanner for this mapping, or None where there is none (not built, clashing paths)."""
         try:
-            return cls(kind, spec, paths)
+            return cls(kind, spec, paths, threads)
         except ValueError:
             return None
 

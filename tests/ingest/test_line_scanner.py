@@ -309,3 +309,16 @@ def test_usable_cores_follow_the_cgroup_quota(tmp_path: Any, files: dict[str, st
         (tmp_path / name).write_text(text)
     affinity = len(os.sched_getaffinity(0))
     assert line_scanner.usable_cores(tmp_path) == (affinity if cores is None else min(cores, affinity))
+
+
+def test_ingest_threads_reach_the_scanners_cut_to_the_usable_cores(tmp_path: Any) -> None:
+    from exporter.config import load_config
+    from exporter.core.pipeline import Pipeline
+
+    config = tmp_path / "config.yaml"
+    config.write_text("global: {ingest_threads: 2}\nmodels: [{name: m, classes: ['0', '1']}]\n"
+                      f"sources: [{{name: p, kind: predictions, type: file, path: '{tmp_path}/p.jsonl', model: m}},\n"
+                      f"          {{name: l, kind: labels, type: file, path: '{tmp_path}/l.jsonl'}}]\n")
+    pipeline = Pipeline(load_config(config))
+    threads = {name: parser._scanner.threads for name, parser in pipeline._parsers.items() if parser._scanner}
+    assert threads == {"p": min(2, line_scanner.USABLE_CORES), "l": min(2, line_scanner.USABLE_CORES)}
