@@ -140,8 +140,7 @@ class ArrivalBuffer:
             if cand.any():
                 ci = np.flatnonzero(cand)
                 if encoded is not None:
-                    same = pc.equal(self._gather(s[ci].astype(np.int64), "raw"),
-                                    encoded.take(pa.array(active[ci]))).to_numpy(zero_copy_only=False)
+                    same = self._same_ids(s[ci].astype(np.int64), encoded, active[ci])
                 else:
                     same = self._ids_at(s[ci].astype(np.int64)) == ids[active[ci]]
                 hit = ci[same.astype(bool)]
@@ -154,6 +153,22 @@ class ArrivalBuffer:
             active = active[~done]
             pos[active] = (pos[active] + 1) % size
         return rows, slots
+
+    def _same_ids(self, rows: IntArray, encoded: pa.Array, at: IntArray) -> npt.NDArray[np.bool_]:
+        """Whether the buffered id of each row equals ``encoded[at]``, byte for byte.
+
+        Compared segment by segment (the rows of one segment against their queries), so the
+        buffered ids are never concatenated and put back in query order first."""
+        seg_idx, off = self._locate(rows)
+        out = np.zeros(rows.size, dtype=bool)
+        if len(self._segs) == 1 or bool((seg_idx == seg_idx[0]).all()):
+            parts = [(int(seg_idx[0]), np.arange(rows.size))]
+        else:
+            parts = [(j, np.flatnonzero(seg_idx == j)) for j in np.unique(seg_idx).tolist()]
+        for j, sel in parts:
+            mine = self._segs[j].ids.take(pa.array(off[sel]))
+            out[sel] = pc.equal(mine, encoded.take(pa.array(at[sel]))).to_numpy(zero_copy_only=False)
+        return out
 
     def _insert(self, h: HashArray, rows: IntArray) -> None:
         """Put new (distinct, absent) keys into the table; it has room (see ``_reserve``)."""
@@ -199,12 +214,25 @@ class ArrivalBuffer:
         seg = np.searchsorted(self._starts, seq, side="right") - 1
         return seg, seq - self._starts[seg]
 
-    def _gather(self, rows: IntArray, what: str) -> Any:
-        """Values of ``ids`` (``raw``: as Arrow binary), ``expires``, ``alive`` or a column for the rows."""
+    def _plan(self, rows: IntArray) -> tuple[IntArray, IntArray, IntArray]:
+        """Where the rows are: their offsets in their segments, the order that groups them by
+        segment, and each segment's range in that order (``_gather`` of several columns of the
+        same rows shares one plan)."""
         seg_idx, off = self._locate(rows)
-        parts: list[Any] = []
+        if seg_idx.size and bool((seg_idx == seg_idx[0]).all()):  # the usual case: one segment
+            order = np.arange(rows.size)
+            bounds = np.full(len(self._segs) + 1, rows.size, dtype=np.int64)
+            bounds[:int(seg_idx[0]) + 1] = 0
+            return off, order, bounds
         order = np.argsort(seg_idx, kind="stable")
         bounds = np.searchsorted(seg_idx[order], np.arange(len(self._segs) + 1))
+        return off, order, bounds
+
+    def _gather(self, rows: IntArray, what: str, plan: tuple[IntArray, IntArray, IntArray] | None = None) -> Any:
+        """Values of ``ids`` (``raw``: as Arrow binary), ``expires``, ``alive`` or a column for the rows
+        (``plan``: ``_plan(rows)``, when the caller gathers several columns of them)."""
+        off, order, bounds = self._plan(rows) if plan is None else plan
+        parts: list[Any] = []
         for j, seg in enumerate(self._segs):
             lo, hi = int(bounds[j]), int(bounds[j + 1])
             if lo == hi:
@@ -220,16 +248,21 @@ class ArrivalBuffer:
                 parts.append(seg.alive[o])
             else:
                 parts.append(seg.cols[what][o])
+        in_order = len(parts) == 1  # one segment: ``order`` is the identity
         if what == "raw":
             if not parts:
                 return pa.array([], type=pa.binary())
-            merged_raw = pa.concat_arrays(parts) if len(parts) > 1 else parts[0]
+            if in_order:
+                return parts[0]
+            merged_raw = pa.concat_arrays(parts)
             return merged_raw.take(pa.array(np.argsort(order, kind="stable")))
         if not parts:
             dtype = object if what == "ids" else np.float64 if what == "expires" else \
                 bool if what == "alive" else self._stored_dtype(what)
             return np.empty(0, dtype=dtype)
-        merged = np.concatenate(parts) if len(parts) > 1 else parts[0]
+        if in_order:
+            return parts[0]
+        merged = np.concatenate(parts)
         out = np.empty_like(merged)
         out[order] = merged
         return out
@@ -268,6 +301,11 @@ class ArrivalBuffer:
         rows, _ = self._probe(stable_id_hashes(arr) if h is None else h, arr, encoded)
         return rows
 
+    def lookup_slots(self, ids: ObjArray, h: HashArray, encoded: pa.Array | None = None) -> tuple[IntArray, IntArray]:
+        """Row and table slot of each id (-1 when it is not buffered), for ``_take`` of the found
+        rows without finding them again; both valid until the buffer changes."""
+        return self._probe(h, ids, encoded)
+
     def contains(self, ids: ObjArray, h: HashArray | None = None,
                  encoded: pa.Array | None = None) -> npt.NDArray[np.bool_]:
         out: npt.NDArray[np.bool_] = self.lookup(ids, h, encoded) >= 0
@@ -304,19 +342,31 @@ class ArrivalBuffer:
         out, _ = self._take(np.asarray(rows, dtype=np.int64))
         return out
 
-    def _take(self, rows: IntArray) -> tuple[dict[str, npt.NDArray[Any]], HashArray]:
-        out = {n: self._decode(n, self._gather(rows, n)) for n in self._dtypes}
-        raw: pa.Array = self._gather(rows, "raw")
-        ids = decode_ids(raw)
-        out["id"] = ids
-        out["expires"] = self._gather(rows, "expires")
-        h = stable_id_hashes(raw)
+    def _take(self, rows: IntArray, slots: IntArray | None = None, h: HashArray | None = None,
+              with_ids: bool = True) -> tuple[dict[str, npt.NDArray[Any]], HashArray]:
+        """Remove live rows; their columns (with ``id`` and ``expires`` unless ``with_ids`` is
+        False) and the ids' hashes. ``slots`` and ``h``: the rows' table slots (``lookup_slots``)
+        and hashes, when the caller found the rows by id: the ids then need neither hashing nor
+        finding again. ``with_ids=False`` spares decoding the ids into Python strings."""
+        plan = self._plan(rows)
+        out = {n: self._decode(n, self._gather(rows, n, plan)) for n in self._dtypes}
+        raw: pa.Array | None = None
+        if with_ids:
+            raw = self._gather(rows, "raw", plan)
+            out["id"] = decode_ids(raw)
+            out["expires"] = self._gather(rows, "expires", plan)
+        if h is None:
+            h = stable_id_hashes(self._gather(rows, "raw", plan) if raw is None else raw)
         if rows.size:
-            _, slots = self._probe(h, ids, raw)
+            if slots is None:
+                raw = self._gather(rows, "raw", plan) if raw is None else raw
+                _, slots = self._probe(h, np.empty(0, dtype=object), raw)
             self._slots[slots[slots >= 0]] = _TOMB
-            seg_idx, off = self._locate(rows)
-            for j in np.unique(seg_idx).tolist():
-                self._segs[j].alive[off[seg_idx == j]] = False
+            off, order, bounds = plan
+            for j, seg in enumerate(self._segs):
+                lo, hi = int(bounds[j]), int(bounds[j + 1])
+                if lo < hi:
+                    seg.alive[off[order[lo:hi]]] = False
             self._live -= int(rows.size)
             self._maybe_compact()
         return out, h

@@ -250,7 +250,8 @@ class Pipeline:
         if not first.all():
             encoded, hashes = encoded.filter(pa.array(first)), hashes[first]
         ids, labels, ts, models = batch.id[first], batch.label[first], batch.timestamp[first], models[first]
-        rows_by_model, found, dup = self.joiner.locate_labels(ids, models, hashes, encoded)
+        slots: dict[str, npt.NDArray[np.int64]] = {}
+        rows_by_model, found, dup = self.joiner.locate_labels(ids, models, hashes, encoded, slots)
         self.invalid(source, DUPLICATE, int(dup.sum()), now)
         for model_name, rows in rows_by_model.items():
             model = self.config.model(model_name)
@@ -259,7 +260,8 @@ class Pipeline:
             true_idx = encode_by_value(self.classes[model_name].encode, labels[sel])
             good = true_idx >= 0
             self.invalid(source, UNKNOWN_CLASS, int((~good).sum()), now)
-            pred = self.joiner.take_pending(model_name, rows[sel][good], now)
+            pred = self.joiner.take_pending(model_name, rows[sel][good], now, slots[model_name][sel][good],
+                                            hashes[sel][good], with_ids=False)
             self._apply_outcomes(model, pred, true_idx[good], ts[sel][good], now)
         waiting = ~found & ~dup
         if waiting.any():
