@@ -35,6 +35,7 @@ import numpy.typing as npt
 from exporter.core.reference import BOOL, MISSING, NUMBER, STRING, RawColumn
 from exporter.core.windows import FIXED_POINT_SCALE, Columns, WideningCounts, to_fixed_point
 from exporter.foundation.arrays import FloatArray, IntArray
+from exporter.ingest.batch_ops import factorize
 from exporter.report.model import CATEGORICAL, NUMERIC, UNTYPED, Estimates
 from exporter.stats.drift import bin_counts, kstwo_sf, quantile_edges
 
@@ -155,15 +156,16 @@ class FeatureModel:
         if guide is None or values.size < _GUIDE_MIN:
             out: IntArray = np.searchsorted(uniq, values, side="left")
             return out
-        lo, scale, table, steps = guide
+        lo, scale, table, _ = guide
         c = self._cells(values, lo, scale, int(table.size) - 1)
         b, end = table[c], table[c + 1]
-        last = uniq.size - 1
-        for _ in range(steps):  # step over the distinct values of the value's own cell that lie below it
-            more = (b < end) & (uniq[np.minimum(b, last)] < values)
-            if not more.any():
-                break
-            b = b + more
+        # step over the distinct values of the value's own cell that lie below it, looking only at
+        # the values still stepping (most cells hold one distinct value or none)
+        act = np.flatnonzero(b < end)
+        while act.size:
+            act = act[uniq[b[act]] < values[act]]
+            b[act] += 1
+            act = act[b[act] < end[act]]
         return b
 
     @functools.cached_property
@@ -233,6 +235,9 @@ class FeatureModel:
         """
         valid = col.kind == self.valid_kind
         if self.kind == NUMERIC:
+            if bool(valid.all()):  # the usual column: no value to leave out
+                slot = self.slots(col.number)
+                return {_column(self.name): slot, _bin_column(self.name): self.psi_bins(col.number, slot)}
             v = col.number[valid]
             slot = np.full(len(col), -1, dtype=np.int64)
             slot[valid] = at = self.slots(v)
@@ -243,8 +248,10 @@ class FeatureModel:
         if self.kind == CATEGORICAL and valid.any():
             index = {c: i for i, c in enumerate(self.categories)}
             other = len(self.categories)
-            uniq, inverse = np.unique(col.text[valid].astype(str), return_inverse=True)
-            lut = np.fromiter((index.get(u, other) for u in uniq.tolist()), dtype=np.int64, count=uniq.size)
+            # hashed per distinct value (pandas' C table), each looked up once as the text numpy makes of it
+            inverse, uniq = factorize(col.text if bool(valid.all()) else col.text[valid])
+            texts = uniq.astype(str).tolist()
+            lut = np.fromiter((index.get(u, other) for u in texts), dtype=np.int64, count=len(texts))
             codes[valid] = lut[inverse]
         return {_column(self.name): codes}
 
@@ -324,14 +331,24 @@ class DriftBucket:
             self.tp_fixed += int(q[has_p & pos].sum())
             self.fn_fixed += int(q[has_p & ~pos].sum())
         for f in self.features:
+            # codes are -1 where the value is not valid: counted one place up, and the -1 place cut off
             col = cols[_column(f.name)]
-            col = col[col >= 0]
             if f.kind == NUMERIC:
-                b = cols[_bin_column(f.name)]
-                self.counts[f.name] += np.bincount(b[b >= 0], minlength=f.n_bins)
-                self.slots[f.name].add(np.bincount(col, minlength=f.n_slots))
+                self.counts[f.name] += np.bincount(cols[_bin_column(f.name)] + 1, minlength=f.n_bins + 1)[1:]
+                inc = np.bincount(col + 1, minlength=f.n_slots + 1)[1:]
+                self.slots[f.name].add(inc, int(inc.max()) if inc.size else 0)
             else:
-                self.counts[f.name] += np.bincount(col, minlength=f.n_bins)
+                self.counts[f.name] += np.bincount(col + 1, minlength=f.n_bins + 1)[1:]
+
+    def merge(self, other: DriftBucket) -> None:
+        """Add another bucket's statistics (``absorb(other, 1)``, with the slot counts added in place)."""
+        for name in _SUMS:
+            setattr(self, name, getattr(self, name) + getattr(other, name))
+        for k, v in self.counts.items():
+            v += other.counts[k]
+        for k, w in self.slots.items():
+            o = other.slots[k]
+            w.add(o.counts, o._top)
 
     def arrays(self) -> dict[str, npt.NDArray[Any]]:
         out: dict[str, npt.NDArray[Any]] = {
