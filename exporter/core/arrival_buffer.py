@@ -18,6 +18,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from exporter.foundation.arrays import FloatArray, HashArray, IntArray, ObjArray
+from exporter.ingest.batch_ops import factorize
 from exporter.ingest.ids import decode_ids, encode_ids, object_array, stable_id_hashes
 
 _EMPTY = -1  # table slot never used
@@ -286,11 +287,15 @@ class ArrivalBuffer:
         if self._dtypes[name].kind != "O":
             return np.asarray(values).astype(self._dtypes[name], copy=True)
         codes, table = self._codes[name], self._values[name]
-        items = np.asarray(values, dtype=object).tolist()
-        for v in set(items) - codes.keys():
-            codes[v] = len(table)
-            table.append(v)
-        return np.fromiter(map(codes.__getitem__, items), dtype=np.int32, count=len(items))
+        # per distinct value (a C hash table), broadcast back: a column holds few of them
+        inverse, uniques = factorize(np.asarray(values, dtype=object))
+        for v in uniques.tolist():
+            if v not in codes:
+                codes[v] = len(table)
+                table.append(v)
+        lut = np.fromiter(map(codes.__getitem__, uniques.tolist()), dtype=np.int32, count=uniques.size)
+        out: npt.NDArray[Any] = lut[inverse]
+        return out
 
     # -- the interface -----------------------------------------------------------------------------------
     def lookup(self, ids: Sequence[str] | ObjArray, h: HashArray | None = None,

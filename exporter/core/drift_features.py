@@ -82,7 +82,9 @@ def ks_from_ranks(ref_sorted: FloatArray, ref_left: IntArray, ref_right: IntArra
 
 
 _GUIDE_MIN = 64  # below this many distinct reference values (or batch values) a binary search is as cheap
-_GUIDE_MAX = 8  # most distinct reference values in one cell before the guide is not worth it
+# most distinct reference values in one cell before the guide is not worth it (stepping touches only
+# the values still stepping, so a few crowded cells cost little: a normal sample's densest cell holds 6-9)
+_GUIDE_MAX = 32
 
 
 def _column(name: str) -> str:
@@ -197,12 +199,15 @@ class FeatureModel:
 
     def slots(self, values: FloatArray) -> IntArray:
         """Slot of each value: ``2j`` below the j-th distinct reference value, ``2j + 1`` at it."""
-        uniq = self._unique[0]
         b = self._left(values)
-        eq = b < uniq.size
-        eq[eq] = uniq[b[eq]] == values[eq]
-        out: IntArray = 2 * b + eq
+        out: IntArray = 2 * b + (self._unique_padded[b] == values)
         return out
+
+    @functools.cached_property
+    def _unique_padded(self) -> FloatArray:
+        """The distinct reference values and a NaN after them, which no value equals (a value
+        above them all has position ``size``)."""
+        return np.append(self._unique[0], np.nan)
 
     def window_ranks(self, slot_counts: IntArray) -> tuple[IntArray, IntArray]:
         """Window values below / at-or-below each reference value, from the merged slot counts."""

@@ -193,41 +193,47 @@ class Pipeline:
     def apply_predictions(self, source: str, batch: PredictionBatch, now: float) -> None:
         if len(batch) == 0:
             return
-        for model_name in sorted(set(batch.model.tolist())):
-            sel = batch.model == model_name
+        for model_name, sel in _model_rows(batch.model):
             model = self.config.model(model_name)
             if model is None:
-                self.invalid(source, UNKNOWN_MODEL, int(sel.sum()), now)
+                self.invalid(source, UNKNOWN_MODEL, len(batch) if sel is None else int(sel.sum()), now)
                 continue
-            ids = batch.id[sel]
+            ids = _rows(batch.id, sel)
             encoded = encode_ids(ids)
             hashes = stable_id_hashes(encoded)
             dup = ~first_occurrences(ids, hashes) | self.joiner.is_known(model_name, ids, hashes, encoded)
-            pred_idx = encode_by_value(self.classes[model_name].encode, batch.prediction[sel])
+            pred_idx = encode_by_value(self.classes[model_name].encode, _rows(batch.prediction, sel))
             unknown = (pred_idx < 0) & ~dup
             self.invalid(source, DUPLICATE, int(dup.sum()), now)
             self.invalid(source, UNKNOWN_CLASS, int(unknown.sum()), now)
             ok = ~dup & ~unknown
-            over = ok & self._over_version_cap(model, batch.model_version[sel])
+            versions = _rows(batch.model_version, sel)
+            over = ok & self._over_version_cap(model, versions)
             self.invalid(source, TOO_MANY_VERSIONS, int(over.sum()), now)
             ok &= ~over
+            # the rows kept, as one mask over the batch (None: all of them, and no column is copied)
+            keep = (None if sel is None else sel) if ok.all() else \
+                ok if sel is None else _spread(sel, ok)
             cols = {
-                "version": batch.model_version[sel][ok],
-                "pred_idx": pred_idx[ok],
-                "confidence": batch.confidence[sel][ok],
-                "pred_ts": np.minimum(batch.timestamp[sel][ok], now),  # a future stamp counts as now
+                "version": _rows(versions, None if keep is None else ok),
+                "pred_idx": _rows(pred_idx, None if keep is None else ok),
+                "confidence": _rows(batch.confidence, keep),
+                "pred_ts": np.minimum(_rows(batch.timestamp, keep), now),  # a future stamp counts as now
             }
-            feats = {f: batch.features[f][sel][ok] for f in model.drift.features if f in batch.features}
-            p_pos = (positive_probabilities(batch.probabilities[sel][ok], model.positive_class)
+            feats = {f: _rows(batch.features[f], keep) for f in model.drift.features if f in batch.features}
+            p_pos = (positive_probabilities(_rows(batch.probabilities, keep), model.positive_class)
                      if model.task == "binary" else np.full(int(ok.sum()), np.nan))
             for version, rows in groups(cols["version"]):
+                whole = rows.size == cols["version"].size  # one version: its rows are all of them
                 self._version(model, version, now).add_predictions(
-                    cols["pred_ts"][rows], cols["pred_idx"][rows], cols["confidence"][rows], now,
-                    features={f: v[rows] for f, v in feats.items()}, p_positive=p_pos[rows])
+                    _rows(cols["pred_ts"], None if whole else rows), _rows(cols["pred_idx"], None if whole else rows),
+                    _rows(cols["confidence"], None if whole else rows), now,
+                    features={f: _rows(v, None if whole else rows) for f, v in feats.items()},
+                    p_positive=_rows(p_pos, None if whole else rows))
             classes = self.classes[model_name]
             keys = (encoded if ok.all() else encoded.filter(pa.array(ok)), hashes[ok])
-            _, matched, rejected = self.joiner.add_predictions(model_name, ids[ok], cols, now,
-                                                               accepts=classes.accepts, keys=keys)
+            _, matched, rejected = self.joiner.add_predictions(model_name, _rows(ids, None if ok.all() else ok), cols,
+                                                               now, accepts=classes.accepts, keys=keys)
             # a waiting label of a class this model cannot score is its own source's invalid record
             for label_source, n in Counter(rejected.tolist()).items():
                 self.invalid(label_source, UNKNOWN_CLASS, n, now, "labels that waited for their prediction")
@@ -387,6 +393,27 @@ class Pipeline:
     def build_report(self, now: float) -> Report:
         """The Report of the state as it is (``run_cycle`` publishes one per cycle)."""
         return build_report(self, now, self.ready)
+
+
+def _model_rows(models: npt.NDArray[np.object_]) -> list[tuple[str, npt.NDArray[np.bool_] | None]]:
+    """Each model named in a batch (in name order) with the mask of its rows; None for the mask
+    when the batch is one model's, as it usually is (no column then needs copying)."""
+    first = models[0]
+    if type(first) is str and bool((models == first).all()):
+        return [(first, None)]
+    return [(name, models == name) for name in sorted(set(models.tolist()))]
+
+
+def _rows(values: npt.NDArray[Any], which: npt.NDArray[Any] | None) -> npt.NDArray[Any]:
+    """``values[which]``, or ``values`` itself for None (all rows: nothing to copy)."""
+    return values if which is None else values[which]
+
+
+def _spread(sel: npt.NDArray[np.bool_], ok: npt.NDArray[np.bool_]) -> npt.NDArray[np.bool_]:
+    """The mask over the batch of the rows ``ok`` keeps among those ``sel`` selects."""
+    out = np.zeros(sel.size, dtype=bool)
+    out[np.flatnonzero(sel)[ok]] = True
+    return out
 
 
 def _span(poll: Poll) -> str | None:

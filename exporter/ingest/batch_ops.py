@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from itertools import repeat
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -74,6 +75,9 @@ def groups(values: ObjArray) -> list[tuple[str, IntArray]]:
     """Row indices per distinct value (as text), in sorted value order."""
     if values.size == 0:
         return []
+    first = values[0]
+    if type(first) is str and bool((values == first).all()):  # the usual batch: one value, no hashing
+        return [(first, np.arange(values.size, dtype=np.int64))]
     codes, uniques = factorize(values)
     names = [str(u) for u in uniques.tolist()]
     if len(names) == 1:
@@ -99,12 +103,18 @@ def positive_probabilities(probabilities: ObjArray, positive_class: str) -> Floa
     out = np.full(n, np.nan)
     if n == 0:
         return out
-    has = np.fromiter(map(bool, probabilities.tolist()), dtype=np.bool_, count=n)  # None, {} -> False
-    rows = np.flatnonzero(has)
-    if rows.size == 0:
-        return out
-    dicts = probabilities[rows].tolist()
-    got = list(map(dict.get, dicts, repeat(positive_class)))
+    items = probabilities.tolist()
+    try:  # the usual batch: a dict on every record, looked up in one C loop
+        got: list[Any] = list(map(dict.get, items, repeat(positive_class)))
+        rows = np.arange(n)
+        dicts = items
+    except TypeError:  # some record without probabilities (None)
+        has = np.fromiter(map(bool, items), dtype=np.bool_, count=n)  # None, {} -> False
+        rows = np.flatnonzero(has)
+        if rows.size == 0:
+            return out
+        dicts = probabilities[rows].tolist()
+        got = list(map(dict.get, dicts, repeat(positive_class)))
     vals = np.array(got, dtype=np.float64)  # None -> NaN
     out[rows] = vals
     for i in np.flatnonzero(np.isnan(vals)).tolist():  # the positive class absent: rare

@@ -135,6 +135,19 @@ def test_stable_hash_matches_a_per_id_reference_at_every_length_and_alignment() 
         assert stable_id_hashes(arr.slice(start)).tolist() == [_hash_ref(b) for b in ids[start:]]
 
 
+@pytest.mark.parametrize("width", [1, 7, 8, 9, 14, 16, 36, 70])
+def test_stable_hash_of_ids_of_one_width_matches_the_per_id_reference(width: int) -> None:
+    """A batch whose ids all have one length (uuids, zero-padded counters) is hashed as a matrix
+    of words: the same bits as the per-id reference, also for a sliced array."""
+    rng = random.Random(width)
+    ids = [bytes(rng.randrange(256) for _ in range(width)) for _ in range(200)]
+    arr = pa.array(ids, type=pa.binary())
+    assert stable_id_hashes(arr).tolist() == [_hash_ref(b) for b in ids]
+    assert stable_id_hashes(arr.slice(3, 150)).tolist() == [_hash_ref(b) for b in ids[3:153]]
+    texts = [f"req-{i:010d}" for i in range(300)]
+    assert stable_id_hashes(obj(texts)).tolist() == [_hash_ref(t.encode()) for t in texts]
+
+
 def test_stable_hash_is_the_same_for_every_input_form_and_process() -> None:
     texts = ["req-0000000001", "", "a", "a\0", "é", "\ud800lone", "x" * 70]
     h = stable_id_hashes(obj(texts))
