@@ -9,7 +9,7 @@ narrows the search.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -184,14 +184,17 @@ class ArrivalBuffer:
             if cand.size:
                 # one key per slot per round: every candidate writes its row, the one that stayed won
                 at = pos[cand]
+                was_empty = self._slots[at] == _EMPTY
                 self._slots[at] = rows[cand]
-                win = cand[self._slots[at] == rows[cand]]
+                won = self._slots[at] == rows[cand]
+                win = cand[won]
+                # a tombstone taken again was counted in ``_used`` already: only empty slots add to it
+                self._used += int(np.count_nonzero(was_empty[won]))
                 self._tags[pos[win]] = tag[win]
                 placed = np.zeros(h.size, dtype=bool)
                 placed[win] = True
                 todo = todo[~placed[todo]]
             pos[todo] = (pos[todo] + 1) % size
-        self._used += int(h.size)
 
     def _reserve(self, extra: int) -> None:
         """Make room for ``extra`` more keys, rebuilding (and dropping tombstones) when needed."""
@@ -438,6 +441,7 @@ class ArrivalBuffer:
             for n in self._dtypes:
                 cols[n].append(seg.cols[n][idx])
         stored = {n: np.concatenate(c) if c else np.empty(0, dtype=self._stored_dtype(n)) for n, c in cols.items()}
+        new_rows = self._compacted_rows()
         for n in self._codes:  # forget dictionary values no live entry uses any more
             used, codes = np.unique(stored[n], return_inverse=True)
             values = self._values[n]
@@ -453,7 +457,31 @@ class ArrivalBuffer:
         self._starts = np.array([s.start for s in self._segs], dtype=np.int64)
         self._next += live
         self._live = self._stored = live
-        self._rebuild_table(max(16, int(live / _NEW_LOAD) + 1))
+        size = max(16, int(live / _NEW_LOAD) + 1)
+        if self._slots.size > 4 * size:  # the buffer shrank a lot: a table of its new size
+            self._rebuild_table(size)
+        else:  # renumber the rows in place: no id hashed or placed again (tombstones stay counted)
+            at = np.flatnonzero(self._slots >= 0)
+            self._slots[at] = new_rows(self._slots[at].astype(np.int64))
+
+    def _compacted_rows(self) -> Callable[[IntArray], npt.NDArray[np.int32]]:
+        """Before a compaction: the function from a live row to its row after it (live entries
+        renumbered from 0 in arrival order)."""
+        starts = self._starts.copy()
+        base = self._base
+        ranks = [np.cumsum(seg.alive, dtype=np.int64) - 1 for seg in self._segs]
+        before = np.cumsum([0] + [int(r[-1]) + 1 if r.size else 0 for r in ranks[:-1]], dtype=np.int64)
+
+        def renumber(rows: IntArray) -> npt.NDArray[np.int32]:
+            seq = rows + base
+            seg = np.searchsorted(starts, seq, side="right") - 1
+            out = np.empty(rows.size, dtype=np.int32)
+            for j in np.unique(seg).tolist():
+                mine = seg == j
+                out[mine] = before[j] + ranks[j][seq[mine] - starts[j]]
+            return out
+
+        return renumber
 
     def restore(self, saved: Mapping[str, Any]) -> None:
         """Re-add entries returned by ``export`` (in their original arrival order)."""

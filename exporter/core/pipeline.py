@@ -208,7 +208,8 @@ class Pipeline:
             self.invalid(source, UNKNOWN_CLASS, int(unknown.sum()), now)
             ok = ~dup & ~unknown
             versions = _rows(batch.model_version, sel)
-            over = ok & self._over_version_cap(model, versions)
+            v_codes, v_names = factorize(versions)  # once: the version cap and the groups both need it
+            over = ok & self._over_version_cap(model, v_names)[v_codes]
             self.invalid(source, TOO_MANY_VERSIONS, int(over.sum()), now)
             ok &= ~over
             # the rows kept, as one mask over the batch (None: all of them, and no column is copied)
@@ -223,7 +224,7 @@ class Pipeline:
             feats = {f: _rows(batch.features[f], keep) for f in model.drift.features if f in batch.features}
             p_pos = (positive_probabilities(_rows(batch.probabilities, keep), model.positive_class)
                      if model.task == "binary" else np.full(int(ok.sum()), np.nan))
-            for version, rows in groups(cols["version"]):
+            for version, rows in groups(cols["version"], (_rows(v_codes, None if keep is None else ok), v_names)):
                 whole = rows.size == cols["version"].size  # one version: its rows are all of them
                 self._version(model, version, now).add_predictions(
                     _rows(cols["pred_ts"], None if whole else rows), _rows(cols["pred_idx"], None if whole else rows),

@@ -22,6 +22,14 @@ from exporter.foundation.arrays import BoolArray, FloatArray, IntArray, ObjArray
 def factorize(values: ObjArray) -> tuple[IntArray, ObjArray]:
     """Codes (0.. in order of first appearance) and the distinct values; None is a value too
     (pandas hands it back as NaN: these columns hold text or None, never a float NaN)."""
+    n = values.size
+    first = values[0] if n else None
+    # the usual column of a batch (its version, its model) holds one text: found with a compare
+    # per row instead of hashing; the ends are looked at first so a mixed column rarely pays it
+    if type(first) is str and values[n - 1] == first and values[n // 2] == first and bool((values == first).all()):
+        single = np.empty(1, dtype=object)
+        single[0] = first
+        return np.zeros(n, dtype=np.int64), single
     codes, uniques = pd.factorize(values, use_na_sentinel=False)
     out = np.empty(len(uniques), dtype=object)
     out[:] = [None if type(u) is float and u != u else u for u in uniques.tolist()]
@@ -71,14 +79,12 @@ def encode_by_value(encode: Callable[[ObjArray], npt.NDArray[np.int32]], values:
     return out
 
 
-def groups(values: ObjArray) -> list[tuple[str, IntArray]]:
-    """Row indices per distinct value (as text), in sorted value order."""
+def groups(values: ObjArray, factorized: tuple[IntArray, ObjArray] | None = None) -> list[tuple[str, IntArray]]:
+    """Row indices per distinct value (as text), in sorted value order (``factorized``: the
+    values' ``factorize``, when the caller has it)."""
     if values.size == 0:
         return []
-    first = values[0]
-    if type(first) is str and bool((values == first).all()):  # the usual batch: one value, no hashing
-        return [(first, np.arange(values.size, dtype=np.int64))]
-    codes, uniques = factorize(values)
+    codes, uniques = factorize(values) if factorized is None else factorized
     names = [str(u) for u in uniques.tolist()]
     if len(names) == 1:
         return [(names[0], np.arange(values.size, dtype=np.int64))]
@@ -91,8 +97,9 @@ def groups(values: ObjArray) -> list[tuple[str, IntArray]]:
     merged: dict[str, list[IntArray]] = {}
     for k, i in enumerate(order):  # two values with the same text (3 and "3") share a group
         merged.setdefault(names[i], []).append(rows[bounds[k]:bounds[k + 1]])
-    return [(name, np.sort(np.concatenate(parts)) if len(parts) > 1 else parts[0])
-            for name, parts in sorted(merged.items())]
+    out = [(name, np.sort(np.concatenate(parts)) if len(parts) > 1 else parts[0])
+           for name, parts in sorted(merged.items())]
+    return [(name, rows) for name, rows in out if rows.size]  # given codes may name values not among these rows
 
 
 def positive_probabilities(probabilities: ObjArray, positive_class: str) -> FloatArray:

@@ -17,7 +17,7 @@ from exporter.core.arrival_buffer import ArrivalBuffer
 from exporter.core.join import Joiner
 from exporter.core.joined_ids import JoinedIds
 from exporter.ingest.batch_ops import first_occurrences
-from exporter.ingest.ids import stable_id_hashes
+from exporter.ingest.ids import encode_ids, stable_id_hashes
 from tests.helpers import obj
 
 
@@ -46,6 +46,48 @@ def test_arrival_buffer_expiry_bound_and_compaction() -> None:
     assert buf.lookup(["id4950", "id1", "nope"]).tolist()[1:] == [-1, -1]
     row = buf.lookup(["id4950"])
     assert buf.take(row)["x"].tolist() == [4950]
+
+
+def test_arrival_buffer_matches_a_dict_through_takes_compactions_and_rebuilds() -> None:
+    """Random batches added, taken by id (found once, taken by the slots found), expired and
+    bounded: every lookup, every take and the export must be what an ordered dict of the same
+    entries gives, across table rebuilds, tombstones taken again and compactions that renumber
+    the rows in the table in place."""
+    rng = np.random.default_rng(17)
+    buf = ArrivalBuffer({"x": np.int64, "v": object})
+    model: dict[str, tuple[float, int, str]] = {}  # id -> (expires, x, v), in arrival order
+    next_id = 0
+    for step in range(300):
+        n = int(rng.integers(0, 400))
+        ids = obj([f"k{next_id + i}" for i in range(n)])
+        xs = np.arange(next_id, next_id + n)
+        vs = obj([f"v{int(i) % 3}" for i in xs])
+        buf.add(ids, np.full(n, float(step)), {"x": xs, "v": vs})
+        for i, x, v in zip(ids.tolist(), xs.tolist(), vs.tolist(), strict=True):
+            model[i] = (float(step), int(x), v)
+        next_id += n
+        if model:  # take a random share, mostly the oldest (labels come in order) and some missing ids
+            keys = list(model)
+            k = int(rng.integers(0, len(keys) + 1))
+            pick = keys[:k // 2] + [keys[int(i)] for i in rng.integers(0, len(keys), k // 4)] + ["nope", "k-1"]
+            query = obj(list(dict.fromkeys(pick)))
+            h = stable_id_hashes(query)
+            rows, slots = buf.lookup_slots(query, h, encode_ids(query))
+            expected = [q in model for q in query.tolist()]
+            assert (rows >= 0).tolist() == expected
+            found = rows >= 0
+            taken, _ = buf._take(rows[found], slots[found], h[found], with_ids=False)
+            gone = [model.pop(q) for q in query[found].tolist()]
+            assert taken["x"].tolist() == [g[1] for g in gone] and taken["v"].tolist() == [g[2] for g in gone]
+        if step % 23 == 22:
+            out = buf.expire(now=float(step - 20), max_size=int(rng.integers(50, 2000)))
+            for i in out["id"].tolist():
+                del model[i]
+        assert len(buf) == len(model)
+    assert buf.export()["id"].tolist() == list(model)
+    left = obj(list(model))
+    assert buf.lookup(left).tolist() == buf.lookup_slots(left, stable_id_hashes(left))[0].tolist()
+    assert (buf.lookup(left) >= 0).all()
 
 
 def test_label_after_prediction_and_before_it() -> None:
@@ -161,7 +203,7 @@ def test_stable_hash_is_the_same_for_every_input_form_and_process() -> None:
     assert stable_id_hashes(chunked).tolist() == h[:5].tolist()
     assert stable_id_hashes(pa.chunked_array([], type=pa.string())).tolist() == []
     # another interpreter, with another string-hash salt, computes the same values (checkpoints)
-    code = ("import json, sys; from exporter.ingest.ids import stable_id_hashes; "
+    code = ("import json, sys; from exporter.ingest.ids import encode_ids, stable_id_hashes; "
             "print(json.dumps(stable_id_hashes(json.loads(sys.argv[1])).tolist()))")
     for seed in ("1", "2"):
         out = subprocess.run([sys.executable, "-c", code, json.dumps(texts[:5])], check=True, capture_output=True,

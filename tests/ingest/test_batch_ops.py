@@ -6,12 +6,13 @@ import math
 from typing import Any
 
 import numpy as np
+import pandas as pd
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from exporter.config import ModelConfig
 from exporter.core.classes import ClassIndex
-from exporter.ingest.batch_ops import encode_by_value, first_occurrences, groups, positive_probabilities
+from exporter.ingest.batch_ops import encode_by_value, factorize, first_occurrences, groups, positive_probabilities
 from tests.helpers import obj
 
 SEEDED = settings(max_examples=300, deadline=None, derandomize=True, database=None)
@@ -60,6 +61,28 @@ def test_first_occurrences_matches_the_set_loop(values: list[Any]) -> None:
 def test_groups_match_a_dict_of_lists(values: list[Any]) -> None:
     got = [(k, rows.tolist()) for k, rows in groups(obj(values))]
     assert got == groups_reference(obj(values))
+
+
+@SEEDED
+@given(_values, st.lists(st.booleans(), min_size=40, max_size=40))
+def test_groups_of_a_subset_from_the_whole_columns_codes_match_a_dict_of_lists(values: list[Any],
+                                                                              keep: list[bool]) -> None:
+    """The pipeline factorises a batch's versions once and groups the rows it kept with those
+    codes: values only the dropped rows held must not appear as empty groups."""
+    whole = obj(values)
+    mask = np.array(keep[:len(values)], dtype=bool)
+    codes, uniques = factorize(whole)
+    got = [(k, rows.tolist()) for k, rows in groups(whole[mask], (codes[mask], uniques))]
+    assert got == groups_reference(whole[mask])
+
+
+@SEEDED
+@given(st.lists(st.sampled_from(["a", "b"]), min_size=1, max_size=30))
+def test_factorize_of_a_column_of_one_text_matches_pandas(values: list[str]) -> None:
+    """One text in the whole column is found by comparing, not hashing: same codes and uniques."""
+    codes, uniques = factorize(obj(values))
+    p_codes, p_uniques = pd.factorize(obj(values))
+    assert codes.tolist() == p_codes.tolist() and uniques.tolist() == list(p_uniques)
 
 
 @SEEDED
