@@ -34,7 +34,7 @@ import numpy.typing as npt
 
 from exporter.core.reference import BOOL, MISSING, NUMBER, STRING, RawColumn
 from exporter.core.windows import FIXED_POINT_SCALE, Columns, WideningCounts, to_fixed_point
-from exporter.foundation.arrays import FloatArray, IntArray
+from exporter.foundation.arrays import FloatArray, IntArray, ObjArray
 from exporter.ingest.batch_ops import factorize
 from exporter.report.model import CATEGORICAL, NUMERIC, UNTYPED, Estimates
 from exporter.stats.drift import bin_counts, kstwo_sf, quantile_edges
@@ -259,6 +259,15 @@ class FeatureModel:
             lut = np.fromiter((index.get(u, other) for u in texts), dtype=np.int64, count=len(texts))
             codes[valid] = lut[inverse]
         return {_column(self.name): codes}
+
+    def encode_texts_at(self, idx: npt.NDArray[np.int64], texts: ObjArray) -> dict[str, npt.NDArray[Any]]:
+        """``encode`` of the text column ``texts[idx]`` (a categorical feature, every value a
+        string: the predicted class from its index), looking up each distinct text once."""
+        index = {c: i for i, c in enumerate(self.categories)}
+        other = len(self.categories)
+        names = texts.astype(str).tolist()  # the text ``encode`` looks up for each value
+        lut = np.fromiter((index.get(u, other) for u in names), dtype=np.int64, count=len(names))
+        return {_column(self.name): lut[idx]}
 
     def wrong_type(self, col: RawColumn) -> int:
         """Values of a valid kind other than this feature's (type-dependent invalid values)."""
