@@ -159,16 +159,31 @@ class FeatureModel:
             out: IntArray = np.searchsorted(uniq, values, side="left")
             return out
         lo, scale, table, _ = guide
+        first, crowded = self._cell_heads
         c = self._cells(values, lo, scale, int(table.size) - 1)
-        b, end = table[c], table[c + 1]
-        # step over the distinct values of the value's own cell that lie below it, looking only at
-        # the values still stepping (most cells hold one distinct value or none)
-        act = np.flatnonzero(b < end)
+        # step over the distinct values of the value's own cell that lie below it: the first of
+        # them for every value at once, the others only for the values of crowded cells still stepping
+        more = first[c] < values
+        b = table[c] + more
+        act = np.flatnonzero(more & crowded[c])
         while act.size:
+            end = table[c[act] + 1]
+            act = act[b[act] < end]
             act = act[uniq[b[act]] < values[act]]
             b[act] += 1
-            act = act[b[act] < end[act]]
         return b
+
+    @functools.cached_property
+    def _cell_heads(self) -> tuple[FloatArray, npt.NDArray[np.bool_]]:
+        """Per guide cell: its first distinct reference value (+inf for an empty cell, which no
+        value passes), and whether it holds more than one."""
+        guide = self._guide
+        assert guide is not None
+        table = guide[2]
+        count = np.diff(table)
+        first = np.append(self._unique[0], np.inf)[table[:-1]]
+        first[count == 0] = np.inf
+        return first, count > 1
 
     @functools.cached_property
     def _bin_of_slot(self) -> tuple[IntArray, npt.NDArray[np.bool_]]:

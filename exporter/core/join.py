@@ -175,20 +175,33 @@ class Joiner:
         # labels naming no model may belong to any; None compares unequal to every name, in C
         unnamed: npt.NDArray[np.bool_] = np.equal(models, cast(Any, None))
         unrestricted = bool(unnamed.all())
+        allowed = {name: None if unrestricted else unnamed | np.equal(models, name) for name in self.models}
         for name, mj in self.models.items():
-            allowed = np.ones(ids.size, dtype=bool) if unrestricted else unnamed | np.equal(models, name)
             rows, at = mj.pending.lookup_slots(ids, h, encoded)
-            rows[~allowed | found] = -1
+            mine = allowed[name]
+            rows[found if mine is None else ~mine | found] = -1
             if (rows >= 0).any():
                 rows_by_model[name] = rows
                 if slots is not None:
                     slots[name] = at
                 found |= rows >= 0
-            dup |= allowed & mj.joined.contains(h)
-        dup &= ~found
-        for buf in self._waiting_buffers():
-            if len(buf):
-                dup |= ~found & buf.contains(ids, h, encoded)
+        # only a label found nowhere can be a duplicate: the others are looked up no further
+        rest = np.flatnonzero(~found)
+        if rest.size:
+            h_rest = h[rest]
+            dup_rest = np.zeros(rest.size, dtype=bool)
+            for name, mj in self.models.items():
+                if len(mj.joined):
+                    mine = allowed[name]
+                    known = mj.joined.contains(h_rest)
+                    dup_rest |= known if mine is None else mine[rest] & known
+            waiting = [buf for buf in self._waiting_buffers() if len(buf)]
+            if waiting:
+                ids_rest = ids[rest]
+                enc_rest = None if encoded is None else encoded.take(pa.array(rest))
+                for buf in waiting:
+                    dup_rest |= buf.contains(ids_rest, h_rest, enc_rest)
+            dup[rest] = dup_rest
         return rows_by_model, found, dup
 
     def take_pending(self, model: str, rows: npt.NDArray[np.int64], now: float,
