@@ -288,8 +288,8 @@ class FeatureModel:
         """Values of a valid kind other than this feature's (type-dependent invalid values)."""
         if self.kind == UNTYPED:
             return 0
-        k = col.kind
-        return int(np.count_nonzero(((k == NUMBER) | (k == STRING) | (k == BOOL)) & (k != self.valid_kind)))
+        tally = np.bincount(col.kind, minlength=max(NUMBER, STRING, BOOL) + 1)  # one pass over the kinds
+        return sum(int(tally[k]) for k in (NUMBER, STRING, BOOL) if k != self.valid_kind)
 
 
 def build_feature_model(name: str, col: RawColumn, max_categories: int, methods: Sequence[str],

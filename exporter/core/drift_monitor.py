@@ -145,6 +145,12 @@ class _Rows:
                    np.asarray(state["pred_pos"], dtype=bool), raw)
 
 
+def _kind_counts(col: RawColumn) -> list[int]:
+    """How many values of each kind (``MISSING`` .. ``OTHER``) the column holds, in one pass."""
+    out: list[int] = np.bincount(col.kind, minlength=OTHER + 1).tolist()
+    return out
+
+
 def _clear_latch(det: PageHinkley | DDM) -> PageHinkley | DDM:
     """The detector with its latched drift state cleared and its statistics kept."""
     data = det.to_dict()
@@ -264,8 +270,9 @@ class VersionDrift:
         for name, col in raw.items():
             if name in BUILTIN_FEATURES:
                 continue
+            tally = _kind_counts(col)
             for kind, reason in ((MISSING, MISSING_VALUE), (NOT_FINITE, NOT_FINITE_VALUE), (OTHER, WRONG_TYPE)):
-                k = int(np.count_nonzero(col.kind == kind))
+                k = tally[kind]
                 if k:
                     self.invalid_feature_values[(name, reason)] += k
 

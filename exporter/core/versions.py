@@ -28,6 +28,7 @@ from exporter.core.windows import (
     FIXED_POINT_SCALE,
     BucketedStream,
     Columns,
+    fixed_point_bin_sums,
     fixed_point_square_sums,
     merged_sum,
     square_sum,
@@ -152,9 +153,7 @@ class OutcomeBucket:
             correct = cols["true_idx"][has] == cols["pred_idx"][has]
             self.bin_count += np.bincount(b, minlength=CALIBRATION_BINS)
             self.bin_correct += np.bincount(b[correct], minlength=CALIBRATION_BINS)
-            q = to_fixed_point(c)
-            for j in np.unique(b).tolist():  # int64 sums: np.bincount's float weights would round
-                self.bin_conf[j] += int(q[b == j].sum())
+            self.bin_conf += fixed_point_bin_sums(to_fixed_point(c), b, CALIBRATION_BINS)
 
     def merge(self, other: OutcomeBucket) -> None:
         """Add another bucket's outcomes (as if its events had been added here)."""

@@ -54,6 +54,23 @@ def fixed_point_square_sums(q: IntArray) -> tuple[int, int, int]:
     return int((a * a).sum()), int((a * b).sum()), int((b * b).sum())
 
 
+_EXACT_WEIGHTS = 1 << 20  # fixed-point values (each at most 2**32) whose float sum stays below 2**53
+
+
+def fixed_point_bin_sums(q: IntArray, bins: IntArray, n_bins: int) -> IntArray:
+    """Exact int64 sum of the fixed-point values ``q`` (each in [0, 2**32]) per bin.
+
+    ``np.bincount``'s weights are float64, whose sums round once they pass 2**53; but a sum of
+    at most 2**20 such values is an integer below 2**53, where every partial sum is exact, so
+    the values are summed in chunks of that many and the chunk sums added as integers."""
+    out = np.zeros(n_bins, dtype=np.int64)
+    for i in range(0, int(q.size), _EXACT_WEIGHTS):
+        part = np.bincount(bins[i:i + _EXACT_WEIGHTS], weights=q[i:i + _EXACT_WEIGHTS].astype(np.float64),
+                           minlength=n_bins)
+        out += part.astype(np.int64)
+    return out
+
+
 def square_sum(limbs: tuple[int, int, int]) -> int:
     """``sum(q**2)`` from ``fixed_point_square_sums`` limbs."""
     aa, ab, bb = limbs

@@ -16,6 +16,7 @@ from exporter.core.windows import (
     BucketedWindow,
     Columns,
     WideningCounts,
+    fixed_point_bin_sums,
     fixed_point_square_sums,
     square_sum,
     to_fixed_point,
@@ -286,3 +287,15 @@ def test_widening_counts_added_in_place_keep_the_dtype_rule() -> None:
         assert fast.counts.dtype == plain.counts.dtype
         assert fast.counts.tolist() == plain.counts.tolist()
     assert plain.counts.dtype != np.uint16  # the test crossed the limit
+
+
+@pytest.mark.parametrize("n", [0, 1, 1000, (1 << 20) + 5])
+def test_fixed_point_bin_sums_equal_integer_sums_per_bin(n: int) -> None:
+    """Per-bin sums of fixed-point values through float weights must equal plain int64 sums,
+    also for values at the top of the range and batches past one exact chunk."""
+    rng = np.random.default_rng(n)
+    q = to_fixed_point(rng.random(n))
+    q[: min(n, 50)] = 1 << 32  # the largest fixed-point value (confidence 1.0)
+    bins = rng.integers(0, 10, n)
+    expected = np.array([int(q[bins == j].sum()) for j in range(10)], dtype=np.int64)
+    assert fixed_point_bin_sums(q, bins, 10).tolist() == expected.tolist()
