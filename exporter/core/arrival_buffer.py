@@ -443,11 +443,13 @@ class ArrivalBuffer:
         stored = {n: np.concatenate(c) if c else np.empty(0, dtype=self._stored_dtype(n)) for n, c in cols.items()}
         new_rows = self._compacted_rows()
         for n in self._codes:  # forget dictionary values no live entry uses any more
-            used, codes = np.unique(stored[n], return_inverse=True)
             values = self._values[n]
+            used = np.flatnonzero(np.bincount(stored[n], minlength=len(values)))  # codes in use, ascending
+            recode = np.zeros(len(values), dtype=np.int32)
+            recode[used] = np.arange(used.size, dtype=np.int32)
             self._values[n] = [values[i] for i in used.tolist()]
             self._codes[n] = {v: i for i, v in enumerate(self._values[n])}
-            stored[n] = codes.astype(np.int32).reshape(-1)
+            stored[n] = recode[stored[n]]
         self._base = self._next
         live = int(stored[next(iter(stored))].size) if stored else sum(int(a.size) for a in expires)
         self._segs = []
@@ -467,18 +469,14 @@ class ArrivalBuffer:
     def _compacted_rows(self) -> Callable[[IntArray], npt.NDArray[np.int32]]:
         """Before a compaction: the function from a live row to its row after it (live entries
         renumbered from 0 in arrival order)."""
-        starts = self._starts.copy()
-        base = self._base
-        ranks = [np.cumsum(seg.alive, dtype=np.int64) - 1 for seg in self._segs]
-        before = np.cumsum([0] + [int(r[-1]) + 1 if r.size else 0 for r in ranks[:-1]], dtype=np.int64)
+        # segments cover consecutive sequence numbers: one rank over all of them
+        first = int(self._segs[0].start) if self._segs else 0
+        rank = (np.cumsum(np.concatenate([seg.alive for seg in self._segs]), dtype=np.int64) - 1
+                if self._segs else np.zeros(0, dtype=np.int64))
+        offset = self._base - first
 
         def renumber(rows: IntArray) -> npt.NDArray[np.int32]:
-            seq = rows + base
-            seg = np.searchsorted(starts, seq, side="right") - 1
-            out = np.empty(rows.size, dtype=np.int32)
-            for j in np.unique(seg).tolist():
-                mine = seg == j
-                out[mine] = before[j] + ranks[j][seq[mine] - starts[j]]
+            out: npt.NDArray[np.int32] = rank[rows + offset].astype(np.int32)
             return out
 
         return renumber

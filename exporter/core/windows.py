@@ -305,7 +305,8 @@ def _shared_buckets(keys: Sequence[IntArray], cutoffs: Sequence[int], n_buckets:
         if span > 1 << 40:  # many windows of many buckets: renumber before the code overflows
             code = np.unique(code, return_inverse=True)[1].reshape(-1).astype(np.int64)
             span = int(code.max()) + 1
-    order = np.argsort(code, kind="stable")
+    # a small code sorts as int16, which numpy's stable sort does by radix (linear) instead of merging
+    order = np.argsort(code.astype(np.int16) if span <= 1 << 15 else code, kind="stable")
     sorted_code = code[order]
     starts = np.flatnonzero(np.concatenate(([True], sorted_code[1:] != sorted_code[:-1])))
     ends = np.append(starts[1:], code.size)
