@@ -91,7 +91,7 @@ class ArrivalBuffer:
     """Entries keyed by id, in arrival order, with FIFO expiry and a size bound.
 
     Storage is a few segments of columnar arrays (merged as they accumulate, so there are about
-    log2(n) of them and appending never copies the whole buffer), the ids as UTF-8 bytes, object
+    log2(n) + 1 of them and appending never copies the whole buffer), the ids as UTF-8 bytes, object
     columns (versions, class text) dictionary-encoded, expiry times run-length encoded. Removed
     entries leave holes that are compacted away once they outnumber the live ones, so memory
     stays proportional to what is buffered. Rows returned by ``lookup`` are valid until the
@@ -337,12 +337,15 @@ class ArrivalBuffer:
         self._next += n
         self._live += n
         self._stored += n
-        self._segs.append(seg)
-        # merge while the newest segment is at least half the one before (about log2(n) remain)
+        # merge the older segments while the newest of them is at least half the one before (about
+        # log2(n) remain), then append: the batch before this one stays a segment of its own, so
+        # when its entries all leave next (a label for every prediction, in order) it is dropped
+        # whole instead of being copied into a merge and out again by a compaction
         while len(self._segs) >= 2 and 2 * self._segs[-1].n >= self._segs[-2].n and \
                 self._segs[-2].ids.nbytes + self._segs[-1].ids.nbytes < (1 << 30):
             b = self._segs.pop()
             self._segs[-1] = self._segs[-1].concat(b)
+        self._segs.append(seg)
         self._starts = np.array([s.start for s in self._segs], dtype=np.int64)
 
     def take(self, rows: IntArray) -> dict[str, npt.NDArray[Any]]:
