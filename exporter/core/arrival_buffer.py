@@ -131,13 +131,15 @@ class ArrivalBuffer:
         if k == 0 or self._live == 0:
             return rows, slots
         size = self._slots.size
-        pos = (h % np.uint64(size)).astype(np.int64)
+        # the queries still probing: their index, table position and tag, compacted every round
+        p = (h % np.uint64(size)).astype(np.int64)
         tag = (h >> np.uint64(48)).astype(np.uint16)
         active = np.arange(k)
         while active.size:
-            p = pos[active]
             s = self._slots[p]
-            cand = (s >= 0) & (self._tags[p] == tag[active])
+            cand = self._tags[p] == tag
+            cand &= s >= 0
+            going = s != _EMPTY  # an empty slot ends the search; a tombstone or another key does not
             if cand.any():
                 ci = np.flatnonzero(cand)
                 if encoded is not None:
@@ -147,12 +149,10 @@ class ArrivalBuffer:
                 hit = ci[same.astype(bool)]
                 rows[active[hit]] = s[hit]
                 slots[active[hit]] = p[hit]
-                done = s == _EMPTY
-                done[hit] = True
-            else:
-                done = s == _EMPTY
-            active = active[~done]
-            pos[active] = (pos[active] + 1) % size
+                going[hit] = False
+            active, p, tag = active[going], p[going], tag[going]
+            p += 1
+            p[p == size] = 0
         return rows, slots
 
     def _same_ids(self, rows: IntArray, encoded: pa.Array, at: IntArray) -> npt.NDArray[np.bool_]:

@@ -148,7 +148,10 @@ class FeatureModel:
     @staticmethod
     def _cells(values: FloatArray, lo: float, scale: float, cells: int) -> IntArray:
         with np.errstate(over="ignore"):  # a huge value overflows to inf, which the clip puts in the last cell
-            out: IntArray = np.clip((values - lo) * scale, 0.0, float(cells - 1)).astype(np.int64)
+            t = values - lo
+            t *= scale  # in place: the same operations, one temporary
+            np.clip(t, 0.0, float(cells - 1), out=t)
+            out: IntArray = t.astype(np.int64)
         return out
 
     def _left(self, values: FloatArray) -> IntArray:
@@ -164,7 +167,8 @@ class FeatureModel:
         # step over the distinct values of the value's own cell that lie below it: the first of
         # them for every value at once, the others only for the values of crowded cells still stepping
         more = first[c] < values
-        b = table[c] + more
+        b = table[c]
+        b += more
         act = np.flatnonzero(more & crowded[c])
         while act.size:
             end = table[c[act] + 1]
@@ -215,8 +219,10 @@ class FeatureModel:
     def slots(self, values: FloatArray) -> IntArray:
         """Slot of each value: ``2j`` below the j-th distinct reference value, ``2j + 1`` at it."""
         b = self._left(values)
-        out: IntArray = 2 * b + (self._unique_padded[b] == values)
-        return out
+        eq = self._unique_padded[b] == values
+        b *= 2  # in place: ``b`` is this call's own array
+        b += eq
+        return b
 
     @functools.cached_property
     def _unique_padded(self) -> FloatArray:
