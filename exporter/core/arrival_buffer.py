@@ -131,28 +131,45 @@ class ArrivalBuffer:
         if k == 0 or self._live == 0:
             return rows, slots
         size = self._slots.size
-        # the queries still probing: their index, table position and tag, compacted every round
+        # the queries still probing: their index, table position and tag, compacted every round.
+        # A slot whose tag matches stops a query's probe for now; the ids of all those candidates
+        # are compared once at the end of the probe, and a query whose candidate was another id
+        # (about one in 65,536 occupied slots) probes on from the next slot in another pass
         p = (h % np.uint64(size)).astype(np.int64)
         tag = (h >> np.uint64(48)).astype(np.uint16)
         active = np.arange(k)
         while active.size:
-            s = self._slots[p]
-            cand = self._tags[p] == tag
-            cand &= s >= 0
-            going = s != _EMPTY  # an empty slot ends the search; a tombstone or another key does not
-            if cand.any():
-                ci = np.flatnonzero(cand)
-                if encoded is not None:
-                    same = self._same_ids(s[ci].astype(np.int64), encoded, active[ci])
-                else:
-                    same = self._ids_at(s[ci].astype(np.int64)) == ids[active[ci]]
-                hit = ci[same.astype(bool)]
-                rows[active[hit]] = s[hit]
-                slots[active[hit]] = p[hit]
-                going[hit] = False
-            active, p, tag = active[going], p[going], tag[going]
-            p += 1
+            cand_q: list[IntArray] = []
+            cand_p: list[IntArray] = []
+            cand_s: list[IntArray] = []
+            while active.size:
+                s = self._slots[p]
+                cand = self._tags[p] == tag
+                cand &= s >= 0
+                going = s != _EMPTY  # an empty slot ends the search; a tombstone or another key does not
+                if cand.any():
+                    ci = np.flatnonzero(cand)
+                    cand_q.append(active[ci])
+                    cand_p.append(p[ci])
+                    cand_s.append(s[ci].astype(np.int64))
+                    going[ci] = False
+                active, p, tag = active[going], p[going], tag[going]
+                p += 1
+                p[p == size] = 0
+            if not cand_q:
+                break
+            q, at, row = np.concatenate(cand_q), np.concatenate(cand_p), np.concatenate(cand_s)
+            if encoded is not None:
+                same = self._same_ids(row, encoded, q).astype(bool)
+            else:
+                same = np.asarray(self._ids_at(row) == ids[q], dtype=bool)
+            rows[q[same]] = row[same]
+            slots[q[same]] = at[same]
+            miss = ~same  # another id with the same tag: probe on past it
+            active = q[miss]
+            p = at[miss] + 1
             p[p == size] = 0
+            tag = (h[active] >> np.uint64(48)).astype(np.uint16)
         return rows, slots
 
     def _same_ids(self, rows: IntArray, encoded: pa.Array, at: IntArray) -> npt.NDArray[np.bool_]:

@@ -90,6 +90,24 @@ def test_arrival_buffer_matches_a_dict_through_takes_compactions_and_rebuilds() 
     assert (buf.lookup(left) >= 0).all()
 
 
+def test_an_id_whose_hash_shares_a_buffered_ids_slot_and_tag_is_told_apart() -> None:
+    """"x1932296" and "x1954346" have the same 16-bit tag and the same home slot in a table of 16:
+    the tag makes the buffered one a candidate for the other, and only comparing the ids tells
+    them apart (the probe then goes on past it). Found with ``stable_id_hashes`` by brute force."""
+    a, b = "x1932296", "x1954346"
+    ha, hb = stable_id_hashes(obj([a, b])).tolist()
+    assert ha >> 48 == hb >> 48 and ha % 16 == hb % 16
+    buf = ArrivalBuffer({"x": np.int64})
+    buf.add(obj([a]), np.zeros(1), {"x": np.array([7])})
+    assert buf._slots.size == 16
+    assert buf.lookup([b, a]).tolist()[0] == -1 and buf.lookup([a]).tolist()[0] >= 0
+    query = obj([b, a])
+    rows, _ = buf.lookup_slots(query, stable_id_hashes(query), encode_ids(query))
+    assert rows[0] == -1 and rows[1] >= 0
+    buf.add(obj([b]), np.zeros(1), {"x": np.array([8])})  # both buffered: each finds its own
+    assert buf.take(buf.lookup([b, a]))["x"].tolist() == [8, 7]
+
+
 def test_label_after_prediction_and_before_it() -> None:
     j = Joiner({"m": (100.0, 1000)})
     hit, matched, _ = j.add_predictions("m", obj(["a", "b"]), pred_cols(2), now=0.0)
