@@ -30,7 +30,11 @@ def factorize(values: ObjArray) -> tuple[IntArray, ObjArray]:
         single = np.empty(1, dtype=object)
         single[0] = first
         return np.zeros(n, dtype=np.int64), single
-    codes, uniques = pd.factorize(values, use_na_sentinel=False)
+    # first as if no value were missing (pandas then skips its scan of the column for them);
+    # only a column with None (or NaN) is factorised again, with None as a value
+    codes, uniques = pd.factorize(values, use_na_sentinel=True)
+    if codes.size and int(codes.min()) < 0:
+        codes, uniques = pd.factorize(values, use_na_sentinel=False)
     out = np.empty(len(uniques), dtype=object)
     out[:] = [None if type(u) is float and u != u else u for u in uniques.tolist()]
     return codes.astype(np.int64, copy=False), out
