@@ -191,27 +191,26 @@ class ArrivalBuffer:
     def _insert(self, h: HashArray, rows: IntArray) -> None:
         """Put new (distinct, absent) keys into the table; it has room (see ``_reserve``)."""
         size = self._slots.size
-        pos = (h % np.uint64(size)).astype(np.int64)
+        # the keys not placed yet: their row, table position and tag, compacted every round
+        p = (h % np.uint64(size)).astype(np.int64)
         tag = (h >> np.uint64(48)).astype(np.uint16)
-        todo = np.arange(h.size)
-        while todo.size:
-            p = pos[todo]
+        row = np.asarray(rows, dtype=np.int64)
+        while row.size:
             free = self._slots[p] < 0  # empty or tombstone: the key is known to be absent
-            cand = todo[free]
-            if cand.size:
+            if free.any():
                 # one key per slot per round: every candidate writes its row, the one that stayed won
-                at = pos[cand]
+                at, mine = p[free], row[free]
                 was_empty = self._slots[at] == _EMPTY
-                self._slots[at] = rows[cand]
-                won = self._slots[at] == rows[cand]
-                win = cand[won]
+                self._slots[at] = mine
+                won = self._slots[at] == mine
                 # a tombstone taken again was counted in ``_used`` already: only empty slots add to it
                 self._used += int(np.count_nonzero(was_empty[won]))
-                self._tags[pos[win]] = tag[win]
-                placed = np.zeros(h.size, dtype=bool)
-                placed[win] = True
-                todo = todo[~placed[todo]]
-            pos[todo] = (pos[todo] + 1) % size
+                self._tags[at[won]] = tag[free][won]
+                left = ~free
+                left[np.flatnonzero(free)[~won]] = True
+                p, tag, row = p[left], tag[left], row[left]
+            p += 1
+            p[p == size] = 0
 
     def _reserve(self, extra: int) -> None:
         """Make room for ``extra`` more keys, rebuilding (and dropping tombstones) when needed."""
