@@ -2,9 +2,12 @@
 label, labels for their prediction).
 
 Entries live in columnar arrays in arrival order, so expiry and the ``max_pending`` bound are a
-prefix cut, and are found by id through a vectorised open-addressing hash table: no Python object
-per entry. They keep their ids (as UTF-8 bytes) and match them exactly; the 64-bit hash only
-narrows the search.
+prefix cut, and are found by id through a vectorised open-addressing hash table (``id_table``): no
+Python object per entry. They keep their ids (as UTF-8 bytes) and match them exactly; the 64-bit
+hash only narrows the search.
+
+About 450 lines, over the house's 400, on purpose: storage, removal, compaction and expiry all
+renumber or mark the same rows the table points at, and are only checkable together.
 """
 
 from __future__ import annotations
@@ -17,14 +20,11 @@ import numpy.typing as npt
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from exporter.core.id_table import IdTable, size_for
 from exporter.foundation.arrays import FloatArray, HashArray, IntArray, ObjArray
 from exporter.ingest.batch_ops import factorize
 from exporter.ingest.ids import decode_ids, encode_ids, object_array, stable_id_hashes
 
-_EMPTY = -1  # table slot never used
-_TOMB = -2  # table slot whose entry was removed (probing goes on past it)
-_MAX_LOAD = 0.75  # rebuild the table when live + removed slots exceed this share
-_NEW_LOAD = 0.5  # share of slots a rebuilt table starts with in use
 _ROW_LIMIT = (1 << 31) - (1 << 24)  # rows are int32 in the table: renumber before they overflow
 
 
@@ -108,11 +108,7 @@ class ArrivalBuffer:
         self._stored = 0  # entries in segments, live or not
         self._codes: dict[str, dict[Any, int]] = {n: {} for n, d in self._dtypes.items() if d.kind == "O"}
         self._values: dict[str, list[Any]] = {n: [] for n in self._codes}
-        # the table: row of the entry in each slot, and 16 more bits of its hash to skip most
-        # non-matching slots without looking at the id (the slot itself comes from h % size)
-        self._slots: npt.NDArray[np.int32] = np.full(16, _EMPTY, dtype=np.int32)
-        self._tags: npt.NDArray[np.uint16] = np.zeros(16, dtype=np.uint16)
-        self._used = 0  # live + tombstone slots
+        self._table = IdTable()  # finds entries by the hash of their id (``id_table``)
 
     def __len__(self) -> int:
         return self._live
@@ -125,52 +121,16 @@ class ArrivalBuffer:
         """Row and table slot of every id, or -1 where it is not buffered. ``encoded``: the ids'
         ``encode_ids``, when the caller has it: candidates are then compared as bytes, in C,
         instead of decoding the buffered ids into Python strings."""
-        k = int(h.size)
-        rows = np.full(k, -1, dtype=np.int64)
-        slots = np.full(k, -1, dtype=np.int64)
-        if k == 0 or self._live == 0:
-            return rows, slots
-        size = self._slots.size
-        # the queries still probing: their index, table position and tag, compacted every round.
-        # A slot whose tag matches stops a query's probe for now; the ids of all those candidates
-        # are compared once at the end of the probe, and a query whose candidate was another id
-        # (about one in 65,536 occupied slots) probes on from the next slot in another pass
-        p = (h % np.uint64(size)).astype(np.int64)
-        tag = (h >> np.uint64(48)).astype(np.uint16)
-        active = np.arange(k)
-        while active.size:
-            cand_q: list[IntArray] = []
-            cand_p: list[IntArray] = []
-            cand_s: list[IntArray] = []
-            while active.size:
-                s = self._slots[p]
-                cand = self._tags[p] == tag
-                cand &= s >= 0
-                going = s != _EMPTY  # an empty slot ends the search; a tombstone or another key does not
-                if cand.any():
-                    ci = np.flatnonzero(cand)
-                    cand_q.append(active[ci])
-                    cand_p.append(p[ci])
-                    cand_s.append(s[ci].astype(np.int64))
-                    going[ci] = False
-                active, p, tag = active[going], p[going], tag[going]
-                p += 1
-                p[p == size] = 0
-            if not cand_q:
-                break
-            q, at, row = np.concatenate(cand_q), np.concatenate(cand_p), np.concatenate(cand_s)
+        if self._live == 0:
+            none = np.full(int(h.size), -1, dtype=np.int64)
+            return none, none.copy()
+
+        def same(rows: IntArray, at: IntArray) -> npt.NDArray[np.bool_]:
             if encoded is not None:
-                same = self._same_ids(row, encoded, q).astype(bool)
-            else:
-                same = np.asarray(self._ids_at(row) == ids[q], dtype=bool)
-            rows[q[same]] = row[same]
-            slots[q[same]] = at[same]
-            miss = ~same  # another id with the same tag: probe on past it
-            active = q[miss]
-            p = at[miss] + 1
-            p[p == size] = 0
-            tag = (h[active] >> np.uint64(48)).astype(np.uint16)
-        return rows, slots
+                return self._same_ids(rows, encoded, at)
+            return np.asarray(self._ids_at(rows) == ids[at], dtype=bool)
+
+        return self._table.probe(h, same)
 
     def _same_ids(self, rows: IntArray, encoded: pa.Array, at: IntArray) -> npt.NDArray[np.bool_]:
         """Whether the buffered id of each row equals ``encoded[at]``, byte for byte.
@@ -188,44 +148,17 @@ class ArrivalBuffer:
             out[sel] = pc.equal(mine, encoded.take(pa.array(at[sel]))).to_numpy(zero_copy_only=False)
         return out
 
-    def _insert(self, h: HashArray, rows: IntArray) -> None:
-        """Put new (distinct, absent) keys into the table; it has room (see ``_reserve``)."""
-        size = self._slots.size
-        # the keys not placed yet: their row, table position and tag, compacted every round
-        p = (h % np.uint64(size)).astype(np.int64)
-        tag = (h >> np.uint64(48)).astype(np.uint16)
-        row = np.asarray(rows, dtype=np.int64)
-        while row.size:
-            free = self._slots[p] < 0  # empty or tombstone: the key is known to be absent
-            if free.any():
-                # one key per slot per round: every candidate writes its row, the one that stayed won
-                at, mine = p[free], row[free]
-                was_empty = self._slots[at] == _EMPTY
-                self._slots[at] = mine
-                won = self._slots[at] == mine
-                # a tombstone taken again was counted in ``_used`` already: only empty slots add to it
-                self._used += int(np.count_nonzero(was_empty[won]))
-                self._tags[at[won]] = tag[free][won]
-                left = ~free
-                left[np.flatnonzero(free)[~won]] = True
-                p, tag, row = p[left], tag[left], row[left]
-            p += 1
-            p[p == size] = 0
-
     def _reserve(self, extra: int) -> None:
         """Make room for ``extra`` more keys, rebuilding (and dropping tombstones) when needed."""
-        if self._used + extra <= _MAX_LOAD * self._slots.size:
-            return
-        self._rebuild_table(max(16, int((self._live + extra) / _NEW_LOAD) + 1))
+        if self._table.needs_room(extra):
+            self._rebuild_table(size_for(self._live + extra))
 
     def _rebuild_table(self, size: int) -> None:
-        self._slots = np.full(size, _EMPTY, dtype=np.int32)
-        self._tags = np.zeros(size, dtype=np.uint16)
-        self._used = 0
+        self._table = IdTable(size)
         for seg in self._segs:
             idx = np.flatnonzero(seg.alive)
             if idx.size:
-                self._insert(stable_id_hashes(seg.ids.take(pa.array(idx))), idx + (seg.start - self._base))
+                self._table.insert(stable_id_hashes(seg.ids.take(pa.array(idx))), idx + (seg.start - self._base))
 
     # -- rows ------------------------------------------------------------------------------------------
     def _locate(self, rows: IntArray) -> tuple[IntArray, IntArray]:
@@ -347,7 +280,7 @@ class ArrivalBuffer:
         h = stable_id_hashes(encoded) if h is None else h
         self._reserve(n)
         start = self._next
-        self._insert(h, np.arange(start - self._base, start - self._base + n, dtype=np.int64))
+        self._table.insert(h, np.arange(start - self._base, start - self._base + n, dtype=np.int64))
         seg = _Segment(start, encoded, np.asarray(expires, dtype=np.float64),
                        {name: self._encode(name, cols[name]) for name in self._dtypes})
         self._next += n
@@ -388,7 +321,7 @@ class ArrivalBuffer:
             if slots is None:
                 raw = self._gather(rows, "raw", plan) if raw is None else raw
                 _, slots = self._probe(h, np.empty(0, dtype=object), raw)
-            self._slots[slots[slots >= 0]] = _TOMB
+            self._table.remove(slots)
             off, order, bounds = plan
             for j, seg in enumerate(self._segs):
                 lo, hi = int(bounds[j]), int(bounds[j + 1])
@@ -439,10 +372,8 @@ class ArrivalBuffer:
             self._stored -= sum(s.n for s in self._segs[:drop])
             del self._segs[:drop]
             self._starts = self._starts[drop:]
-        if self._live == 0 and self._slots.size > 16:  # emptied (labels all joined): drop the table too
-            self._slots = np.full(16, _EMPTY, dtype=np.int32)
-            self._tags = np.zeros(16, dtype=np.uint16)
-            self._used = 0
+        if self._live == 0 and self._table.size > 16:  # emptied (labels all joined): drop the table too
+            self._table = IdTable()
         dead = self._stored - self._live
         bloated = any(len(v) > 2 * self._live + 1024 for v in self._values.values())
         if bloated or (dead > 1024 and dead >= self._live):
@@ -478,12 +409,11 @@ class ArrivalBuffer:
         self._starts = np.array([s.start for s in self._segs], dtype=np.int64)
         self._next += live
         self._live = self._stored = live
-        size = max(16, int(live / _NEW_LOAD) + 1)
-        if self._slots.size > 4 * size:  # the buffer shrank a lot: a table of its new size
+        size = size_for(live)
+        if self._table.size > 4 * size:  # the buffer shrank a lot: a table of its new size
             self._rebuild_table(size)
         else:  # renumber the rows in place: no id hashed or placed again (tombstones stay counted)
-            at = np.flatnonzero(self._slots >= 0)
-            self._slots[at] = new_rows(self._slots[at].astype(np.int64))
+            self._table.renumber(new_rows)
 
     def _compacted_rows(self) -> Callable[[IntArray], npt.NDArray[np.int32]]:
         """Before a compaction: the function from a live row to its row after it (live entries

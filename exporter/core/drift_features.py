@@ -17,6 +17,9 @@ estimation sums, and for each numeric feature the counts of values below and at 
 reference value (``DriftBucket.slots``), from which the KS statistic is exact. A bucket of a
 numeric feature with ``m`` distinct reference values costs ``2m + 1`` counts (two bytes each
 until one passes 65,535), whatever the traffic.
+
+About 430 lines, over the house's 400: a bucket's counts only mean something with the bins that
+made them, so the binning and the bucket stay side by side.
 """
 
 from __future__ import annotations

@@ -44,6 +44,9 @@ outcomes in arrival order (1 = wrong). ``mlmon_change_detector_state`` is 0 stab
 (DDM only), 2 drift; the drift state holds for the shortest configured window after the last
 change point and then returns to the detector's live state (the statistics are not reset by that,
 they already restarted at the change point).
+
+About 430 lines, over the house's 400: the reference's life (held back, frozen, restored) and the
+windows rebuilt from it are one state machine.
 """
 
 from __future__ import annotations

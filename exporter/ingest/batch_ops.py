@@ -133,3 +133,24 @@ def positive_probabilities(probabilities: ObjArray, positive_class: str) -> Floa
         if len(d) == 1:
             out[rows[i]] = 1.0 - next(iter(d.values()))
     return out
+
+
+def model_rows(models: npt.NDArray[np.object_]) -> list[tuple[str, npt.NDArray[np.bool_] | None]]:
+    """Each model named in a batch (in name order) with the mask of its rows; None for the mask
+    when the batch is one model's, as it usually is (no column then needs copying)."""
+    first = models[0]
+    if type(first) is str and bool((models == first).all()):
+        return [(first, None)]
+    return [(name, models == name) for name in sorted(set(models.tolist()))]
+
+
+def rows_of(values: npt.NDArray[Any], which: npt.NDArray[Any] | None) -> npt.NDArray[Any]:
+    """``values[which]``, or ``values`` itself for None (all rows: nothing to copy)."""
+    return values if which is None else values[which]
+
+
+def spread(sel: npt.NDArray[np.bool_], ok: npt.NDArray[np.bool_]) -> npt.NDArray[np.bool_]:
+    """The mask over the batch of the rows ``ok`` keeps among those ``sel`` selects."""
+    out = np.zeros(sel.size, dtype=bool)
+    out[np.flatnonzero(sel)[ok]] = True
+    return out

@@ -99,7 +99,7 @@ def test_an_id_whose_hash_shares_a_buffered_ids_slot_and_tag_is_told_apart() -> 
     assert ha >> 48 == hb >> 48 and ha % 16 == hb % 16
     buf = ArrivalBuffer({"x": np.int64})
     buf.add(obj([a]), np.zeros(1), {"x": np.array([7])})
-    assert buf._slots.size == 16
+    assert buf._table.size == 16
     assert buf.lookup([b, a]).tolist()[0] == -1 and buf.lookup([a]).tolist()[0] >= 0
     query = obj([b, a])
     rows, _ = buf.lookup_slots(query, stable_id_hashes(query), encode_ids(query))

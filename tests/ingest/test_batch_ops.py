@@ -12,7 +12,15 @@ from hypothesis import strategies as st
 
 from exporter.config import ModelConfig
 from exporter.core.classes import ClassIndex
-from exporter.ingest.batch_ops import encode_by_value, factorize, first_occurrences, groups, positive_probabilities
+from exporter.ingest.batch_ops import (
+    encode_by_value,
+    factorize,
+    first_occurrences,
+    groups,
+    model_rows,
+    positive_probabilities,
+    spread,
+)
 from tests.helpers import obj
 
 SEEDED = settings(max_examples=300, deadline=None, derandomize=True, database=None)
@@ -107,3 +115,19 @@ def test_positive_probabilities_match_the_loop(probs: list[Any], positive: str) 
 def test_positive_probability_complement_and_absent() -> None:
     got = positive_probabilities(obj([{"0": 0.25}, {"1": 0.75}, None, {}, {"0": 0.2, "2": 0.3}]), "1")
     np.testing.assert_array_equal(got, [0.75, 0.75, np.nan, np.nan, np.nan])
+
+
+@SEEDED
+@given(st.lists(st.sampled_from(["m", "n", "o"]), min_size=1, max_size=30), st.lists(st.booleans(), min_size=30,
+                                                                                    max_size=30))
+def test_model_rows_and_spread_match_the_masks(models: list[str], keep: list[bool]) -> None:
+    """``model_rows`` names each model in name order with its rows (None: all of them), and
+    ``spread`` puts a mask over a model's rows back on the whole batch."""
+    column = obj(models)
+    got = [(name, np.ones(len(models), dtype=bool) if sel is None else sel) for name, sel in model_rows(column)]
+    expected = [(name, column == name) for name in sorted(set(models))]
+    assert [(n, m.tolist()) for n, m in got] == [(n, m.tolist()) for n, m in expected]
+    for _, sel in expected:
+        ok = np.array(keep[:int(sel.sum())], dtype=bool)
+        whole = spread(sel, ok)
+        assert np.flatnonzero(whole).tolist() == np.flatnonzero(sel)[ok].tolist()
