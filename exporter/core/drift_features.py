@@ -146,7 +146,8 @@ class FeatureModel:
         scale = cells / span
         guide = np.searchsorted(self._cells(uniq, lo, scale, cells), np.arange(cells + 1), side="left")
         steps = int(np.diff(guide).max())
-        return (lo, scale, guide, steps) if steps <= _GUIDE_MAX else None
+        # int32 (positions among the distinct values): a smaller table stays in cache while a batch is looked up
+        return (lo, scale, guide.astype(np.int32), steps) if steps <= _GUIDE_MAX else None
 
     @staticmethod
     def _cells(values: FloatArray, lo: float, scale: float, cells: int) -> IntArray:
@@ -193,7 +194,7 @@ class FeatureModel:
         return first, count > 1
 
     @functools.cached_property
-    def _bin_of_slot(self) -> tuple[IntArray, npt.NDArray[np.bool_]]:
+    def _bin_of_slot(self) -> tuple[npt.NDArray[np.int8], npt.NDArray[np.bool_]]:
         """The PSI bin of every slot, and the slots whose values can fall in different bins.
 
         A value at a distinct reference value has that value's bin. A value strictly between two
@@ -203,17 +204,18 @@ class FeatureModel:
         lower = np.concatenate(([-np.inf], uniq))  # the open interval of slot 2j is (lower[j], upper[j])
         upper = np.concatenate((uniq, [np.inf]))
         below = np.searchsorted(edges, lower, side="right")
-        lut = np.empty(2 * uniq.size + 1, dtype=np.int64)
+        lut = np.empty(2 * uniq.size + 1, dtype=np.int8)  # at most PSI_BINS bins: a table that stays in cache
         lut[0::2] = below
         lut[1::2] = np.searchsorted(edges, uniq, side="left")
         split = np.zeros(lut.size, dtype=np.bool_)
         split[0::2] = np.searchsorted(edges, upper, side="left") > below
         return lut, split
 
-    def psi_bins(self, values: FloatArray, slots: IntArray) -> IntArray:
-        """``np.searchsorted(edges, values, side="left")`` (right-closed bins), from the values' slots."""
+    def psi_bins(self, values: FloatArray, slots: IntArray) -> npt.NDArray[np.integer[Any]]:
+        """``np.searchsorted(edges, values, side="left")`` (right-closed bins), from the values' slots
+        (as int8: there are at most ``PSI_BINS``)."""
         lut, split = self._bin_of_slot
-        out: IntArray = lut[slots]
+        out: npt.NDArray[np.integer[Any]] = lut[slots]
         odd = split[slots]
         if odd.any():
             out[odd] = np.searchsorted(self.edges, values[odd], side="left")
