@@ -39,7 +39,8 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
     # where records come from; the package's __init__ is the registry of source types
     ("sources", ("exporter.sources", "exporter.sources.*")),
     # per-model and per-version state the cycle updates, and the state -> Report copy
-    ("core", ("exporter.core", "exporter.core.classes", "exporter.core.joined_ids", "exporter.core.arrival_buffer",
+    ("core", ("exporter.core", "exporter.core.classes", "exporter.core.joined_ids", "exporter.core.id_table",
+              "exporter.core.arrival_buffer",
               "exporter.core.join",
               "exporter.core.windows", "exporter.core.reference", "exporter.core.drift_features",
               "exporter.core.drift_monitor",

@@ -2,14 +2,17 @@
 label, labels for their prediction).
 
 Entries live in columnar arrays in arrival order, so expiry and the ``max_pending`` bound are a
-prefix cut, and are found by id through a vectorised open-addressing hash table: no Python object
-per entry. They keep their ids (as UTF-8 bytes) and match them exactly; the 64-bit hash only
-narrows the search.
+prefix cut, and are found by id through a vectorised open-addressing hash table (``id_table``): no
+Python object per entry. They keep their ids (as UTF-8 bytes) and match them exactly; the 64-bit
+hash only narrows the search.
+
+About 450 lines, over the house's 400, on purpose: storage, removal, compaction and expiry all
+renumber or mark the same rows the table points at, and are only checkable together.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -17,13 +20,11 @@ import numpy.typing as npt
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from exporter.core.id_table import IdTable, size_for
 from exporter.foundation.arrays import FloatArray, HashArray, IntArray, ObjArray
+from exporter.ingest.batch_ops import factorize
 from exporter.ingest.ids import decode_ids, encode_ids, object_array, stable_id_hashes
 
-_EMPTY = -1  # table slot never used
-_TOMB = -2  # table slot whose entry was removed (probing goes on past it)
-_MAX_LOAD = 0.75  # rebuild the table when live + removed slots exceed this share
-_NEW_LOAD = 0.5  # share of slots a rebuilt table starts with in use
 _ROW_LIMIT = (1 << 31) - (1 << 24)  # rows are int32 in the table: renumber before they overflow
 
 
@@ -90,7 +91,7 @@ class ArrivalBuffer:
     """Entries keyed by id, in arrival order, with FIFO expiry and a size bound.
 
     Storage is a few segments of columnar arrays (merged as they accumulate, so there are about
-    log2(n) of them and appending never copies the whole buffer), the ids as UTF-8 bytes, object
+    log2(n) + 1 of them and appending never copies the whole buffer), the ids as UTF-8 bytes, object
     columns (versions, class text) dictionary-encoded, expiry times run-length encoded. Removed
     entries leave holes that are compacted away once they outnumber the live ones, so memory
     stays proportional to what is buffered. Rows returned by ``lookup`` are valid until the
@@ -107,11 +108,7 @@ class ArrivalBuffer:
         self._stored = 0  # entries in segments, live or not
         self._codes: dict[str, dict[Any, int]] = {n: {} for n, d in self._dtypes.items() if d.kind == "O"}
         self._values: dict[str, list[Any]] = {n: [] for n in self._codes}
-        # the table: row of the entry in each slot, and 16 more bits of its hash to skip most
-        # non-matching slots without looking at the id (the slot itself comes from h % size)
-        self._slots: npt.NDArray[np.int32] = np.full(16, _EMPTY, dtype=np.int32)
-        self._tags: npt.NDArray[np.uint16] = np.zeros(16, dtype=np.uint16)
-        self._used = 0  # live + tombstone slots
+        self._table = IdTable()  # finds entries by the hash of their id (``id_table``)
 
     def __len__(self) -> int:
         return self._live
@@ -124,73 +121,44 @@ class ArrivalBuffer:
         """Row and table slot of every id, or -1 where it is not buffered. ``encoded``: the ids'
         ``encode_ids``, when the caller has it: candidates are then compared as bytes, in C,
         instead of decoding the buffered ids into Python strings."""
-        k = int(h.size)
-        rows = np.full(k, -1, dtype=np.int64)
-        slots = np.full(k, -1, dtype=np.int64)
-        if k == 0 or self._live == 0:
-            return rows, slots
-        size = self._slots.size
-        pos = (h % np.uint64(size)).astype(np.int64)
-        tag = (h >> np.uint64(48)).astype(np.uint16)
-        active = np.arange(k)
-        while active.size:
-            p = pos[active]
-            s = self._slots[p]
-            cand = (s >= 0) & (self._tags[p] == tag[active])
-            if cand.any():
-                ci = np.flatnonzero(cand)
-                if encoded is not None:
-                    same = pc.equal(self._gather(s[ci].astype(np.int64), "raw"),
-                                    encoded.take(pa.array(active[ci]))).to_numpy(zero_copy_only=False)
-                else:
-                    same = self._ids_at(s[ci].astype(np.int64)) == ids[active[ci]]
-                hit = ci[same.astype(bool)]
-                rows[active[hit]] = s[hit]
-                slots[active[hit]] = p[hit]
-                done = s == _EMPTY
-                done[hit] = True
-            else:
-                done = s == _EMPTY
-            active = active[~done]
-            pos[active] = (pos[active] + 1) % size
-        return rows, slots
+        if self._live == 0:
+            none = np.full(int(h.size), -1, dtype=np.int64)
+            return none, none.copy()
 
-    def _insert(self, h: HashArray, rows: IntArray) -> None:
-        """Put new (distinct, absent) keys into the table; it has room (see ``_reserve``)."""
-        size = self._slots.size
-        pos = (h % np.uint64(size)).astype(np.int64)
-        tag = (h >> np.uint64(48)).astype(np.uint16)
-        todo = np.arange(h.size)
-        while todo.size:
-            p = pos[todo]
-            free = self._slots[p] < 0  # empty or tombstone: the key is known to be absent
-            cand = todo[free]
-            if cand.size:
-                # one key per slot per round: every candidate writes its row, the one that stayed won
-                at = pos[cand]
-                self._slots[at] = rows[cand]
-                win = cand[self._slots[at] == rows[cand]]
-                self._tags[pos[win]] = tag[win]
-                placed = np.zeros(h.size, dtype=bool)
-                placed[win] = True
-                todo = todo[~placed[todo]]
-            pos[todo] = (pos[todo] + 1) % size
-        self._used += int(h.size)
+        def same(rows: IntArray, at: IntArray) -> npt.NDArray[np.bool_]:
+            if encoded is not None:
+                return self._same_ids(rows, encoded, at)
+            return np.asarray(self._ids_at(rows) == ids[at], dtype=bool)
+
+        return self._table.probe(h, same)
+
+    def _same_ids(self, rows: IntArray, encoded: pa.Array, at: IntArray) -> npt.NDArray[np.bool_]:
+        """Whether the buffered id of each row equals ``encoded[at]``, byte for byte.
+
+        Compared segment by segment (the rows of one segment against their queries), so the
+        buffered ids are never concatenated and put back in query order first."""
+        seg_idx, off = self._locate(rows)
+        out = np.zeros(rows.size, dtype=bool)
+        if len(self._segs) == 1 or bool((seg_idx == seg_idx[0]).all()):
+            parts = [(int(seg_idx[0]), np.arange(rows.size))]
+        else:
+            parts = [(j, np.flatnonzero(seg_idx == j)) for j in np.unique(seg_idx).tolist()]
+        for j, sel in parts:
+            mine = self._segs[j].ids.take(pa.array(off[sel]))
+            out[sel] = pc.equal(mine, encoded.take(pa.array(at[sel]))).to_numpy(zero_copy_only=False)
+        return out
 
     def _reserve(self, extra: int) -> None:
         """Make room for ``extra`` more keys, rebuilding (and dropping tombstones) when needed."""
-        if self._used + extra <= _MAX_LOAD * self._slots.size:
-            return
-        self._rebuild_table(max(16, int((self._live + extra) / _NEW_LOAD) + 1))
+        if self._table.needs_room(extra):
+            self._rebuild_table(size_for(self._live + extra))
 
     def _rebuild_table(self, size: int) -> None:
-        self._slots = np.full(size, _EMPTY, dtype=np.int32)
-        self._tags = np.zeros(size, dtype=np.uint16)
-        self._used = 0
+        self._table = IdTable(size)
         for seg in self._segs:
             idx = np.flatnonzero(seg.alive)
             if idx.size:
-                self._insert(stable_id_hashes(seg.ids.take(pa.array(idx))), idx + (seg.start - self._base))
+                self._table.insert(stable_id_hashes(seg.ids.take(pa.array(idx))), idx + (seg.start - self._base))
 
     # -- rows ------------------------------------------------------------------------------------------
     def _locate(self, rows: IntArray) -> tuple[IntArray, IntArray]:
@@ -199,12 +167,25 @@ class ArrivalBuffer:
         seg = np.searchsorted(self._starts, seq, side="right") - 1
         return seg, seq - self._starts[seg]
 
-    def _gather(self, rows: IntArray, what: str) -> Any:
-        """Values of ``ids`` (``raw``: as Arrow binary), ``expires``, ``alive`` or a column for the rows."""
+    def _plan(self, rows: IntArray) -> tuple[IntArray, IntArray, IntArray]:
+        """Where the rows are: their offsets in their segments, the order that groups them by
+        segment, and each segment's range in that order (``_gather`` of several columns of the
+        same rows shares one plan)."""
         seg_idx, off = self._locate(rows)
-        parts: list[Any] = []
+        if seg_idx.size and bool((seg_idx == seg_idx[0]).all()):  # the usual case: one segment
+            order = np.arange(rows.size)
+            bounds = np.full(len(self._segs) + 1, rows.size, dtype=np.int64)
+            bounds[:int(seg_idx[0]) + 1] = 0
+            return off, order, bounds
         order = np.argsort(seg_idx, kind="stable")
         bounds = np.searchsorted(seg_idx[order], np.arange(len(self._segs) + 1))
+        return off, order, bounds
+
+    def _gather(self, rows: IntArray, what: str, plan: tuple[IntArray, IntArray, IntArray] | None = None) -> Any:
+        """Values of ``ids`` (``raw``: as Arrow binary), ``expires``, ``alive`` or a column for the rows
+        (``plan``: ``_plan(rows)``, when the caller gathers several columns of them)."""
+        off, order, bounds = self._plan(rows) if plan is None else plan
+        parts: list[Any] = []
         for j, seg in enumerate(self._segs):
             lo, hi = int(bounds[j]), int(bounds[j + 1])
             if lo == hi:
@@ -220,16 +201,21 @@ class ArrivalBuffer:
                 parts.append(seg.alive[o])
             else:
                 parts.append(seg.cols[what][o])
+        in_order = len(parts) == 1  # one segment: ``order`` is the identity
         if what == "raw":
             if not parts:
                 return pa.array([], type=pa.binary())
-            merged_raw = pa.concat_arrays(parts) if len(parts) > 1 else parts[0]
+            if in_order:
+                return parts[0]
+            merged_raw = pa.concat_arrays(parts)
             return merged_raw.take(pa.array(np.argsort(order, kind="stable")))
         if not parts:
             dtype = object if what == "ids" else np.float64 if what == "expires" else \
                 bool if what == "alive" else self._stored_dtype(what)
             return np.empty(0, dtype=dtype)
-        merged = np.concatenate(parts) if len(parts) > 1 else parts[0]
+        if in_order:
+            return parts[0]
+        merged = np.concatenate(parts)
         out = np.empty_like(merged)
         out[order] = merged
         return out
@@ -253,11 +239,15 @@ class ArrivalBuffer:
         if self._dtypes[name].kind != "O":
             return np.asarray(values).astype(self._dtypes[name], copy=True)
         codes, table = self._codes[name], self._values[name]
-        items = np.asarray(values, dtype=object).tolist()
-        for v in set(items) - codes.keys():
-            codes[v] = len(table)
-            table.append(v)
-        return np.fromiter(map(codes.__getitem__, items), dtype=np.int32, count=len(items))
+        # per distinct value (a C hash table), broadcast back: a column holds few of them
+        inverse, uniques = factorize(np.asarray(values, dtype=object))
+        for v in uniques.tolist():
+            if v not in codes:
+                codes[v] = len(table)
+                table.append(v)
+        lut = np.fromiter(map(codes.__getitem__, uniques.tolist()), dtype=np.int32, count=uniques.size)
+        out: npt.NDArray[Any] = lut[inverse]
+        return out
 
     # -- the interface -----------------------------------------------------------------------------------
     def lookup(self, ids: Sequence[str] | ObjArray, h: HashArray | None = None,
@@ -267,6 +257,11 @@ class ArrivalBuffer:
         arr = ids if isinstance(ids, np.ndarray) else object_array(list(ids))
         rows, _ = self._probe(stable_id_hashes(arr) if h is None else h, arr, encoded)
         return rows
+
+    def lookup_slots(self, ids: ObjArray, h: HashArray, encoded: pa.Array | None = None) -> tuple[IntArray, IntArray]:
+        """Row and table slot of each id (-1 when it is not buffered), for ``_take`` of the found
+        rows without finding them again; both valid until the buffer changes."""
+        return self._probe(h, ids, encoded)
 
     def contains(self, ids: ObjArray, h: HashArray | None = None,
                  encoded: pa.Array | None = None) -> npt.NDArray[np.bool_]:
@@ -285,18 +280,21 @@ class ArrivalBuffer:
         h = stable_id_hashes(encoded) if h is None else h
         self._reserve(n)
         start = self._next
-        self._insert(h, np.arange(start - self._base, start - self._base + n, dtype=np.int64))
+        self._table.insert(h, np.arange(start - self._base, start - self._base + n, dtype=np.int64))
         seg = _Segment(start, encoded, np.asarray(expires, dtype=np.float64),
                        {name: self._encode(name, cols[name]) for name in self._dtypes})
         self._next += n
         self._live += n
         self._stored += n
-        self._segs.append(seg)
-        # merge while the newest segment is at least half the one before (about log2(n) remain)
+        # merge the older segments while the newest of them is at least half the one before (about
+        # log2(n) remain), then append: the batch before this one stays a segment of its own, so
+        # when its entries all leave next (a label for every prediction, in order) it is dropped
+        # whole instead of being copied into a merge and out again by a compaction
         while len(self._segs) >= 2 and 2 * self._segs[-1].n >= self._segs[-2].n and \
                 self._segs[-2].ids.nbytes + self._segs[-1].ids.nbytes < (1 << 30):
             b = self._segs.pop()
             self._segs[-1] = self._segs[-1].concat(b)
+        self._segs.append(seg)
         self._starts = np.array([s.start for s in self._segs], dtype=np.int64)
 
     def take(self, rows: IntArray) -> dict[str, npt.NDArray[Any]]:
@@ -304,19 +302,31 @@ class ArrivalBuffer:
         out, _ = self._take(np.asarray(rows, dtype=np.int64))
         return out
 
-    def _take(self, rows: IntArray) -> tuple[dict[str, npt.NDArray[Any]], HashArray]:
-        out = {n: self._decode(n, self._gather(rows, n)) for n in self._dtypes}
-        raw: pa.Array = self._gather(rows, "raw")
-        ids = decode_ids(raw)
-        out["id"] = ids
-        out["expires"] = self._gather(rows, "expires")
-        h = stable_id_hashes(raw)
+    def _take(self, rows: IntArray, slots: IntArray | None = None, h: HashArray | None = None,
+              with_ids: bool = True) -> tuple[dict[str, npt.NDArray[Any]], HashArray]:
+        """Remove live rows; their columns (with ``id`` and ``expires`` unless ``with_ids`` is
+        False) and the ids' hashes. ``slots`` and ``h``: the rows' table slots (``lookup_slots``)
+        and hashes, when the caller found the rows by id: the ids then need neither hashing nor
+        finding again. ``with_ids=False`` spares decoding the ids into Python strings."""
+        plan = self._plan(rows)
+        out = {n: self._decode(n, self._gather(rows, n, plan)) for n in self._dtypes}
+        raw: pa.Array | None = None
+        if with_ids:
+            raw = self._gather(rows, "raw", plan)
+            out["id"] = decode_ids(raw)
+            out["expires"] = self._gather(rows, "expires", plan)
+        if h is None:
+            h = stable_id_hashes(self._gather(rows, "raw", plan) if raw is None else raw)
         if rows.size:
-            _, slots = self._probe(h, ids, raw)
-            self._slots[slots[slots >= 0]] = _TOMB
-            seg_idx, off = self._locate(rows)
-            for j in np.unique(seg_idx).tolist():
-                self._segs[j].alive[off[seg_idx == j]] = False
+            if slots is None:
+                raw = self._gather(rows, "raw", plan) if raw is None else raw
+                _, slots = self._probe(h, np.empty(0, dtype=object), raw)
+            self._table.remove(slots)
+            off, order, bounds = plan
+            for j, seg in enumerate(self._segs):
+                lo, hi = int(bounds[j]), int(bounds[j + 1])
+                if lo < hi:
+                    seg.alive[off[order[lo:hi]]] = False
             self._live -= int(rows.size)
             self._maybe_compact()
         return out, h
@@ -362,10 +372,8 @@ class ArrivalBuffer:
             self._stored -= sum(s.n for s in self._segs[:drop])
             del self._segs[:drop]
             self._starts = self._starts[drop:]
-        if self._live == 0 and self._slots.size > 16:  # emptied (labels all joined): drop the table too
-            self._slots = np.full(16, _EMPTY, dtype=np.int32)
-            self._tags = np.zeros(16, dtype=np.uint16)
-            self._used = 0
+        if self._live == 0 and self._table.size > 16:  # emptied (labels all joined): drop the table too
+            self._table = IdTable()
         dead = self._stored - self._live
         bloated = any(len(v) > 2 * self._live + 1024 for v in self._values.values())
         if bloated or (dead > 1024 and dead >= self._live):
@@ -383,12 +391,15 @@ class ArrivalBuffer:
             for n in self._dtypes:
                 cols[n].append(seg.cols[n][idx])
         stored = {n: np.concatenate(c) if c else np.empty(0, dtype=self._stored_dtype(n)) for n, c in cols.items()}
+        new_rows = self._compacted_rows()
         for n in self._codes:  # forget dictionary values no live entry uses any more
-            used, codes = np.unique(stored[n], return_inverse=True)
             values = self._values[n]
+            used = np.flatnonzero(np.bincount(stored[n], minlength=len(values)))  # codes in use, ascending
+            recode = np.zeros(len(values), dtype=np.int32)
+            recode[used] = np.arange(used.size, dtype=np.int32)
             self._values[n] = [values[i] for i in used.tolist()]
             self._codes[n] = {v: i for i, v in enumerate(self._values[n])}
-            stored[n] = codes.astype(np.int32).reshape(-1)
+            stored[n] = recode[stored[n]]
         self._base = self._next
         live = int(stored[next(iter(stored))].size) if stored else sum(int(a.size) for a in expires)
         self._segs = []
@@ -398,7 +409,26 @@ class ArrivalBuffer:
         self._starts = np.array([s.start for s in self._segs], dtype=np.int64)
         self._next += live
         self._live = self._stored = live
-        self._rebuild_table(max(16, int(live / _NEW_LOAD) + 1))
+        size = size_for(live)
+        if self._table.size > 4 * size:  # the buffer shrank a lot: a table of its new size
+            self._rebuild_table(size)
+        else:  # renumber the rows in place: no id hashed or placed again (tombstones stay counted)
+            self._table.renumber(new_rows)
+
+    def _compacted_rows(self) -> Callable[[IntArray], npt.NDArray[np.int32]]:
+        """Before a compaction: the function from a live row to its row after it (live entries
+        renumbered from 0 in arrival order)."""
+        # segments cover consecutive sequence numbers: one rank over all of them
+        first = int(self._segs[0].start) if self._segs else 0
+        rank = (np.cumsum(np.concatenate([seg.alive for seg in self._segs]), dtype=np.int64) - 1
+                if self._segs else np.zeros(0, dtype=np.int64))
+        offset = self._base - first
+
+        def renumber(rows: IntArray) -> npt.NDArray[np.int32]:
+            out: npt.NDArray[np.int32] = rank[rows + offset].astype(np.int32)
+            return out
+
+        return renumber
 
     def restore(self, saved: Mapping[str, Any]) -> None:
         """Re-add entries returned by ``export`` (in their original arrival order)."""

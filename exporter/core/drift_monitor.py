@@ -44,6 +44,9 @@ outcomes in arrival order (1 = wrong). ``mlmon_change_detector_state`` is 0 stab
 (DDM only), 2 drift; the drift state holds for the shortest configured window after the last
 change point and then returns to the detector's live state (the statistics are not reset by that,
 they already restarted at the change point).
+
+About 430 lines, over the house's 400: the reference's life (held back, frozen, restored) and the
+windows rebuilt from it are one state machine.
 """
 
 from __future__ import annotations
@@ -145,6 +148,12 @@ class _Rows:
                    np.asarray(state["pred_pos"], dtype=bool), raw)
 
 
+def _kind_counts(col: RawColumn) -> list[int]:
+    """How many values of each kind (``MISSING`` .. ``OTHER``) the column holds, in one pass."""
+    out: list[int] = np.bincount(col.kind, minlength=OTHER + 1).tolist()
+    return out
+
+
 def _clear_latch(det: PageHinkley | DDM) -> PageHinkley | DDM:
     """The detector with its latched drift state cleared and its statistics kept."""
     data = det.to_dict()
@@ -230,27 +239,31 @@ class VersionDrift:
         names = self.class_names()
         name_arr = np.empty(len(names), dtype=object)
         name_arr[:] = names
-        pred_idx = np.asarray(pred_idx, dtype=np.int64)
+        idx: npt.NDArray[np.int64] = np.asarray(pred_idx, dtype=np.int64)
         positive = self.model.positive_class
         pos_idx = names.index(positive) if self.model.task == "binary" and positive in names else -1
         raw = {name: RawColumn.from_values(features.get(name), n) for name in self.model.drift.features}
         raw[CONFIDENCE] = RawColumn.from_numbers(confidence)
-        raw[PREDICTED_CLASS] = RawColumn.from_texts(name_arr[pred_idx])
+        if self.reference is None:  # held back for the reference: the class as its text
+            raw[PREDICTED_CLASS] = RawColumn.from_texts(name_arr[idx])
         self._count_arrival(raw)
         rows = _Rows(np.asarray(ts, dtype=np.float64), np.asarray(confidence, dtype=np.float64),
-                     np.asarray(p_positive, dtype=np.float64), pred_idx == pos_idx, raw)
-        if self.reference is None:
-            need = self.model.drift.reference_size - self._pending_n
-            head = rows.take(slice(0, need))
-            self._pending.append(head)
-            self._pending_n += len(head)
-            if self._pending_n < self.model.drift.reference_size:
-                self.stream.add(head.ts, head.base_columns(), now)
-                return
-            self._freeze(self._learned_reference(_Rows.concat(self._pending, self.feature_names)), now)
-            rows = rows.take(slice(need, None))
-            if len(rows) == 0:
-                return
+                     np.asarray(p_positive, dtype=np.float64), idx == pos_idx, raw)
+        if self.reference is not None:  # the usual batch: the class is binned from its index
+            self._count_wrong_type(rows)
+            self.stream.add(rows.ts, self._encode(rows, (idx, name_arr)), now)
+            return
+        need = self.model.drift.reference_size - self._pending_n
+        head = rows.take(slice(0, need))
+        self._pending.append(head)
+        self._pending_n += len(head)
+        if self._pending_n < self.model.drift.reference_size:
+            self.stream.add(head.ts, head.base_columns(), now)
+            return
+        self._freeze(self._learned_reference(_Rows.concat(self._pending, self.feature_names)), now)
+        rows = rows.take(slice(need, None))
+        if len(rows) == 0:
+            return
         self._count_wrong_type(rows)
         self.stream.add(rows.ts, self._encode(rows), now)
 
@@ -260,21 +273,31 @@ class VersionDrift:
         for name, col in raw.items():
             if name in BUILTIN_FEATURES:
                 continue
+            tally = _kind_counts(col)
             for kind, reason in ((MISSING, MISSING_VALUE), (NOT_FINITE, NOT_FINITE_VALUE), (OTHER, WRONG_TYPE)):
-                k = int(np.count_nonzero(col.kind == kind))
+                k = tally[kind]
                 if k:
                     self.invalid_feature_values[(name, reason)] += k
 
     def _count_wrong_type(self, rows: _Rows) -> None:
         for name, fm in self.features.items():
+            if name not in rows.raw:  # the predicted class given by index: a text, never of a wrong type
+                continue
             k = fm.wrong_type(rows.raw[name])
             if k:
                 self.invalid_feature_values[(name, WRONG_TYPE)] += k
 
-    def _encode(self, rows: _Rows) -> dict[str, npt.NDArray[Any]]:
+    def _encode(self, rows: _Rows, classes: tuple[npt.NDArray[np.int64], ObjArray] | None = None,
+                ) -> dict[str, npt.NDArray[Any]]:
+        """What the window buckets count; ``classes``: the predicted class index of each row and
+        the class names, when ``rows`` holds no text column for the predicted class."""
         cols = rows.base_columns()
         for f in self.features.values():
-            if f.kind != UNTYPED:
+            if f.kind == UNTYPED:
+                continue
+            if f.name == PREDICTED_CLASS and classes is not None and f.name not in rows.raw:
+                cols.update(f.encode_texts_at(*classes))
+            else:
                 cols.update(f.encode(rows.raw[f.name]))
         return cols
 

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import numpy.typing as npt
@@ -32,6 +32,7 @@ import pyarrow as pa
 from exporter.core.arrival_buffer import ArrivalBuffer
 from exporter.core.joined_ids import JoinedIds
 from exporter.foundation.arrays import FloatArray, HashArray, ObjArray
+from exporter.ingest.batch_ops import factorize
 from exporter.ingest.ids import encode_ids, stable_id_hashes
 
 PENDING_COLUMNS: dict[str, npt.DTypeLike] = {
@@ -126,21 +127,24 @@ class Joiner:
         for buf in (mj.waiting, self.unnamed):
             if len(buf) == 0:
                 continue
-            rows = buf.lookup(ids, h, encoded)
+            rows, slots = buf.lookup_slots(ids, h, encoded)
             rows[hit] = -1
             idx = np.flatnonzero(rows >= 0)
             if idx.size == 0:
                 continue
+            # one take of every waiting label found (found by id already: no second search)
+            taken, _ = buf._take(rows[idx], slots[idx], h[idx], with_ids=False)
+            label, label_at = taken["label"], taken["label_ts"]
             if accepts is not None:
-                good = accepts(buf.column("label", rows[idx]))
+                codes, uniques = factorize(label)  # accepts per distinct label, not per label
+                good = accepts(uniques)[codes]
                 if not good.all():
-                    rejected.append(buf.take(rows[idx[~good]])["source"])
-                    idx = idx[good]
+                    rejected.append(taken["source"][~good])
+                    idx, label, label_at = idx[good], label[good], label_at[good]
             if idx.size:
-                taken = buf.take(rows[idx])
                 hit[idx] = True
-                labels[idx] = taken["label"]
-                label_ts[idx] = taken["label_ts"]
+                labels[idx] = label
+                label_ts[idx] = label_at
         waiting = ~hit
         mj.pending.add(ids[waiting], np.full(int(waiting.sum()), now + mj.ttl),
                        {c: np.asarray(v)[waiting] for c, v in cols.items()}, h[waiting],
@@ -153,7 +157,7 @@ class Joiner:
 
     def locate_labels(
         self, ids: npt.NDArray[np.object_], models: npt.NDArray[np.object_], hashes: HashArray | None = None,
-        encoded: pa.Array | None = None,
+        encoded: pa.Array | None = None, slots: dict[str, npt.NDArray[np.int64]] | None = None,
     ) -> tuple[dict[str, npt.NDArray[np.int64]], npt.NDArray[np.bool_], npt.NDArray[np.bool_]]:
         """Find which model's pending prediction each label belongs to, without changing state.
 
@@ -161,33 +165,55 @@ class Joiner:
         mask of labels that are duplicates: their id was already joined (and is still
         remembered) by a model the label may belong to, or a label with that id already waits.
         ``hashes``, ``encoded``: the ids' ``stable_id_hashes`` and ``encode_ids`` when the caller
-        has them already.
+        has them already. ``slots``, when given, receives each model's table slots beside its
+        rows, for ``take_pending`` to remove them without searching again.
         """
         found = np.zeros(ids.size, dtype=bool)
         dup = np.zeros(ids.size, dtype=bool)
         rows_by_model: dict[str, npt.NDArray[np.int64]] = {}
         h = stable_id_hashes(ids) if hashes is None else hashes
-        restrict = models.tolist()
-        unrestricted = all(m is None for m in restrict)
+        # labels naming no model may belong to any; None compares unequal to every name, in C
+        unnamed: npt.NDArray[np.bool_] = np.equal(models, cast(Any, None))
+        unrestricted = bool(unnamed.all())
+        allowed = {name: None if unrestricted else unnamed | np.equal(models, name) for name in self.models}
         for name, mj in self.models.items():
-            allowed = np.ones(ids.size, dtype=bool) if unrestricted else np.fromiter(
-                (m is None or m == name for m in restrict), dtype=bool, count=ids.size)
-            rows = mj.pending.lookup(ids, h, encoded)
-            rows[~allowed | found] = -1
+            rows, at = mj.pending.lookup_slots(ids, h, encoded)
+            mine = allowed[name]
+            rows[found if mine is None else ~mine | found] = -1
             if (rows >= 0).any():
                 rows_by_model[name] = rows
+                if slots is not None:
+                    slots[name] = at
                 found |= rows >= 0
-            dup |= allowed & mj.joined.contains(h)
-        dup &= ~found
-        for buf in self._waiting_buffers():
-            if len(buf):
-                dup |= ~found & buf.contains(ids, h, encoded)
+        # only a label found nowhere can be a duplicate: the others are looked up no further
+        rest = np.flatnonzero(~found)
+        if rest.size:
+            h_rest = h[rest]
+            dup_rest = np.zeros(rest.size, dtype=bool)
+            for name, mj in self.models.items():
+                if len(mj.joined):
+                    mine = allowed[name]
+                    known = mj.joined.contains(h_rest)
+                    dup_rest |= known if mine is None else mine[rest] & known
+            waiting = [buf for buf in self._waiting_buffers() if len(buf)]
+            if waiting:
+                ids_rest = ids[rest]
+                enc_rest = None if encoded is None else encoded.take(pa.array(rest))
+                for buf in waiting:
+                    dup_rest |= buf.contains(ids_rest, h_rest, enc_rest)
+            dup[rest] = dup_rest
         return rows_by_model, found, dup
 
-    def take_pending(self, model: str, rows: npt.NDArray[np.int64], now: float) -> dict[str, npt.NDArray[Any]]:
-        """Remove the pending predictions at ``rows`` (their labels came) and remember their ids."""
+    def take_pending(self, model: str, rows: npt.NDArray[np.int64], now: float,
+                     slots: npt.NDArray[np.int64] | None = None, hashes: HashArray | None = None,
+                     with_ids: bool = True) -> dict[str, npt.NDArray[Any]]:
+        """Remove the pending predictions at ``rows`` (their labels came) and remember their ids.
+
+        ``slots`` and ``hashes``: the rows' slots from ``locate_labels`` and the ids' hashes, so
+        the ids are neither hashed nor searched again; ``with_ids=False`` leaves out ``id`` and
+        ``expires`` (decoding the ids costs more than the rest of the take)."""
         mj = self.models[model]
-        pred, h = mj.pending._take(np.asarray(rows, dtype=np.int64))
+        pred, h = mj.pending._take(np.asarray(rows, dtype=np.int64), slots, hashes, with_ids)
         mj.joined.add(h, now + mj.ttl)
         return pred
 

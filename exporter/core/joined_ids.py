@@ -37,8 +37,12 @@ class _HashSegment:
 
     @classmethod
     def of(cls, start: int, h: HashArray) -> _HashSegment:
-        order = np.argsort(h, kind="stable")
-        return cls(start, h[order], order.astype(np.uint32))
+        order = np.argsort(h)  # quicksort: faster; the same order as a stable sort unless two hashes are equal
+        ordered = h[order]
+        if ordered.size > 1 and bool((ordered[1:] == ordered[:-1]).any()):
+            order = np.argsort(h, kind="stable")  # equal hashes keep their arrival order
+            ordered = h[order]
+        return cls(start, ordered, order.astype(np.uint32))
 
     def merge(self, newer: _HashSegment) -> _HashSegment:
         """One segment of both (``newer`` follows this one), sorted in one linear pass."""

@@ -5,6 +5,9 @@ HTTP server, scrapes, the actions) reads the Report it publishes (``exporter.rep
 the catalogue above turns that into metric families. Prediction sources are applied before
 label sources within a cycle, so a label read in the same cycle as its prediction joins at
 once instead of waiting as an orphan.
+
+About 420 lines, over the house's 400: the cycle, applying a batch and the checkpoint all touch
+the same state, and the whole-column helpers they use already live in ``ingest.batch_ops``.
 """
 
 from __future__ import annotations
@@ -29,7 +32,16 @@ from exporter.core.source_stats import SourceStats
 from exporter.core.versions import VersionState
 from exporter.foundation.clock import Clock
 from exporter.foundation.reject_reasons import DUPLICATE, TOO_MANY_VERSIONS, UNKNOWN_CLASS, UNKNOWN_MODEL
-from exporter.ingest.batch_ops import encode_by_value, factorize, first_occurrences, groups, positive_probabilities
+from exporter.ingest.batch_ops import (
+    encode_by_value,
+    factorize,
+    first_occurrences,
+    groups,
+    model_rows,
+    positive_probabilities,
+    rows_of,
+    spread,
+)
 from exporter.ingest.batches import LabelBatch, ParseResult, PredictionBatch
 from exporter.ingest.block_parser import BlockParser
 from exporter.ingest.ids import encode_ids, stable_id_hashes
@@ -194,41 +206,46 @@ class Pipeline:
     def apply_predictions(self, source: str, batch: PredictionBatch, now: float) -> None:
         if len(batch) == 0:
             return
-        for model_name in sorted(set(batch.model.tolist())):
-            sel = batch.model == model_name
+        for model_name, sel in model_rows(batch.model):
             model = self.config.model(model_name)
             if model is None:
-                self.invalid(source, UNKNOWN_MODEL, int(sel.sum()), now)
+                self.invalid(source, UNKNOWN_MODEL, len(batch) if sel is None else int(sel.sum()), now)
                 continue
-            ids = batch.id[sel]
+            ids = rows_of(batch.id, sel)
             encoded = encode_ids(ids)
             hashes = stable_id_hashes(encoded)
             dup = ~first_occurrences(ids, hashes) | self.joiner.is_known(model_name, ids, hashes, encoded)
-            pred_idx = encode_by_value(self.classes[model_name].encode, batch.prediction[sel])
+            pred_idx = encode_by_value(self.classes[model_name].encode, rows_of(batch.prediction, sel))
             unknown = (pred_idx < 0) & ~dup
             self.invalid(source, DUPLICATE, int(dup.sum()), now)
             self.invalid(source, UNKNOWN_CLASS, int(unknown.sum()), now)
             ok = ~dup & ~unknown
-            over = ok & self._over_version_cap(model, batch.model_version[sel])
+            versions = rows_of(batch.model_version, sel)
+            v_codes, v_names = factorize(versions)  # once: the version cap and the groups both need it
+            over = ok & self._over_version_cap(model, v_names)[v_codes]
             self.invalid(source, TOO_MANY_VERSIONS, int(over.sum()), now)
             ok &= ~over
+            # the rows kept, as one mask over the batch (None: all of them, and no column is copied)
+            keep = (None if sel is None else sel) if ok.all() else \
+                ok if sel is None else spread(sel, ok)
             cols = {
-                "version": batch.model_version[sel][ok],
-                "pred_idx": pred_idx[ok],
-                "confidence": batch.confidence[sel][ok],
-                "pred_ts": np.minimum(batch.timestamp[sel][ok], now),  # a future stamp counts as now
+                "version": rows_of(versions, None if keep is None else ok),
+                "pred_idx": rows_of(pred_idx, None if keep is None else ok),
+                "confidence": rows_of(batch.confidence, keep),
+                "pred_ts": np.minimum(rows_of(batch.timestamp, keep), now),  # a future stamp counts as now
             }
-            feats = {f: batch.features[f][sel][ok] for f in model.drift.features if f in batch.features}
-            p_pos = (positive_probabilities(batch.probabilities[sel][ok], model.positive_class)
+            feats = {f: rows_of(batch.features[f], keep) for f in model.drift.features if f in batch.features}
+            p_pos = (positive_probabilities(rows_of(batch.probabilities, keep), model.positive_class)
                      if model.task == "binary" else np.full(int(ok.sum()), np.nan))
-            for version, rows in groups(cols["version"]):
+            for version, rows in groups(cols["version"], (rows_of(v_codes, None if keep is None else ok), v_names)):
+                mine = None if rows.size == cols["version"].size else rows  # one version: all the rows
                 self._version(model, version, now).add_predictions(
-                    cols["pred_ts"][rows], cols["pred_idx"][rows], cols["confidence"][rows], now,
-                    features={f: v[rows] for f, v in feats.items()}, p_positive=p_pos[rows])
+                    rows_of(cols["pred_ts"], mine), rows_of(cols["pred_idx"], mine), rows_of(cols["confidence"], mine),
+                    now, features={f: rows_of(v, mine) for f, v in feats.items()}, p_positive=rows_of(p_pos, mine))
             classes = self.classes[model_name]
             keys = (encoded if ok.all() else encoded.filter(pa.array(ok)), hashes[ok])
-            _, matched, rejected = self.joiner.add_predictions(model_name, ids[ok], cols, now,
-                                                               accepts=classes.accepts, keys=keys)
+            _, matched, rejected = self.joiner.add_predictions(model_name, rows_of(ids, None if ok.all() else ok), cols,
+                                                               now, accepts=classes.accepts, keys=keys)
             # a waiting label of a class this model cannot score is its own source's invalid record
             for label_source, n in Counter(rejected.tolist()).items():
                 self.invalid(label_source, UNKNOWN_CLASS, n, now, "labels that waited for their prediction")
@@ -251,7 +268,8 @@ class Pipeline:
         if not first.all():
             encoded, hashes = encoded.filter(pa.array(first)), hashes[first]
         ids, labels, ts, models = batch.id[first], batch.label[first], batch.timestamp[first], models[first]
-        rows_by_model, found, dup = self.joiner.locate_labels(ids, models, hashes, encoded)
+        slots: dict[str, npt.NDArray[np.int64]] = {}
+        rows_by_model, found, dup = self.joiner.locate_labels(ids, models, hashes, encoded, slots)
         self.invalid(source, DUPLICATE, int(dup.sum()), now)
         for model_name, rows in rows_by_model.items():
             model = self.config.model(model_name)
@@ -260,7 +278,8 @@ class Pipeline:
             true_idx = encode_by_value(self.classes[model_name].encode, labels[sel])
             good = true_idx >= 0
             self.invalid(source, UNKNOWN_CLASS, int((~good).sum()), now)
-            pred = self.joiner.take_pending(model_name, rows[sel][good], now)
+            pred = self.joiner.take_pending(model_name, rows[sel][good], now, slots[model_name][sel][good],
+                                            hashes[sel][good], with_ids=False)
             self._apply_outcomes(model, pred, true_idx[good], ts[sel][good], now)
         waiting = ~found & ~dup
         if waiting.any():

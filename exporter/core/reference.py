@@ -80,7 +80,7 @@ class RawColumn:
     def from_values(cls, values: ObjArray | FloatArray | Sequence[Any] | None, n: int) -> RawColumn:
         """Classify raw values (``None`` for the whole column: all missing)."""
         if values is None:
-            return cls(np.zeros(n, dtype=np.int8), np.full(n, math.nan), np.full(n, "", dtype=object))
+            return cls(np.zeros(n, dtype=np.int8), np.full(n, math.nan), _no_text(n))
         if isinstance(values, np.ndarray) and values.dtype.kind == "f":  # a parsed numeric column: NaN = missing
             return cls.from_numbers(values.astype(np.float64, copy=False))
         fast = cls._homogeneous(values)
@@ -133,7 +133,7 @@ class RawColumn:
                 nan_at = np.flatnonzero(np.isnan(nums))
                 missing[nan_at] = [items[i] is None for i in nan_at.tolist()]
             kinds = np.where(finite, NUMBER, np.where(missing, MISSING, NOT_FINITE)).astype(np.int8)
-            return cls(kinds, np.where(finite, nums, math.nan), np.full(n, "", dtype=object))
+            return cls(kinds, np.where(finite, nums, math.nan), _no_text(n))
         arr = np.empty(n, dtype=object)
         arr[:] = items
         missing = (np.fromiter((v is None for v in items), dtype=bool, count=n) if none_type in types
@@ -148,8 +148,10 @@ class RawColumn:
         """A numeric column where NaN means missing (e.g. ``confidence``)."""
         v = np.asarray(values, dtype=np.float64)
         ok = np.isfinite(v)
+        if bool(ok.all()):  # the usual column: every value a number
+            return cls(np.full(v.size, NUMBER, dtype=np.int8), v.copy(), _no_text(v.size))
         kinds = np.where(ok, NUMBER, np.where(np.isnan(v), MISSING, NOT_FINITE)).astype(np.int8)
-        return cls(kinds, np.where(ok, v, math.nan), np.full(v.size, "", dtype=object))
+        return cls(kinds, np.where(ok, v, math.nan), _no_text(v.size))
 
     @classmethod
     def from_texts(cls, values: ObjArray | Sequence[str]) -> RawColumn:
@@ -179,6 +181,16 @@ class RawColumn:
         if not kind.size == number.size == text.size:
             raise ValueError("raw column arrays differ in length")
         return cls(kind, number, text)
+
+
+_EMPTY_TEXT = np.array("", dtype=object)
+
+
+def _no_text(n: int) -> ObjArray:
+    """``n`` empty texts as a read-only view of one (numbers have no text): a numeric column
+    costs no object array of its own. Every use copies or only reads it."""
+    out: ObjArray = np.broadcast_to(_EMPTY_TEXT, (n,))
+    return out
 
 
 def _obj(values: Sequence[Any]) -> ObjArray:

@@ -28,6 +28,7 @@ from exporter.core.windows import (
     FIXED_POINT_SCALE,
     BucketedStream,
     Columns,
+    fixed_point_bin_sums,
     fixed_point_square_sums,
     merged_sum,
     square_sum,
@@ -82,6 +83,19 @@ class PredictionBucket:
         self.hi = max(self.hi, float(conf.max()))
         self.low += int(np.count_nonzero(conf < self.threshold))
         self.hist += np.bincount(median_bins(conf), minlength=MEDIAN_BINS).astype(np.int32)
+
+    def merge(self, other: PredictionBucket) -> None:
+        """Add another bucket's predictions (as if its events had been added here)."""
+        self.class_counts += other.class_counts
+        if other.n_conf == 0:
+            return
+        self.n_conf += other.n_conf
+        self.s1 += other.s1
+        self.s2 = (self.s2[0] + other.s2[0], self.s2[1] + other.s2[1], self.s2[2] + other.s2[2])
+        self.lo = min(self.lo, other.lo)
+        self.hi = max(self.hi, other.hi)
+        self.low += other.low
+        self.hist += other.hist
 
     def arrays(self) -> dict[str, npt.NDArray[Any]]:
         i64, f64 = np.int64, np.float64
@@ -139,9 +153,14 @@ class OutcomeBucket:
             correct = cols["true_idx"][has] == cols["pred_idx"][has]
             self.bin_count += np.bincount(b, minlength=CALIBRATION_BINS)
             self.bin_correct += np.bincount(b[correct], minlength=CALIBRATION_BINS)
-            q = to_fixed_point(c)
-            for j in np.unique(b).tolist():  # int64 sums: np.bincount's float weights would round
-                self.bin_conf[j] += int(q[b == j].sum())
+            self.bin_conf += fixed_point_bin_sums(to_fixed_point(c), b, CALIBRATION_BINS)
+
+    def merge(self, other: OutcomeBucket) -> None:
+        """Add another bucket's outcomes (as if its events had been added here)."""
+        self.cm += other.cm
+        self.bin_count += other.bin_count
+        self.bin_correct += other.bin_correct
+        self.bin_conf += other.bin_conf
 
     def arrays(self) -> dict[str, npt.NDArray[Any]]:
         return {"cm": self.cm, "bin_count": self.bin_count, "bin_correct": self.bin_correct,
@@ -165,6 +184,9 @@ class CountBucket:
 
     def add(self, cols: Columns) -> None:
         self.n += len(cols["pred_idx"])
+
+    def merge(self, other: CountBucket) -> None:
+        self.n += other.n
 
     def arrays(self) -> dict[str, npt.NDArray[Any]]:
         return {"n": np.array(self.n, dtype=np.int64)}

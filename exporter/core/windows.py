@@ -54,6 +54,23 @@ def fixed_point_square_sums(q: IntArray) -> tuple[int, int, int]:
     return int((a * a).sum()), int((a * b).sum()), int((b * b).sum())
 
 
+_EXACT_WEIGHTS = 1 << 20  # fixed-point values (each at most 2**32) whose float sum stays below 2**53
+
+
+def fixed_point_bin_sums(q: IntArray, bins: IntArray, n_bins: int) -> IntArray:
+    """Exact int64 sum of the fixed-point values ``q`` (each in [0, 2**32]) per bin.
+
+    ``np.bincount``'s weights are float64, whose sums round once they pass 2**53; but a sum of
+    at most 2**20 such values is an integer below 2**53, where every partial sum is exact, so
+    the values are summed in chunks of that many and the chunk sums added as integers."""
+    out = np.zeros(n_bins, dtype=np.int64)
+    for i in range(0, int(q.size), _EXACT_WEIGHTS):
+        part = np.bincount(bins[i:i + _EXACT_WEIGHTS], weights=q[i:i + _EXACT_WEIGHTS].astype(np.float64),
+                           minlength=n_bins)
+        out += part.astype(np.int64)
+    return out
+
+
 def square_sum(limbs: tuple[int, int, int]) -> int:
     """``sum(q**2)`` from ``fixed_point_square_sums`` limbs."""
     aa, ab, bb = limbs
@@ -75,6 +92,15 @@ class Bucket(Protocol):
 
 
 B = TypeVar("B", bound=Bucket)
+
+
+class Mergeable(Protocol):
+    """A bucket that can take in another bucket's statistics (``BucketedStream.add`` then
+    computes each group of events once for all windows)."""
+
+    def merge(self, other: Any) -> None:
+        """Add ``other``'s statistics, as if its events had been added here."""
+        ...
 
 
 class Summable(Protocol):
@@ -147,6 +173,12 @@ class BucketedWindow(Generic[B]):
             sel = inverse == j
             self._bucket(int(key)).add({name: c[sel] for name, c in cols.items()})
 
+    def merge(self, key: int, delta: B) -> None:
+        """Add the statistics of events of bucket ``key`` (inside the window), gathered in ``delta``."""
+        self._bucket(key).merge(delta)  # type: ignore[attr-defined]
+        if self.total is not None:
+            self.total.merge(delta)  # type: ignore[attr-defined]
+
     def _bucket(self, key: int) -> B:
         b = self.buckets.get(key)
         if b is None:
@@ -194,16 +226,36 @@ class BucketedStream(Generic[B]):
 
     def __init__(self, lengths: Sequence[float], n_buckets: int, make: Callable[[], B], totals: bool = False) -> None:
         self.windows = [BucketedWindow(length, n_buckets, make, totals) for length in lengths]
+        self._mergeable = bool(self.windows) and hasattr(make(), "merge")
 
     def advance(self, now: float) -> None:
         for w in self.windows:
             w.advance(now)
 
     def add(self, ts: FloatArray, cols: Columns, now: float) -> None:
-        """A batch of events in any order; future-stamped ones count as ``now``."""
+        """A batch of events in any order; future-stamped ones count as ``now``.
+
+        Buckets that can ``merge`` (``Mergeable``) take each group of events that shares a
+        bucket in every window once: its statistics are computed into one fresh bucket, which
+        is then merged into that bucket of each window and into each window's total, instead
+        of being computed again for every window and total. The sums, counts, minima and maxima
+        a bucket keeps do not depend on how its events were split, so the result is the same."""
         ts = np.minimum(np.asarray(ts, dtype=np.float64), now)
+        if not self._mergeable or ts.size == 0:
+            for w in self.windows:
+                w.add(ts, cols, now)
+            return
         for w in self.windows:
-            w.add(ts, cols, now)
+            w.advance(now)
+        keys = [w.index(ts) for w in self.windows]
+        for rows, where in _shared_buckets(keys, [w.cutoff for w in self.windows], [w.n_buckets for w in self.windows]):
+            if not any(k is not None for k in where):
+                continue
+            delta = self.windows[0].make()
+            delta.add(cols if rows is None else {name: c[rows] for name, c in cols.items()})
+            for w, key in zip(self.windows, where, strict=True):
+                if key is not None:
+                    w.merge(key, delta)
 
     def live(self, i: int) -> list[B]:
         return self.windows[i].live()
@@ -232,6 +284,40 @@ class BucketedStream(Generic[B]):
             w.advance(now)
 
 
+def _shared_buckets(keys: Sequence[IntArray], cutoffs: Sequence[int], n_buckets: Sequence[int],
+                    ) -> list[tuple[IntArray | None, list[int | None]]]:
+    """The events grouped by the bucket they fall in in every window: per group its rows (None:
+    all of them) and its bucket key in each window (None where it is outside that window).
+
+    Usually a batch is one group (all its events in one bucket of each window); else the groups
+    come from one stable sort of a combined code (bucket relative to the cutoff, 0 outside), so
+    the rows of a group stay in arrival order."""
+    lo = [int(k.min()) for k in keys]
+    hi = [int(k.max()) for k in keys]
+    if all(a == b for a, b in zip(lo, hi, strict=True)):
+        return [(None, [a if a > c else None for a, c in zip(lo, cutoffs, strict=True)])]
+    code = np.zeros(keys[0].size, dtype=np.int64)
+    span = 1
+    for k, c, nb in zip(keys, cutoffs, n_buckets, strict=True):
+        rel = np.maximum(k - c, 0)  # 1..nb inside the window (keys never pass now), 0 outside
+        code += rel * span
+        span *= nb + 1
+        if span > 1 << 40:  # many windows of many buckets: renumber before the code overflows
+            code = np.unique(code, return_inverse=True)[1].reshape(-1).astype(np.int64)
+            span = int(code.max()) + 1
+    # a small code sorts as int16, which numpy's stable sort does by radix (linear) instead of merging
+    order = np.argsort(code.astype(np.int16) if span <= 1 << 15 else code, kind="stable")
+    sorted_code = code[order]
+    starts = np.flatnonzero(np.concatenate(([True], sorted_code[1:] != sorted_code[:-1])))
+    ends = np.append(starts[1:], code.size)
+    out: list[tuple[IntArray | None, list[int | None]]] = []
+    for a, b in zip(starts.tolist(), ends.tolist(), strict=True):
+        first = int(order[a])
+        where = [int(k[first]) if int(k[first]) > c else None for k, c in zip(keys, cutoffs, strict=True)]
+        out.append((order[a:b], where))
+    return out
+
+
 def merged_sum(parts: Sequence[npt.NDArray[Any]], shape: tuple[int, ...]) -> IntArray:
     """Element-wise sum of equally shaped count arrays as int64 (zeros when there are none)."""
     if not parts:
@@ -248,15 +334,25 @@ class WideningCounts:
     enough until a slot passes 65,535, when the array is widened in place.
     """
 
-    __slots__ = ("counts",)
+    __slots__ = ("_top", "counts")
     _LIMITS = ((np.uint16, 0xFFFF), (np.uint32, 0xFFFFFFFF))
 
     def __init__(self, size: int) -> None:
         self.counts: npt.NDArray[Any] = np.zeros(size, dtype=np.uint16)
+        self._top = 0  # at least the largest count (exact after a widening ``add``)
 
-    def add(self, inc: IntArray) -> None:
+    def add(self, inc: IntArray, inc_top: int | None = None) -> None:
+        """Add counts. ``inc_top``: ``inc.max()`` when the caller knows it and ``inc`` is
+        non-negative; while the counts then provably stay within uint16 they are added in
+        place, without the int64 round trip (the dtype is the same either way: the smallest
+        that holds the largest count)."""
+        if inc_top is not None and self.counts.dtype == np.uint16 and self._top + inc_top <= 0xFFFF:
+            np.add(self.counts, inc, out=self.counts, casting="unsafe")
+            self._top += inc_top
+            return
         total = self.counts.astype(np.int64) + inc
         top = int(total.max()) if total.size else 0
+        self._top = top
         for dtype, limit in self._LIMITS:
             if top <= limit:
                 self.counts = total.astype(dtype)

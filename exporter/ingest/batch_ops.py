@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from itertools import repeat
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -21,7 +22,19 @@ from exporter.foundation.arrays import BoolArray, FloatArray, IntArray, ObjArray
 def factorize(values: ObjArray) -> tuple[IntArray, ObjArray]:
     """Codes (0.. in order of first appearance) and the distinct values; None is a value too
     (pandas hands it back as NaN: these columns hold text or None, never a float NaN)."""
-    codes, uniques = pd.factorize(values, use_na_sentinel=False)
+    n = values.size
+    first = values[0] if n else None
+    # the usual column of a batch (its version, its model) holds one text: found with a compare
+    # per row instead of hashing; the ends are looked at first so a mixed column rarely pays it
+    if type(first) is str and values[n - 1] == first and values[n // 2] == first and bool((values == first).all()):
+        single = np.empty(1, dtype=object)
+        single[0] = first
+        return np.zeros(n, dtype=np.int64), single
+    # first as if no value were missing (pandas then skips its scan of the column for them);
+    # only a column with None (or NaN) is factorised again, with None as a value
+    codes, uniques = pd.factorize(values, use_na_sentinel=True)
+    if codes.size and int(codes.min()) < 0:
+        codes, uniques = pd.factorize(values, use_na_sentinel=False)
     out = np.empty(len(uniques), dtype=object)
     out[:] = [None if type(u) is float and u != u else u for u in uniques.tolist()]
     return codes.astype(np.int64, copy=False), out
@@ -70,11 +83,12 @@ def encode_by_value(encode: Callable[[ObjArray], npt.NDArray[np.int32]], values:
     return out
 
 
-def groups(values: ObjArray) -> list[tuple[str, IntArray]]:
-    """Row indices per distinct value (as text), in sorted value order."""
+def groups(values: ObjArray, factorized: tuple[IntArray, ObjArray] | None = None) -> list[tuple[str, IntArray]]:
+    """Row indices per distinct value (as text), in sorted value order (``factorized``: the
+    values' ``factorize``, when the caller has it)."""
     if values.size == 0:
         return []
-    codes, uniques = factorize(values)
+    codes, uniques = factorize(values) if factorized is None else factorized
     names = [str(u) for u in uniques.tolist()]
     if len(names) == 1:
         return [(names[0], np.arange(values.size, dtype=np.int64))]
@@ -87,8 +101,9 @@ def groups(values: ObjArray) -> list[tuple[str, IntArray]]:
     merged: dict[str, list[IntArray]] = {}
     for k, i in enumerate(order):  # two values with the same text (3 and "3") share a group
         merged.setdefault(names[i], []).append(rows[bounds[k]:bounds[k + 1]])
-    return [(name, np.sort(np.concatenate(parts)) if len(parts) > 1 else parts[0])
-            for name, parts in sorted(merged.items())]
+    out = [(name, np.sort(np.concatenate(parts)) if len(parts) > 1 else parts[0])
+           for name, parts in sorted(merged.items())]
+    return [(name, rows) for name, rows in out if rows.size]  # given codes may name values not among these rows
 
 
 def positive_probabilities(probabilities: ObjArray, positive_class: str) -> FloatArray:
@@ -99,16 +114,43 @@ def positive_probabilities(probabilities: ObjArray, positive_class: str) -> Floa
     out = np.full(n, np.nan)
     if n == 0:
         return out
-    has = np.fromiter(map(bool, probabilities.tolist()), dtype=np.bool_, count=n)  # None, {} -> False
-    rows = np.flatnonzero(has)
-    if rows.size == 0:
-        return out
-    dicts = probabilities[rows].tolist()
-    got = list(map(dict.get, dicts, repeat(positive_class)))
+    items = probabilities.tolist()
+    try:  # the usual batch: a dict on every record, looked up in one C loop
+        got: list[Any] = list(map(dict.get, items, repeat(positive_class)))
+        rows = np.arange(n)
+        dicts = items
+    except TypeError:  # some record without probabilities (None)
+        has = np.fromiter(map(bool, items), dtype=np.bool_, count=n)  # None, {} -> False
+        rows = np.flatnonzero(has)
+        if rows.size == 0:
+            return out
+        dicts = probabilities[rows].tolist()
+        got = list(map(dict.get, dicts, repeat(positive_class)))
     vals = np.array(got, dtype=np.float64)  # None -> NaN
     out[rows] = vals
     for i in np.flatnonzero(np.isnan(vals)).tolist():  # the positive class absent: rare
         d = dicts[i]
         if len(d) == 1:
             out[rows[i]] = 1.0 - next(iter(d.values()))
+    return out
+
+
+def model_rows(models: npt.NDArray[np.object_]) -> list[tuple[str, npt.NDArray[np.bool_] | None]]:
+    """Each model named in a batch (in name order) with the mask of its rows; None for the mask
+    when the batch is one model's, as it usually is (no column then needs copying)."""
+    first = models[0]
+    if type(first) is str and bool((models == first).all()):
+        return [(first, None)]
+    return [(name, models == name) for name in sorted(set(models.tolist()))]
+
+
+def rows_of(values: npt.NDArray[Any], which: npt.NDArray[Any] | None) -> npt.NDArray[Any]:
+    """``values[which]``, or ``values`` itself for None (all rows: nothing to copy)."""
+    return values if which is None else values[which]
+
+
+def spread(sel: npt.NDArray[np.bool_], ok: npt.NDArray[np.bool_]) -> npt.NDArray[np.bool_]:
+    """The mask over the batch of the rows ``ok`` keeps among those ``sel`` selects."""
+    out = np.zeros(sel.size, dtype=bool)
+    out[np.flatnonzero(sel)[ok]] = True
     return out

@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 import pyarrow as pa
 
 from exporter.foundation.arrays import HashArray, ObjArray
@@ -25,8 +26,8 @@ def object_array(values: list[Any]) -> ObjArray:
 
 def encode_ids(ids: ObjArray) -> pa.Array:
     """Ids as one arrow binary array (UTF-8; lone surrogates, which JSON allows, kept as such)."""
-    try:
-        return pa.array(ids, type=pa.string()).cast(pa.binary())
+    try:  # from a list: pyarrow converts a numpy object array about ten times slower
+        return pa.array(ids.tolist(), type=pa.string()).cast(pa.binary())
     except (pa.ArrowException, UnicodeEncodeError, TypeError):
         return pa.array([str(i).encode("utf-8", "surrogatepass") for i in ids.tolist()], type=pa.binary())
 
@@ -109,6 +110,8 @@ def _hash_binary(arr: pa.Array) -> HashArray:
         words_buf.view(np.uint8)[: hi - lo] = np.frombuffer(data_buf, dtype=np.uint8, count=hi - lo, offset=lo)
     off -= lo
     lens = np.diff(off)
+    if int(lens[0]) > 0 and bool((lens == lens[0]).all()):
+        return _hash_fixed_width(words_buf.view(np.uint8)[: hi - lo], n, int(lens[0]))
     nw = (lens + 7) // 8  # words per id
     wend = np.cumsum(nw)
     wstart = wend - nw
@@ -123,3 +126,18 @@ def _hash_binary(arr: pa.Array) -> HashArray:
     mixed = _mix64(words ^ _mix64((j.astype(np.uint64) + np.uint64(1)) * _GOLDEN))
     sums = np.concatenate((np.zeros(1, dtype=np.uint64), np.cumsum(mixed, dtype=np.uint64)))
     return _mix64((sums[wend] - sums[wstart]) + (lens.astype(np.uint64) + np.uint64(1)) * _GOLDEN)
+
+
+def _hash_fixed_width(data: npt.NDArray[np.uint8], n: int, width: int) -> HashArray:
+    """``_hash_binary`` of ``n`` ids of ``width`` bytes each (``data``: their bytes back to back),
+    the usual batch (uuids, zero-padded counters): the words are the columns of an ``n`` x words
+    matrix and each column's key is computed once, instead of gathering every word by offset.
+    Sums are modulo 2**64 either way, so the hashes are the same bits."""
+    nw = (width + 7) // 8
+    padded = np.zeros((n, nw * 8), dtype=np.uint8)
+    padded[:, :width] = data.reshape(n, width)
+    words = padded.view("<u8")  # (n, nw): little-endian words, the last one zero-padded
+    keys = _mix64((np.arange(nw, dtype=np.uint64) + np.uint64(1)) * _GOLDEN)
+    sums = _mix64(words ^ keys).sum(axis=1, dtype=np.uint64)
+    length_key = np.full(1, width + 1, dtype=np.uint64) * _GOLDEN  # an array: wraps without a warning
+    return _mix64(sums + length_key)

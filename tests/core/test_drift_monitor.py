@@ -572,3 +572,18 @@ def test_slots_match_a_binary_search_for_every_reference_shape(case: str) -> Non
     assert encoded["b:x"].tolist() == np.searchsorted(fm.edges, values, side="left").tolist()
     if case in ("normal", "rounded", "signed_zero"):
         assert fm._guide is not None  # the table is in use, not only the fallback
+
+
+def test_predicted_class_codes_from_indices_equal_the_text_encoding() -> None:
+    """Once the reference is fixed the predicted class is binned from its index (each class
+    name looked up once): the codes must be those of encoding the text column, including
+    classes outside the named categories (``__other__``)."""
+    ref = RawColumn.from_texts(obj(["a", "b", "b", "c", "c", "c", "d"]))
+    fm = build_feature_model("predicted_class", ref, 2, ("psi",), "categorical")
+    names = obj(["a", "b", "c", "d", "e"])
+    idx = np.random.default_rng(4).integers(0, names.size, 500)
+    by_text = fm.encode(RawColumn.from_texts(names[idx]))
+    by_index = fm.encode_texts_at(idx, names)
+    assert by_index.keys() == by_text.keys()
+    for k in by_text:
+        assert by_index[k].tolist() == by_text[k].tolist()

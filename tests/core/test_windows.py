@@ -16,6 +16,7 @@ from exporter.core.windows import (
     BucketedWindow,
     Columns,
     WideningCounts,
+    fixed_point_bin_sums,
     fixed_point_square_sums,
     square_sum,
     to_fixed_point,
@@ -233,3 +234,68 @@ def test_running_totals_equal_the_sum_of_the_live_buckets() -> None:
     for i in range(2):
         assert (again.total(i).n, again.total(i).total) == (s.total(i).n, s.total(i).total) == _window_sum(
             s.windows[i])
+
+
+class MergingSumBucket(SumBucket):
+    """``SumBucket`` that can also merge: the stream then computes each group of events once."""
+
+    def merge(self, other: MergingSumBucket) -> None:
+        self.n += other.n
+        self.total += other.total
+
+
+@pytest.mark.parametrize("lengths,buckets", [((60.0, 3600.0), 60), ((30.0, 45.0, 1000.0), 7), ((10.0,), 1)])
+def test_merging_buckets_give_exactly_what_adding_to_every_window_gives(lengths: tuple[float, ...],
+                                                                        buckets: int) -> None:
+    """``BucketedStream.add`` groups a batch by the bucket it falls in in every window and merges
+    each group's statistics into every window: every bucket and every running total must equal
+    what adding the events to each window separately (the reference path) gives."""
+    rng = np.random.default_rng(5)
+    plain: BucketedStream[SumBucket] = BucketedStream(lengths, buckets, SumBucket, totals=True)
+    merging: BucketedStream[MergingSumBucket] = BucketedStream(lengths, buckets, MergingSumBucket, totals=True)
+    now = 1_700_000_000.0
+    for step in range(300):
+        now += float(rng.exponential(4.0))
+        if step % 41 == 0:
+            now += lengths[-1] * 0.7
+        k = int(rng.integers(0, 60))
+        ts = now - rng.exponential(lengths[-1] / 3, k) * rng.choice([0.0, 0.1, 1.0, 3.0], k) + rng.choice(
+            [0.0, 0.0, 20.0], k)
+        v = rng.integers(-5, 1000, k)
+        plain.add(ts, {"v": v}, now)
+        merging.add(ts, {"v": v}, now)
+        for i, (a, b) in enumerate(zip(plain.windows, merging.windows, strict=True)):
+            assert {key: (x.n, x.total) for key, x in a.buckets.items()} == \
+                {key: (x.n, x.total) for key, x in b.buckets.items()}
+            assert (plain.total(i).n, plain.total(i).total) == (merging.total(i).n, merging.total(i).total)
+
+
+def test_widening_counts_added_in_place_keep_the_dtype_rule() -> None:
+    """With the increment's maximum given, counts that provably stay within uint16 are added in
+    place; the values and the dtype (the smallest holding the largest count) must be what the
+    plain widening add gives, also across the uint16 limit and after taking counts away."""
+    rng = np.random.default_rng(8)
+    fast, plain = WideningCounts(50), WideningCounts(50)
+    for step in range(400):
+        inc = rng.integers(0, 400 if step < 300 else 4000, 50)
+        if step % 97 == 96:
+            inc = -(fast.counts.astype(np.int64) // 2)  # a bucket leaving a total
+            fast.add(inc)
+        else:
+            fast.add(inc, int(inc.max()))
+        plain.add(inc)
+        assert fast.counts.dtype == plain.counts.dtype
+        assert fast.counts.tolist() == plain.counts.tolist()
+    assert plain.counts.dtype != np.uint16  # the test crossed the limit
+
+
+@pytest.mark.parametrize("n", [0, 1, 1000, (1 << 20) + 5])
+def test_fixed_point_bin_sums_equal_integer_sums_per_bin(n: int) -> None:
+    """Per-bin sums of fixed-point values through float weights must equal plain int64 sums,
+    also for values at the top of the range and batches past one exact chunk."""
+    rng = np.random.default_rng(n)
+    q = to_fixed_point(rng.random(n))
+    q[: min(n, 50)] = 1 << 32  # the largest fixed-point value (confidence 1.0)
+    bins = rng.integers(0, 10, n)
+    expected = np.array([int(q[bins == j].sum()) for j in range(10)], dtype=np.int64)
+    assert fixed_point_bin_sums(q, bins, 10).tolist() == expected.tolist()
