@@ -235,7 +235,8 @@ class Pipeline:
                 "pred_ts": np.minimum(rows_of(batch.timestamp, keep), now),  # a future stamp counts as now
             }
             feats = {f: rows_of(batch.features[f], keep) for f in model.drift.features if f in batch.features}
-            p_pos = (positive_probabilities(rows_of(batch.probabilities, keep), model.positive_class)
+            probs = batch.probabilities if keep is None else batch.probabilities[keep]
+            p_pos = (positive_probabilities(probs, model.positive_class)
                      if model.task == "binary" else np.full(int(ok.sum()), np.nan))
             for version, rows in groups(cols["version"], (rows_of(v_codes, None if keep is None else ok), v_names)):
                 mine = None if rows.size == cols["version"].size else rows  # one version: all the rows

@@ -104,6 +104,7 @@ typedef struct {
     Node nodes[MAX_NODES];
     int16_t buckets[MAX_NODES][HASH_BUCKETS]; /* per node: its first child in each bucket, -1 none */
     int slot_kind[MAX_NODES];
+    int probs_slot; /* the K_PROBS slot, -1 none */
     PyObject *keys;    /* bytes objects the nodes' keys point into */
     PyObject *unknown; /* the VERSION text for absent/null */
     PyObject *cache_obj[CACHE_SIZE];
@@ -731,6 +732,7 @@ static int Scanner_init(Scanner *sc, PyObject *args, PyObject *kw) {
     sc->nodes[0] = (Node){NULL, 0, -1, -1, -1, -1};
     memset(sc->buckets, 0xff, sizeof(sc->buckets)); /* every bucket -1 */
     sc->n_slots = (int)n_slots;
+    sc->probs_slot = -1;
     for (Py_ssize_t k = 0; k < n_slots; k++) {
         PyObject *path = PyList_GET_ITEM(paths, k);
         long kind = PyLong_AsLong(PyList_GET_ITEM(kinds, k));
@@ -740,6 +742,7 @@ static int Scanner_init(Scanner *sc, PyObject *args, PyObject *kw) {
             return -1;
         }
         sc->slot_kind[k] = (int)kind;
+        if (kind == K_PROBS) sc->probs_slot = (int)k;
         int node = 0;
         Py_ssize_t depth = PyTuple_GET_SIZE(path);
         for (Py_ssize_t d = 0; d < depth; d++) {
@@ -796,10 +799,22 @@ static void Scanner_dealloc(Scanner *sc) {
     Py_TYPE(sc)->tp_free((PyObject *)sc);
 }
 
+static int append_steal(PyObject *list, PyObject *item);
+
+#define MAX_CLASS_SETS 64 /* distinct probability key lists per scan; a line with another is left */
+
 typedef struct {
-    PyObject *list;   /* TEXT-like, PROBS, TS texts */
+    PyObject *list;   /* TEXT-like, TS texts; PROBS: the class lists (tuples of str) met, in order */
     PyObject *values; /* bytearray of doubles: CONF, FEATURE, TS numbers, PROBS max */
-    PyObject *kinds;  /* TS: bytearray, 0 absent, 1 number, 2 text */
+    PyObject *kinds;  /* TS: bytearray, 0 absent, 1 number, 2 text; PROBS: int32 class list per row, -1 none */
+    PyObject *flat;   /* PROBS: bytearray of doubles, every row's probabilities one after another */
+    Py_ssize_t flat_len;
+    /* PROBS: the class lists met, as spans of their first line (alive for the scan) */
+    int n_sets;
+    int last_set;
+    int set_len[MAX_CLASS_SETS];
+    const char *set_key[MAX_CLASS_SETS][MAX_PROBS];
+    Py_ssize_t set_keylen[MAX_CLASS_SETS][MAX_PROBS];
 } Column;
 
 static void free_columns(Column *cols, int n) {
@@ -807,8 +822,46 @@ static void free_columns(Column *cols, int n) {
         Py_XDECREF(cols[k].list);
         Py_XDECREF(cols[k].values);
         Py_XDECREF(cols[k].kinds);
+        Py_XDECREF(cols[k].flat);
     }
     PyMem_Free(cols);
+}
+
+static int same_set(const Column *c, int set, const Prob *probs, int n_probs) {
+    if (c->set_len[set] != n_probs) return 0;
+    for (int i = 0; i < n_probs; i++) {
+        if (c->set_keylen[set][i] != probs[i].keylen || memcmp(c->set_key[set][i], probs[i].key, (size_t)probs[i].keylen))
+            return 0;
+    }
+    return 1;
+}
+
+/* The index of the row's class list among those met, registering it (and its tuple of class
+ * texts) when new; -2 when there are already MAX_CLASS_SETS (the line is then left), -1 on error. */
+static int class_set(Scanner *sc, Column *c, const Prob *probs, int n_probs) {
+    if (c->last_set >= 0 && same_set(c, c->last_set, probs, n_probs)) return c->last_set;
+    for (int k = 0; k < c->n_sets; k++) {
+        if (same_set(c, k, probs, n_probs)) return c->last_set = k;
+    }
+    if (c->n_sets >= MAX_CLASS_SETS) return -2;
+    PyObject *t = PyTuple_New(n_probs);
+    if (t == NULL) return -1;
+    for (int i = 0; i < n_probs; i++) {
+        PyObject *key = cached_text(sc, probs[i].key, probs[i].keylen);
+        if (key == NULL) {
+            Py_DECREF(t);
+            return -1;
+        }
+        PyTuple_SET_ITEM(t, i, key);
+    }
+    if (append_steal(c->list, t) < 0) return -1;
+    int k = c->n_sets++;
+    c->set_len[k] = n_probs;
+    for (int i = 0; i < n_probs; i++) {
+        c->set_key[k][i] = probs[i].key;
+        c->set_keylen[k][i] = probs[i].keylen;
+    }
+    return c->last_set = k;
 }
 
 static int append_steal(PyObject *list, PyObject *item) {
@@ -820,7 +873,7 @@ static int append_steal(PyObject *list, PyObject *item) {
 
 /* One accepted line into the columns: its tokens, doubles and probabilities. */
 static int commit(Scanner *sc, Column *cols, Py_ssize_t row, const Token *tok, const double *num,
-                  const Prob *probs, int n_probs) {
+                  const Prob *probs, int n_probs, int set) {
     for (int k = 0; k < sc->n_slots; k++) {
         const Token *t = &tok[k];
         Column *c = &cols[k];
@@ -852,35 +905,39 @@ static int commit(Scanner *sc, Column *cols, Py_ssize_t row, const Token *tok, c
             if (t->type == T_STR && append_steal(c->list, new_text(t->s, t->len)) < 0) return -1;
             break;
         }
-        case K_PROBS:
-            if (t->type != T_OBJ || n_probs == 0) {
+        case K_PROBS: {
+            int32_t *codes = (int32_t *)PyByteArray_AS_STRING(c->kinds);
+            if (set < 0) { /* absent, null or {}: none */
                 v[row] = NAN;
-                if (PyList_Append(c->list, Py_None) < 0) return -1;
+                codes[row] = -1;
                 break;
-            } else {
-                PyObject *d = PyDict_New();
-                if (d == NULL) return -1;
-                double best = probs[0].value;
-                for (int i = 0; i < n_probs; i++) {
-                    const Prob *pr = &probs[i];
-                    if (pr->value > best) best = pr->value;
-                    PyObject *key = cached_text(sc, pr->key, pr->keylen);
-                    PyObject *val = PyFloat_FromDouble(pr->value);
-                    int r = (key && val) ? PyDict_SetItem(d, key, val) : -1;
-                    Py_XDECREF(key);
-                    Py_XDECREF(val);
-                    if (r < 0) {
-                        Py_DECREF(d);
-                        return -1;
-                    }
-                }
-                v[row] = best;
-                if (append_steal(c->list, d) < 0) return -1;
             }
+            if (c->flat_len + n_probs > PyByteArray_GET_SIZE(c->flat) / 8) {
+                Py_ssize_t cap = PyByteArray_GET_SIZE(c->flat) / 8;
+                while (cap < c->flat_len + n_probs) cap = cap * 2 + 64;
+                if (PyByteArray_Resize(c->flat, cap * 8) < 0) return -1;
+            }
+            double *flat = (double *)PyByteArray_AS_STRING(c->flat) + c->flat_len;
+            double best = probs[0].value;
+            for (int i = 0; i < n_probs; i++) {
+                flat[i] = probs[i].value;
+                if (probs[i].value > best) best = probs[i].value;
+            }
+            c->flat_len += n_probs;
+            v[row] = best;
+            codes[row] = set;
             break;
+        }
         }
     }
     return 0;
+}
+
+/* The row's class list (see class_set): -1 none, -2 leave the line, -3 error. */
+static int row_set(Scanner *sc, Column *cols, const Token *tok, const Prob *probs, int n_probs) {
+    if (sc->probs_slot < 0 || tok[sc->probs_slot].type != T_OBJ || n_probs == 0) return -1;
+    int set = class_set(sc, &cols[sc->probs_slot], probs, n_probs);
+    return set == -1 ? -3 : set;
 }
 
 /* ---- scanning a block: lines in chunks, each chunk scanned (by two threads, without the GIL,
@@ -990,6 +1047,11 @@ static PyObject *Scanner_scan(Scanner *sc, PyObject *args) {
             if ((cols[k].values = PyByteArray_FromStringAndSize(NULL, n * 8)) == NULL) goto done;
         }
         if (kind == K_TS && (cols[k].kinds = PyByteArray_FromStringAndSize(NULL, n)) == NULL) goto done;
+        if (kind == K_PROBS) {
+            cols[k].last_set = -1;
+            if ((cols[k].kinds = PyByteArray_FromStringAndSize(NULL, n * 4)) == NULL) goto done;
+            if ((cols[k].flat = PyByteArray_FromStringAndSize(NULL, 2 * n * 8)) == NULL) goto done;
+        }
     }
     for (int t = 0; t < 2; t++) {
         parts[t] = (Part){sc, &workers[t], (const char *)data.buf, starts, ends, 0, 0, 0, status, tok, num,
@@ -1026,11 +1088,17 @@ static PyObject *Scanner_scan(Scanner *sc, PyObject *args) {
             if (st == -1) { /* a number only CPython's parser reads: this line again, with the GIL */
                 const char *base = (const char *)data.buf;
                 if (scan_line(sc, again, base + starts[i], base + ends[i], again_num) != 1) continue;
-                if (commit(sc, cols, taken, again->tok, again_num, again->probs, again->n_probs) < 0) goto done;
+                int set = row_set(sc, cols, again->tok, again->probs, again->n_probs);
+                if (set == -3) goto done;
+                if (set == -2) continue;
+                if (commit(sc, cols, taken, again->tok, again_num, again->probs, again->n_probs, set) < 0) goto done;
             } else if (st == 1) {
                 const Part *pt = i < mid ? &parts[0] : &parts[1];
                 const Prob *probs = pcount[r] ? pt->pstore + poff[r] : NULL;
-                if (commit(sc, cols, taken, tok + r * ns, num + r * ns, probs, pcount[r]) < 0) goto done;
+                int set = row_set(sc, cols, tok + r * ns, probs, pcount[r]);
+                if (set == -3) goto done;
+                if (set == -2) continue;
+                if (commit(sc, cols, taken, tok + r * ns, num + r * ns, probs, pcount[r], set) < 0) goto done;
             } else {
                 continue;
             }
@@ -1043,9 +1111,11 @@ static PyObject *Scanner_scan(Scanner *sc, PyObject *args) {
     for (int k = 0; k < ns; k++) {
         Column *c = &cols[k];
         if (c->values && PyByteArray_Resize(c->values, taken * 8) < 0) goto done;
-        if (c->kinds && PyByteArray_Resize(c->kinds, taken) < 0) goto done;
-        PyObject *item = PyTuple_Pack(3, c->list ? c->list : Py_None, c->values ? c->values : Py_None,
-                                      c->kinds ? c->kinds : Py_None);
+        Py_ssize_t kind_size = sc->slot_kind[k] == K_PROBS ? 4 : 1;
+        if (c->kinds && PyByteArray_Resize(c->kinds, taken * kind_size) < 0) goto done;
+        if (c->flat && PyByteArray_Resize(c->flat, c->flat_len * 8) < 0) goto done;
+        PyObject *item = PyTuple_Pack(4, c->list ? c->list : Py_None, c->values ? c->values : Py_None,
+                                      c->kinds ? c->kinds : Py_None, c->flat ? c->flat : Py_None);
         if (item == NULL) goto done;
         PyList_SET_ITEM(out_cols, k, item);
     }

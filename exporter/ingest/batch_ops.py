@@ -17,6 +17,7 @@ import numpy.typing as npt
 import pandas as pd
 
 from exporter.foundation.arrays import BoolArray, FloatArray, IntArray, ObjArray
+from exporter.ingest.batches import ProbabilityTable
 
 
 def factorize(values: ObjArray) -> tuple[IntArray, ObjArray]:
@@ -106,10 +107,12 @@ def groups(values: ObjArray, factorized: tuple[IntArray, ObjArray] | None = None
     return [(name, rows) for name, rows in out if rows.size]  # given codes may name values not among these rows
 
 
-def positive_probabilities(probabilities: ObjArray, positive_class: str) -> FloatArray:
+def positive_probabilities(probabilities: ObjArray | ProbabilityTable, positive_class: str) -> FloatArray:
     """Probability of the positive class per prediction, NaN where the record has none; the
     rule of ``drift_monitor.positive_probabilities`` (a dict naming only one other class gives
-    its complement), with the lookups done by C loops."""
+    its complement), with the lookups done by C loops (or by numpy, for the line scanner's table)."""
+    if isinstance(probabilities, ProbabilityTable):
+        return probabilities.positive(positive_class)
     n = probabilities.size
     out = np.full(n, np.nan)
     if n == 0:

@@ -25,7 +25,7 @@ import numpy as np
 
 from exporter.foundation.arrays import BoolArray, FloatArray, IntArray, ObjArray
 from exporter.foundation.reject_reasons import INVALID_TIMESTAMP
-from exporter.ingest.batches import LabelBatch, ParseResult, PredictionBatch
+from exporter.ingest.batches import LabelBatch, ParseResult, PredictionBatch, ProbabilityTable
 from exporter.ingest.block_columns import apply_reasons, as_objects
 from exporter.ingest.records import UNKNOWN_VERSION, RecordSpec
 from exporter.ingest.timestamps import newest, parse_timestamp_parts
@@ -124,19 +124,19 @@ class Scanned:
     """The output of one ``scan``: the taken lines' columns, converted once, and batches of any
     run of them (``part``)."""
 
-    def __init__(self, owner: LineScanner, n: int, cols: list[tuple[Any, Any, Any]], now: float) -> None:
+    def __init__(self, owner: LineScanner, n: int, cols: list[tuple[Any, Any, Any, Any]], now: float) -> None:
         self.owner, self.n = owner, n
         slot = owner._slot
         named: dict[str, Any] = {}
         for name, i in slot.items():
-            texts, values, kinds = cols[i]
+            texts, values, kinds, flat = cols[i]
             if name == "timestamp":
                 named[name] = parse_timestamp_parts(
                     np.frombuffer(values, dtype=np.float64), np.frombuffer(kinds, dtype=np.uint8), texts, now)
             elif name == "confidence":
                 named[name] = np.frombuffer(values, dtype=np.float64)
             elif name == "probabilities":
-                named[name] = (as_objects(texts), np.frombuffer(values, dtype=np.float64))
+                named[name] = (_probability_table(texts, kinds, flat), np.frombuffer(values, dtype=np.float64))
             else:
                 named[name] = as_objects(texts)
         self._cols = named
@@ -173,6 +173,15 @@ class Scanned:
                                model=fixed_or("model", spec.model))
         return ParseResult(batch=batch, invalid=invalid, records=n, newest_timestamp=newest(batch.timestamp),
                            first_bad=first)
+
+
+def _probability_table(classes: list[tuple[str, ...]], codes: bytearray, flat: bytearray) -> ProbabilityTable:
+    """The scanner's probabilities (class lists met, a list per row, the values one after
+    another) as a ProbabilityTable: each row's values start where the previous row's end."""
+    code = np.frombuffer(codes, dtype=np.int32)
+    lens = np.array([0, *map(len, classes)], dtype=np.int64)[code + 1]  # -1 (none) -> 0 values
+    start = np.cumsum(lens) - lens
+    return ProbabilityTable(tuple(classes), code, start, np.frombuffer(flat, dtype=np.float64))
 
 
 def _feature_part(values: FloatArray) -> ObjArray | FloatArray:

@@ -17,6 +17,8 @@ import numpy as np
 import pytest
 
 from exporter.ingest import line_scanner
+from exporter.ingest.batch_ops import positive_probabilities
+from exporter.ingest.batches import ProbabilityTable, concat_batches
 from exporter.ingest.block_parser import NATIVE_MISSES, NATIVE_RUN_MIN, Block, BlockParser
 from exporter.ingest.records import RecordSpec, _labels_per_record, _predictions_per_record
 from tests.helpers import missing
@@ -322,3 +324,68 @@ def test_ingest_threads_reach_the_scanners_cut_to_the_usable_cores(tmp_path: Any
     pipeline = Pipeline(load_config(config))
     threads = {name: parser._scanner.threads for name, parser in pipeline._parsers.items() if parser._scanner}
     assert threads == {"p": min(2, line_scanner.USABLE_CORES), "l": min(2, line_scanner.USABLE_CORES)}
+
+
+def test_probabilities_come_as_a_table_that_reads_like_the_dicts() -> None:
+    """The scanner hands probabilities over as numbers (a ProbabilityTable); its dicts, and the
+    positive class's probability read from it, equal what the dict-per-record column gives:
+    several class lists in one block, a one-class list (its complement), none, an empty object."""
+    recs: list[dict[str, Any]] = [
+        {"probabilities": {"0": 0.25, "1": 0.75}}, {"probabilities": {"1": 0.5, "0": 0.5}},
+        {"probabilities": {"0": 0.9}}, {"probabilities": {"1": 0.4}}, {}, {"probabilities": {}},
+        {"probabilities": {"a": 0.2, "b": 0.3, "c": 0.5}}, {"probabilities": None},
+        {"probabilities": {"0": 0.125, "1": 0.875}},
+    ]
+    lines = [json.dumps({"id": f"r{i}", "prediction": 1, **r}).encode() for i, r in enumerate(recs)]
+    parser = BlockParser("predictions", SPEC)
+    got = parser.parse_lines(lines, NOW)
+    assert parser.native_records == len(lines)
+    table = got.batch.probabilities  # type: ignore[union-attr]
+    assert isinstance(table, ProbabilityTable) and len(table.classes) == 5
+    want = _predictions_per_record(lines, SPEC, NOW, ()).batch.probabilities  # type: ignore[union-attr]
+    assert table.to_objects().tolist() == want.tolist()
+    for positive in ("1", "0", "b", "zz"):
+        np.testing.assert_array_equal(positive_probabilities(table, positive),
+                                      positive_probabilities(want, positive))  # type: ignore[arg-type]
+    picked = table[np.array([True, False, True, False, True, False, True, False, True])]
+    assert picked.to_objects().tolist() == want[::2].tolist()  # type: ignore[index]
+
+
+def test_parts_of_one_scan_stay_a_table_and_mixed_parts_become_dicts() -> None:
+    lines = [json.dumps({"id": f"r{i}", "prediction": 1, "probabilities": {"0": 0.5, "1": 0.5},
+                         "features": {"a": "text" if i == 5 else 1.0}}).encode() for i in range(10)]
+    got = BlockParser("predictions", SPEC, small_run=1).parse_lines(lines, NOW)  # 0-4 scanned, 5 msgspec, 6-9 scanned
+    assert not isinstance(got.batch.probabilities, ProbabilityTable)  # type: ignore[union-attr]
+    assert_same_result(got, _predictions_per_record(lines, SPEC, NOW, ()))
+    data = b"\n".join(lines[:5] + lines[6:])
+    taken, scanned = BlockParser("predictions", SPEC)._scanner.scan(  # type: ignore[union-attr]
+        data, *_bounds(lines[:5] + lines[6:]), NOW)
+    assert taken.all()
+    joined = concat_batches([scanned.part(0, 4).batch, scanned.part(4, 9).batch])
+    assert isinstance(joined.probabilities, ProbabilityTable) and len(joined.probabilities) == 9  # type: ignore[union-attr]
+
+
+def _bounds(lines: list[bytes]) -> tuple[np.ndarray, np.ndarray]:
+    ends = np.cumsum([len(x) + 1 for x in lines]) - 1
+    return ends - np.array([len(x) for x in lines]), ends
+
+
+def test_more_class_lists_than_a_scan_keeps_go_on_to_msgspec() -> None:
+    lines = [json.dumps({"id": f"r{i}", "prediction": 1, "probabilities": {f"c{i}": 1.0}}).encode()
+             for i in range(100)]
+    parser = BlockParser("predictions", SPEC)
+    got = parser.parse_lines(lines, NOW)
+    assert parser.native_records == 64  # MAX_CLASS_SETS in _linescan.c
+    assert_same_result(got, _predictions_per_record(lines, SPEC, NOW, ()))
+
+
+def test_tables_of_several_scans_join_into_one() -> None:
+    """A poll's blocks are scanned one by one; their tables join with the class lists merged (and
+    codes renumbered), equal to the dicts of every row in order."""
+    blocks = [[{"0": 0.25, "1": 0.75}, None, {"a": 1.0}], [{"a": 0.5}, {"0": 0.5, "1": 0.5}, {"x": 0.1, "y": 0.9}]]
+    parser = BlockParser("predictions", SPEC)
+    got, _ = parser.parse([Block(b"\n".join(json.dumps({"id": f"r{i}", "prediction": 1, "probabilities": p}).encode()
+                                            for i, p in enumerate(b))) for b in blocks], NOW)
+    table = got.batch.probabilities  # type: ignore[union-attr]
+    assert isinstance(table, ProbabilityTable) and len(table.classes) == 3
+    assert table.to_objects().tolist() == [p for b in blocks for p in b]
