@@ -42,9 +42,8 @@ from exporter.ingest.batch_ops import (
     rows_of,
     spread,
 )
-from exporter.ingest.batches import LabelBatch, ParseResult, PredictionBatch
+from exporter.ingest.batches import LabelBatch, ParseResult, PredictionBatch, id_keys
 from exporter.ingest.block_parser import BlockParser
-from exporter.ingest.ids import encode_ids, stable_id_hashes
 from exporter.ingest.records import UNKNOWN_VERSION, RecordSpec
 from exporter.report.model import Report
 from exporter.sources import build_source
@@ -212,8 +211,7 @@ class Pipeline:
                 self.invalid(source, UNKNOWN_MODEL, len(batch) if sel is None else int(sel.sum()), now)
                 continue
             ids = rows_of(batch.id, sel)
-            encoded = encode_ids(ids)
-            hashes = stable_id_hashes(encoded)
+            encoded, hashes = id_keys(batch, sel)
             dup = ~first_occurrences(ids, hashes) | self.joiner.is_known(model_name, ids, hashes, encoded)
             pred_idx = encode_by_value(self.classes[model_name].encode, rows_of(batch.prediction, sel))
             unknown = (pred_idx < 0) & ~dup
@@ -262,8 +260,7 @@ class Pipeline:
         models = batch.model.copy()
         if restrict is not None:
             models[:] = restrict
-        encoded = encode_ids(batch.id)
-        hashes = stable_id_hashes(encoded)  # once per batch: de-duplication, lookups and the waiting buffers
+        encoded, hashes = id_keys(batch)  # once per batch: de-duplication, lookups and the waiting buffers
         first = first_occurrences(batch.id, hashes)
         self.invalid(source, DUPLICATE, int((~first).sum()), now)
         if not first.all():

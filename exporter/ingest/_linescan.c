@@ -811,7 +811,9 @@ typedef struct {
     PyObject *list;   /* TEXT-like, TS texts; PROBS: the class lists (tuples of str) met, in order */
     PyObject *values; /* bytearray of doubles: CONF, FEATURE, TS numbers, PROBS max */
     PyObject *kinds;  /* TS: bytearray, 0 absent, 1 number, 2 text; PROBS: int32 class list per row, -1 none */
-    PyObject *flat;   /* PROBS: bytearray of doubles, every row's probabilities one after another */
+    PyObject *flat;   /* PROBS: bytearray of doubles, every row's probabilities one after another;
+                       * ID: the ids' UTF-8 bytes one after another (kinds: int32 offsets, n + 1;
+                       * values: uint64 stable hashes, as exporter.ingest.ids.stable_id_hashes) */
     Py_ssize_t flat_len;
     /* PROBS: the class lists met, as spans of their first line (alive for the scan) */
     int n_sets;
@@ -875,6 +877,44 @@ static int append_steal(PyObject *list, PyObject *item) {
     return r;
 }
 
+/* exporter.ingest.ids.stable_id_hashes of one id, bit for bit: SplitMix64's finaliser over its
+ * little-endian 8-byte words (the last zero-padded), each keyed by its position, summed, and
+ * mixed with the length. tests/ingest/test_line_scanner.py compares the two. */
+static inline uint64_t mix64(uint64_t z) {
+    z ^= z >> 30;
+    z *= 0xBF58476D1CE4E5B9ULL;
+    z ^= z >> 27;
+    z *= 0x94D049BB133111EBULL;
+    z ^= z >> 31;
+    return z;
+}
+
+static uint64_t stable_id_hash(const unsigned char *s, Py_ssize_t len) {
+    const uint64_t golden = 0x9E3779B97F4A7C15ULL;
+    uint64_t sum = 0;
+    for (Py_ssize_t j = 0; 8 * j < len; j++) {
+        uint64_t word = 0;
+        Py_ssize_t left = len - 8 * j < 8 ? len - 8 * j : 8;
+        for (Py_ssize_t b = 0; b < left; b++) word |= (uint64_t)s[8 * j + b] << (8 * b);
+        sum += mix64(word ^ mix64((uint64_t)(j + 1) * golden));
+    }
+    return mix64(sum + (uint64_t)(len + 1) * golden);
+}
+
+/* The id's bytes and hash into the ID column's Arrow-style buffers (its text is appended apart). */
+static int add_id_key(Column *c, Py_ssize_t row, const Token *t) {
+    Py_ssize_t cap = PyByteArray_GET_SIZE(c->flat);
+    if (c->flat_len + t->len > cap) {
+        while (cap < c->flat_len + t->len) cap = cap * 2 + 64;
+        if (PyByteArray_Resize(c->flat, cap) < 0) return -1;
+    }
+    memcpy(PyByteArray_AS_STRING(c->flat) + c->flat_len, t->s, (size_t)t->len);
+    c->flat_len += t->len;
+    ((int32_t *)PyByteArray_AS_STRING(c->kinds))[row + 1] = (int32_t)c->flat_len;
+    ((uint64_t *)PyByteArray_AS_STRING(c->values))[row] = stable_id_hash((const unsigned char *)t->s, t->len);
+    return 0;
+}
+
 /* One accepted line into the columns: its tokens, doubles and probabilities. */
 static int commit(Scanner *sc, Column *cols, Py_ssize_t row, const Token *tok, const double *num,
                   const Prob *probs, int n_probs, int set) {
@@ -884,7 +924,7 @@ static int commit(Scanner *sc, Column *cols, Py_ssize_t row, const Token *tok, c
         double *v = c->values ? (double *)PyByteArray_AS_STRING(c->values) : NULL;
         switch (sc->slot_kind[k]) {
         case K_ID:
-            if (append_steal(c->list, text_of(sc, t, 0)) < 0) return -1;
+            if (append_steal(c->list, text_of(sc, t, 0)) < 0 || add_id_key(c, row, t) < 0) return -1;
             break;
         case K_TEXT:
             if (append_steal(c->list, text_of(sc, t, 1)) < 0) return -1;
@@ -1051,6 +1091,12 @@ static PyObject *Scanner_scan(Scanner *sc, PyObject *args) {
             if ((cols[k].values = PyByteArray_FromStringAndSize(NULL, n * 8)) == NULL) goto done;
         }
         if (kind == K_TS && (cols[k].kinds = PyByteArray_FromStringAndSize(NULL, n)) == NULL) goto done;
+        if (kind == K_ID) {
+            if ((cols[k].values = PyByteArray_FromStringAndSize(NULL, n * 8)) == NULL) goto done;
+            if ((cols[k].kinds = PyByteArray_FromStringAndSize(NULL, (n + 1) * 4)) == NULL) goto done;
+            if ((cols[k].flat = PyByteArray_FromStringAndSize(NULL, 16 * n)) == NULL) goto done;
+            ((int32_t *)PyByteArray_AS_STRING(cols[k].kinds))[0] = 0;
+        }
         if (kind == K_PROBS) {
             cols[k].last_set = -1;
             if ((cols[k].kinds = PyByteArray_FromStringAndSize(NULL, n * 4)) == NULL) goto done;
@@ -1115,9 +1161,10 @@ static PyObject *Scanner_scan(Scanner *sc, PyObject *args) {
     for (int k = 0; k < ns; k++) {
         Column *c = &cols[k];
         if (c->values && PyByteArray_Resize(c->values, taken * 8) < 0) goto done;
-        Py_ssize_t kind_size = sc->slot_kind[k] == K_PROBS ? 4 : 1;
-        if (c->kinds && PyByteArray_Resize(c->kinds, taken * kind_size) < 0) goto done;
-        if (c->flat && PyByteArray_Resize(c->flat, c->flat_len * 8) < 0) goto done;
+        int kind = sc->slot_kind[k];
+        Py_ssize_t kinds_size = kind == K_PROBS ? taken * 4 : kind == K_ID ? (taken + 1) * 4 : taken;
+        if (c->kinds && PyByteArray_Resize(c->kinds, kinds_size) < 0) goto done;
+        if (c->flat && PyByteArray_Resize(c->flat, kind == K_ID ? c->flat_len : c->flat_len * 8) < 0) goto done;
         PyObject *item = PyTuple_Pack(4, c->list ? c->list : Py_None, c->values ? c->values : Py_None,
                                       c->kinds ? c->kinds : Py_None, c->flat ? c->flat : Py_None);
         if (item == NULL) goto done;

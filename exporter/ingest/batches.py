@@ -16,9 +16,44 @@ from typing import Any
 
 import numpy as np
 import numpy.typing as npt
+import pyarrow as pa
 
-from exporter.foundation.arrays import BoolArray, FloatArray, IntArray, ObjArray
-from exporter.ingest.ids import object_array
+from exporter.foundation.arrays import BoolArray, FloatArray, HashArray, IntArray, ObjArray
+from exporter.ingest.ids import encode_ids, object_array, stable_id_hashes
+
+
+@dataclass(frozen=True)
+class IdKeys:
+    """A batch's ids as the join keys them: UTF-8 bytes in one Arrow binary array, and their
+    ``stable_id_hashes``. The line scanner hands these over with the ids (it has their bytes), so
+    the pipeline need not encode and hash the Python strings again; other parsers leave them out
+    and the pipeline computes them (``id_keys``)."""
+
+    encoded: pa.Array
+    hashes: HashArray
+
+    def __getitem__(self, rows: slice | BoolArray) -> IdKeys:
+        if isinstance(rows, slice):
+            start, stop, _ = rows.indices(len(self.hashes))
+            return IdKeys(self.encoded.slice(start, stop - start), self.hashes[rows])
+        return IdKeys(self.encoded.filter(pa.array(rows)), self.hashes[rows])
+
+
+def id_keys(batch: PredictionBatch | LabelBatch, rows: BoolArray | None = None) -> tuple[pa.Array, HashArray]:
+    """The encoded ids and hashes of the batch's rows (a mask, or None for all): the ones the
+    parser handed over, else computed from the ids."""
+    if batch.id_keys is None:
+        encoded = encode_ids(batch.id if rows is None else batch.id[rows])
+        return encoded, stable_id_hashes(encoded)
+    keys = batch.id_keys if rows is None else batch.id_keys[rows]
+    return keys.encoded, keys.hashes
+
+
+def concat_id_keys(parts: Sequence[IdKeys | None]) -> IdKeys | None:
+    if any(p is None for p in parts):
+        return None
+    keys = [p for p in parts if p is not None]
+    return IdKeys(pa.concat_arrays([k.encoded for k in keys]), np.concatenate([k.hashes for k in keys]))
 
 
 @dataclass(frozen=True)
@@ -90,6 +125,7 @@ class PredictionBatch:
     features: dict[str, ObjArray | FloatArray] = field(default_factory=dict)
     """name -> the column of ``feature_column``: float64 (NaN = absent) when every value is a
     number or None, else the raw values (None where absent)."""
+    id_keys: IdKeys | None = None  # the ids' bytes and hashes, when the parser had them
 
     def __len__(self) -> int:
         return len(self.id)
@@ -103,6 +139,7 @@ class LabelBatch:
     label: ObjArray  # normalised class text
     timestamp: FloatArray  # epoch seconds; arrival time when the record has none
     model: ObjArray  # str, or None when the record names no model
+    id_keys: IdKeys | None = None  # the ids' bytes and hashes, when the parser had them
 
     def __len__(self) -> int:
         return len(self.id)
@@ -141,6 +178,8 @@ def concat_batches(batches: Sequence[PredictionBatch | LabelBatch]) -> Predictio
         if name == "features":
             feats = first.features  # type: ignore[union-attr]
             cols[name] = {f: concat_feature_columns([b.features[f] for b in batches]) for f in feats}  # type: ignore[union-attr]
+        elif name == "id_keys":
+            cols[name] = concat_id_keys([b.id_keys for b in batches])
         elif name == "probabilities":
             cols[name] = concat_probabilities([b.probabilities for b in batches])  # type: ignore[union-attr]
         else:

@@ -22,10 +22,11 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pyarrow as pa
 
 from exporter.foundation.arrays import BoolArray, FloatArray, IntArray, ObjArray
 from exporter.foundation.reject_reasons import INVALID_TIMESTAMP
-from exporter.ingest.batches import LabelBatch, ParseResult, PredictionBatch, ProbabilityTable
+from exporter.ingest.batches import IdKeys, LabelBatch, ParseResult, PredictionBatch, ProbabilityTable
 from exporter.ingest.block_columns import apply_reasons, as_objects
 from exporter.ingest.records import UNKNOWN_VERSION, RecordSpec
 from exporter.ingest.timestamps import newest, parse_timestamp_parts
@@ -137,6 +138,10 @@ class Scanned:
                 named[name] = np.frombuffer(values, dtype=np.float64)
             elif name == "probabilities":
                 named[name] = (_probability_table(texts, kinds, flat), np.frombuffer(values, dtype=np.float64))
+            elif name == "id":
+                named[name] = as_objects(texts)
+                encoded = pa.Array.from_buffers(pa.binary(), n, [None, pa.py_buffer(kinds), pa.py_buffer(flat)])
+                self._keys = IdKeys(encoded, np.frombuffer(values, dtype=np.uint64))
             else:
                 named[name] = as_objects(texts)
         self._cols = named
@@ -147,10 +152,13 @@ class Scanned:
         """The batch of taken lines ``lo:hi`` (in scan order); only their timestamps can be refused."""
         c, spec, n = self._cols, self.owner.spec, hi - lo
         ts = c["timestamp"][lo:hi]
+        keys = self._keys[lo:hi]
         invalid: Counter[str] = Counter()
         first: dict[str, int] = {}
         keep = apply_reasons(n, [(INVALID_TIMESTAMP, np.isnan(ts))], invalid, first)
         sel: slice | BoolArray = slice(None) if keep.all() else keep
+        if not isinstance(sel, slice):
+            keys = keys[sel]
 
         def fixed_or(name: str, value: str | None) -> ObjArray:
             if value is not None or name not in c:
@@ -167,10 +175,10 @@ class Scanned:
                 id=c["id"][lo:hi][sel], model=fixed_or("model", spec.model),
                 model_version=fixed_or("model_version", spec.model_version), timestamp=ts[sel],
                 prediction=c["prediction"][lo:hi][sel], confidence=confidence[sel], probabilities=probs[lo:hi][sel],
-                features={f: _feature_part(v[lo:hi][sel]) for f, v in self._features.items()})
+                features={f: _feature_part(v[lo:hi][sel]) for f, v in self._features.items()}, id_keys=keys)
         else:
             batch = LabelBatch(id=c["id"][lo:hi][sel], label=c["label"][lo:hi][sel], timestamp=ts[sel],
-                               model=fixed_or("model", spec.model))
+                               model=fixed_or("model", spec.model), id_keys=keys)
         return ParseResult(batch=batch, invalid=invalid, records=n, newest_timestamp=newest(batch.timestamp),
                            first_bad=first)
 

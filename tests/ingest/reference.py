@@ -15,6 +15,7 @@ from hypothesis import strategies as st
 from exporter.ingest import line_scanner
 from exporter.ingest.batches import probability_objects
 from exporter.ingest.block_parser import Block, BlockParser
+from exporter.ingest.ids import encode_ids, stable_id_hashes
 from exporter.ingest.records import (
     RecordSpec,
     _labels_per_record,
@@ -53,6 +54,12 @@ def assert_same_result(a: Any, b: Any) -> None:
     assert type(a.batch) is type(b.batch)
     for name in a.batch.__dataclass_fields__:
         x, y = getattr(a.batch, name), getattr(b.batch, name)
+        if name == "id_keys":  # handed over by the line scanner only: must be the ids' own keys
+            for batch, keys in ((a.batch, x), (b.batch, y)):
+                if keys is not None:
+                    assert keys.encoded.equals(encode_ids(batch.id))
+                    np.testing.assert_array_equal(keys.hashes, stable_id_hashes(batch.id))
+            continue
         if name == "probabilities":  # the line scanner's table stands for the dicts the others build
             x, y = probability_objects(x), probability_objects(y)
         if name == "features":

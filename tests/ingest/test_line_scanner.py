@@ -20,6 +20,7 @@ from exporter.ingest import line_scanner
 from exporter.ingest.batch_ops import positive_probabilities
 from exporter.ingest.batches import ProbabilityTable, concat_batches
 from exporter.ingest.block_parser import NATIVE_MISSES, NATIVE_RUN_MIN, Block, BlockParser
+from exporter.ingest.ids import encode_ids, stable_id_hashes
 from exporter.ingest.records import RecordSpec, _labels_per_record, _predictions_per_record
 from tests.helpers import missing
 from tests.ingest.reference import NOW, assert_same_result, both_paths
@@ -389,3 +390,18 @@ def test_tables_of_several_scans_join_into_one() -> None:
     table = got.batch.probabilities  # type: ignore[union-attr]
     assert isinstance(table, ProbabilityTable) and len(table.classes) == 3
     assert table.to_objects().tolist() == [p for b in blocks for p in b]
+
+
+def test_ids_come_with_their_bytes_and_stable_hashes() -> None:
+    """Every id length around the 8-byte words the hash is made of, multi-byte UTF-8 and integer
+    ids: the scanner's Arrow bytes and hashes equal ``encode_ids`` and ``stable_id_hashes``."""
+    ids: list[Any] = ["x" * k for k in range(1, 41)] + ["é" * k for k in range(1, 10)]
+    ids += ["日本語-id", 7, -12, 123456789012]
+    lines = [json.dumps({"id": i, "prediction": 1}, ensure_ascii=False).encode() for i in ids]
+    parser = BlockParser("predictions", SPEC)
+    got = parser.parse_lines(lines, NOW)
+    assert parser.native_records == len(lines)
+    keys = got.batch.id_keys
+    assert keys is not None
+    assert keys.encoded.equals(encode_ids(got.batch.id))
+    np.testing.assert_array_equal(keys.hashes, stable_id_hashes([str(i) for i in ids]))
