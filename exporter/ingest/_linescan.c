@@ -5,7 +5,7 @@
  * pulling the columns out of them costs as much again; together they were half of ingest. This
  * scanner reads each line once, validates all of it as JSON, and keeps only the values of the
  * mapped paths, written straight into columns (C doubles for numbers, Python strings only for
- * the text the batch holds).
+ * the text the batch holds, the ids also as Arrow-style bytes with their hashes).
  *
  * It never refuses a record. A line it takes is a complete, valid JSON object whose mapped values
  * all have their usual, valid form (below); for any other line it says "not mine" (a 0 in the
@@ -16,13 +16,15 @@
  *
  * Taken (per slot kind; "absent" = the key or a parent object is missing):
  *   ID       a non-empty string without escapes, or an integer literal of at most 18 digits
- *            (not -0): its text.
+ *            (not -0): its text, and its UTF-8 bytes and stable hash (the join's keys).
  *   TEXT     as ID, plus true/false -> "1"/"0"  (prediction, label, model of predictions).
  *   VERSION  as TEXT, plus absent/null -> the "unknown" text.
  *   OPTTEXT  as TEXT, plus absent/null -> None  (a label's model).
  *   CONF     a number in [0, 1], or absent/null (NaN).
  *   PROBS    an object of up to 64 distinct, non-empty, escape-free keys -> numbers in [0, 1]
- *            (a dict of str -> float, and its max), an empty object or absent/null (None, NaN).
+ *            (the row's class list, one of at most 64 per scan, its values and their max), an
+ *            empty object or absent/null (none, NaN). Numbers, not a dict per record: the
+ *            caller's ProbabilityTable.
  *   TS       a number (a double), a string without escapes (kept as text for the caller's
  *            timestamp parser), or absent/null.
  *   FEATURE  a number (a double), or absent/null/array/object (NaN = None, as the reference's
