@@ -87,11 +87,27 @@ class ProbabilityTable:
         out: list[dict[str, float] | None] = [None] * self.size
         values = self.values.tolist()
         for k, keys in enumerate(self.classes):
+            rows = np.flatnonzero(self.code == k)
             n = len(keys)
-            for i, at in zip(np.flatnonzero(self.code == k).tolist(), self.start[self.code == k].tolist(),
-                             strict=True):
+            for i, at in zip(rows.tolist(), self.start[rows].tolist(), strict=True):
                 out[i] = dict(zip(keys, values[at:at + n], strict=True))
         return object_array(out)
+
+    @classmethod
+    def from_objects(cls, column: ObjArray) -> ProbabilityTable:
+        """The table of a dict-per-record column (None or {} where a record has none): what the
+        other parsers' rows become when they join a scanned poll, so one odd line does not turn
+        the whole poll's table back into dicts."""
+        index: dict[tuple[str, ...], int] = {}
+        code = np.full(column.size, -1, dtype=np.int32)
+        start = np.zeros(column.size, dtype=np.int64)
+        values: list[float] = []
+        for i, d in enumerate(column.tolist()):
+            if d:
+                code[i] = index.setdefault(tuple(d), len(index))
+                start[i] = len(values)
+                values.extend(d.values())
+        return cls(tuple(index), code, start, np.array(values, dtype=np.float64))
 
     def positive(self, positive_class: str) -> FloatArray:
         """``batch_ops.positive_probabilities``' rule on the numbers: the positive class's value,
@@ -191,12 +207,12 @@ _NoneType = type(None)
 
 
 def concat_probabilities(parts: Sequence[ObjArray | ProbabilityTable]) -> ObjArray | ProbabilityTable:
-    """The rows of several probabilities columns: one table when all are tables (several scans'
-    class lists merged, each values array kept once), else dicts."""
-    if not all(isinstance(p, ProbabilityTable) for p in parts):
-        joined: ObjArray = np.concatenate([probability_objects(p) for p in parts])
+    """The rows of several probabilities columns: dicts when all are dicts, else one table (dict
+    parts turned into tables, several scans' class lists merged, each values array kept once)."""
+    if not any(isinstance(p, ProbabilityTable) for p in parts):
+        joined: ObjArray = np.concatenate(parts)  # type: ignore[arg-type]
         return joined
-    tables = [p for p in parts if isinstance(p, ProbabilityTable)]
+    tables = [p if isinstance(p, ProbabilityTable) else ProbabilityTable.from_objects(p) for p in parts]
     index: dict[tuple[str, ...], int] = {}
     bases: dict[int, int] = {}  # id of a values array -> where it starts in the joined values
     values: list[FloatArray] = []

@@ -127,6 +127,7 @@ class Scanned:
 
     def __init__(self, owner: LineScanner, n: int, cols: list[tuple[Any, Any, Any, Any]], now: float) -> None:
         self.owner, self.n = owner, n
+        self._keys: IdKeys  # the "id" slot is always mapped
         slot = owner._slot
         named: dict[str, Any] = {}
         for name, i in slot.items():

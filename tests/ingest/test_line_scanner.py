@@ -352,15 +352,19 @@ def test_probabilities_come_as_a_table_that_reads_like_the_dicts() -> None:
     assert picked.to_objects().tolist() == want[::2].tolist()  # type: ignore[index]
 
 
-def test_parts_of_one_scan_stay_a_table_and_mixed_parts_become_dicts() -> None:
-    lines = [json.dumps({"id": f"r{i}", "prediction": 1, "probabilities": {"0": 0.5, "1": 0.5},
+def test_parts_of_one_scan_stay_a_table_and_mixed_parts_join_it() -> None:
+    """A line the scanner leaves (here to msgspec) joins the poll's table as numbers, so one odd
+    line does not turn the whole poll back into dicts; the dicts read from it are the reference's."""
+    lines = [json.dumps({"id": f"r{i}", "prediction": 1, "probabilities": {"0": 0.5, "1": 0.25 + i / 100},
                          "features": {"a": "text" if i == 5 else 1.0}}).encode() for i in range(10)]
-    got = BlockParser("predictions", SPEC, small_run=1).parse_lines(lines, NOW)  # 0-4 scanned, 5 msgspec, 6-9 scanned
-    assert not isinstance(got.batch.probabilities, ProbabilityTable)  # type: ignore[union-attr]
+    lines.append(json.dumps({"id": "r10", "prediction": 1, "probabilities": {"z": 1}, "features": {"a": "t"}}).encode())
+    got = BlockParser("predictions", SPEC, small_run=1).parse_lines(lines, NOW)  # 0-4 scanned, 5 msgspec, 6-9 ...
+    assert isinstance(got.batch.probabilities, ProbabilityTable)  # type: ignore[union-attr]
+    assert got.batch.probabilities.classes == (("0", "1"), ("z",))  # type: ignore[union-attr]
     assert_same_result(got, _predictions_per_record(lines, SPEC, NOW, ()))
-    data = b"\n".join(lines[:5] + lines[6:])
+    data = b"\n".join(lines[:5] + lines[6:10])
     taken, scanned = BlockParser("predictions", SPEC)._scanner.scan(  # type: ignore[union-attr]
-        data, *_bounds(lines[:5] + lines[6:]), NOW)
+        data, *_bounds(lines[:5] + lines[6:10]), NOW)
     assert taken.all()
     joined = concat_batches([scanned.part(0, 4).batch, scanned.part(4, 9).batch])
     assert isinstance(joined.probabilities, ProbabilityTable) and len(joined.probabilities) == 9  # type: ignore[union-attr]
