@@ -55,6 +55,10 @@ VersionKey = tuple[str, str]
 #: size assumed before it has read any, and the smallest budget it gets.
 DEFAULT_LABEL_BYTES = 64
 MIN_LABEL_BUDGET = 4 << 10
+#: Catching up on a backlog, one cycle reads for at most this long before it publishes its Report
+#: (``Pipeline.run_cycle``); the round cap only matters under a clock that does not move (tests).
+CATCH_UP_SECONDS = 1.0
+MAX_CATCH_UP_ROUNDS = 1000
 
 
 class RateLimitedLog:
@@ -120,14 +124,27 @@ class Pipeline:
 
     # -- the cycle ----------------------------------------------------------------------------------
     def run_cycle(self) -> Report:
+        """Read every due source, then publish one Report.
+
+        While a source stops at its byte budget with more to read (a backlog), the cycle reads
+        round after round, up to ``CATCH_UP_SECONDS``, before it builds the Report: a Report and
+        its rendering (exact KS p-values per window and feature) cost ~7 ms for a binary model
+        with 10 drift features, a fifth of applying a 4 MiB poll and its labels, so one per poll
+        spent about a tenth of a catch-up on Reports no scrape reads. Each round ends with
+        ``advance``, so the join's bounds hold after every poll as before.
+        """
         now = self.clock()
+        started = self.timer()
         ordered = sorted(self.sources, key=lambda s: s.config.kind != "predictions")
-        read: dict[str | None, int] = {}  # records each prediction source read this cycle
-        for src in ordered:
-            if src.due(now):
-                self._pace_labels(src, read)
-                read[src.name] = self._poll(src, now)
-        self.advance(now)
+        for _ in range(MAX_CATCH_UP_ROUNDS):
+            read: dict[str | None, int] = {}  # records each prediction source read this round
+            for src in ordered:
+                if src.due(now):
+                    self._pace_labels(src, read)
+                    read[src.name] = self._poll(src, now)
+            self.advance(now)
+            if not self.has_backlog or self.timer() - started >= CATCH_UP_SECONDS:
+                break
         self.cycles += 1
         self.report = self.build_report(now)
         return self.report
