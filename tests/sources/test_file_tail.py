@@ -456,6 +456,29 @@ def test_every_complete_line_is_returned_exactly_once(steps: list[tuple[str, Any
     assert rejected == sum(1 for line in all_lines if len(line) > 40)
 
 
+def test_a_poll_hands_over_one_block_per_file_split_only_where_a_line_was_skipped(tmp_path: Path) -> None:
+    """The 1 MiB reads of a poll are joined into one block (one scan and one batch downstream),
+    each block's bytes exactly the file's at its offset; a too-long line skipped as it streamed
+    past is not in any block, so the blocks before and after it stay apart."""
+    log = tmp_path / "a.jsonl"
+    lines = [b'{"id":"r%d","pad":"%s"}' % (i, b"p" * (i % 90)) for i in range(60_000)]  # ~3.8 MiB
+    head = b"\n".join(lines) + b"\n"
+    long_line = b"z" * (3 << 20)  # longer than one read and than the limit: skipped while read
+    tail = b'{"id":"after"}\n{"id":"last"}\n'
+    log.write_bytes(head + long_line + b"\n" + tail)
+    src = FileTailSource(FileSourceConfig(name="p", kind="predictions", path=str(log), max_line_bytes=1 << 20),
+                         max_bytes_per_poll=16 << 20)
+    poll = src.poll(1.0)
+    data = log.read_bytes()
+    assert [(b.offset, len(b.data)) for b in poll.blocks] == [(0, len(head) - 1), (len(data) - len(tail),
+                                                                                 len(tail) - 1)]
+    for b in poll.blocks:
+        assert data[b.offset:b.offset + len(b.data)] == b.data
+    assert poll.blocks[0].data.split(b"\n") == lines
+    assert poll.rejected == {"line_too_long": 1}
+    src.close()
+
+
 def test_blocks_are_located(tmp_path: Path) -> None:
     """Blocks carry their file and byte offset, and a line too long to hold is located too."""
     log = tmp_path / "a.jsonl"
