@@ -16,6 +16,7 @@ Scenarios: ``binary`` (10 numeric drift features, PSI + KS), ``multiclass`` (5 c
 probability vectors), ``nofeatures`` (binary, probabilities but no features; target 1M events/s).
 
     python -m bench.ingest [--quick] [--n N] [--chunk C] [--scenario binary|multiclass|nofeatures] [--profile]
+                           [--ingest-threads 1|2]
 """
 
 from __future__ import annotations
@@ -135,7 +136,8 @@ def parse_only(p: Pipeline, paths: list[str], native: bool = True) -> tuple[int,
     return rows, fast / max(rows, 1), scanned / max(rows, 1)
 
 
-def run_scenario(scenario: str, n: int, chunk: int, seed: int = 1, profile: bool = False) -> dict[str, Any]:
+def run_scenario(scenario: str, n: int, chunk: int, seed: int = 1, profile: bool = False,
+                 threads: int = 1) -> dict[str, Any]:
     model = {"binary": binary_model(), "multiclass": multiclass_model(),
              "nofeatures": binary_model(features=())}[scenario]
     ev = make_events(n, seed, n_classes=5 if scenario == "multiclass" else 2,
@@ -146,7 +148,7 @@ def run_scenario(scenario: str, n: int, chunk: int, seed: int = 1, profile: bool
         pred_path, label_path = os.path.join(tmp, "predictions.jsonl"), os.path.join(tmp, "labels.jsonl")
         open(pred_path, "wb").close()
         open(label_path, "wb").close()
-        p = Pipeline(file_config(model, pred_path, label_path))
+        p = Pipeline(file_config(model, pred_path, label_path, threads))
         stages = StageClock()
         undo = _instrument(p, stages)
         profiler = None
@@ -202,7 +204,8 @@ def run_scenario(scenario: str, n: int, chunk: int, seed: int = 1, profile: bool
             parsed, _, _ = parse_only(p, [pred_path, label_path], native=False)
         assert parsed == events
         result = {
-            "scenario": scenario, "n_predictions": n, "n_labels": n, "events": events, "chunk": chunk,
+            "scenario": scenario, "ingest_threads": p.config.global_.ingest_threads,
+            "n_predictions": n, "n_labels": n, "events": events, "chunk": chunk,
             "cycles": cycles, "bytes": nbytes, "series": text.count(b"\n") - 2 * text.count(b"# TYPE"),
             "ingest_wall_s": total_wall, "ingest_cpu_s": total_cpu,
             "ingest_events_per_s": events / total_wall,
@@ -231,10 +234,10 @@ def run_scenario(scenario: str, n: int, chunk: int, seed: int = 1, profile: bool
 
 
 def run(quick: bool = False, n: int | None = None, chunk: int | None = None,
-        scenarios: tuple[str, ...] = SCENARIOS, profile: bool = False) -> dict[str, Any]:
+        scenarios: tuple[str, ...] = SCENARIOS, profile: bool = False, threads: int = 1) -> dict[str, Any]:
     n = n or (50_000 if quick else 1_000_000)
     chunk = chunk or (10_000 if quick else 100_000)
-    results = [run_scenario(s, n, chunk, profile=profile) for s in scenarios]
+    results = [run_scenario(s, n, chunk, profile=profile, threads=threads) for s in scenarios]
     rows = []
     for r in results:
         rows.append([r["scenario"], f"{r['n_predictions']:,}+{r['n_labels']:,}", fmt_rate(r["ingest_events_per_s"]),
@@ -258,8 +261,10 @@ def main() -> None:
     ap.add_argument("--chunk", type=int, help="lines appended per cycle (default 100k, quick 10k)")
     ap.add_argument("--scenario", choices=SCENARIOS, action="append")
     ap.add_argument("--profile", action="store_true", help="pyinstrument profile of the timed cycles")
+    ap.add_argument("--ingest-threads", type=int, default=1, choices=(1, 2),
+                    help="global.ingest_threads of the pipeline (default 1, as the exporter's)")
     a = ap.parse_args()
-    run(a.quick, a.n, a.chunk, tuple(a.scenario or SCENARIOS), a.profile)
+    run(a.quick, a.n, a.chunk, tuple(a.scenario or SCENARIOS), a.profile, a.ingest_threads)
 
 
 if __name__ == "__main__":
