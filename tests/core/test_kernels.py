@@ -5,7 +5,9 @@ The join's hash table (``IdTable``): seeded random workloads of inserts, probes,
 for everything, and whole 64-bit hashes shared by different ids, so only ``same`` tells them
 apart), run through a table filled by the numpy rounds and one filled in C. Every probe of either
 table by either path must give the true rows; probing one table by both paths must give the same
-slots and ask ``same`` about the same candidates.
+slots and ask ``same`` about the same candidates. A drift feature's slots and PSI bins: compared
+with ``np.searchsorted`` itself, for values at, between and beyond the reference values, -0.0, ±inf,
+NaN and heavy duplicates, with and without the guide table.
 
 Both suites that use these (tests/core/conftest.py) run once with each path as well.
 """
@@ -19,9 +21,13 @@ import numpy as np
 import numpy.typing as npt
 import pytest
 
-from exporter.core import id_table
+from exporter.core import drift_features, id_table
+from exporter.core.drift_features import FeatureModel
 from exporter.core.id_table import EMPTY, TOMB, IdTable, size_for
+from exporter.core.reference import NUMBER
 from exporter.foundation.arrays import IntArray
+from exporter.report.model import NUMERIC
+from exporter.stats.drift import bin_counts, quantile_edges
 from tests.helpers import missing
 
 
@@ -33,13 +39,13 @@ def _kernels_built() -> None:
 
 @contextmanager
 def numpy_path() -> Iterator[None]:
-    """The numpy code, for the duration."""
-    saved = id_table._kernels
-    id_table._kernels = None
+    """The numpy code, in both modules, for the duration."""
+    saved = id_table._kernels, drift_features._kernels
+    id_table._kernels = drift_features._kernels = None
     try:
         yield
     finally:
-        id_table._kernels = saved
+        id_table._kernels, drift_features._kernels = saved
 
 
 # -- the hash table ---------------------------------------------------------------------------------
@@ -205,3 +211,82 @@ def test_the_kernels_check_their_arrays() -> None:
     k.insert(full, tags, np.arange(16, dtype=np.uint64), np.arange(16, dtype=np.int64))
     with pytest.raises(RuntimeError):
         k.insert(full, tags, np.array([3], dtype=np.uint64), np.array([16], dtype=np.int64))
+
+
+# -- drift slots and PSI bins -------------------------------------------------------------------------
+
+def _feature(ref: npt.NDArray[np.float64]) -> FeatureModel:
+    ref = np.sort(ref)
+    edges = quantile_edges(ref, 10)
+    return FeatureModel("x", NUMERIC, NUMBER, edges, ref, (), bin_counts(ref, edges), "psi")
+
+
+def _references(rng: np.random.Generator) -> Iterator[tuple[str, npt.NDArray[np.float64]]]:
+    yield "normal", rng.normal(size=2000)  # the guide table is used
+    yield "few distinct", rng.integers(-3, 4, 500).astype(np.float64)  # no guide
+    yield "duplicates", np.repeat(rng.normal(size=80), rng.integers(1, 30, 80))  # guide, ties at the edges
+    yield "clustered", np.concatenate((rng.normal(size=300) * 1e-9, [1e6]))  # too crowded for a guide
+    yield "signed zeros", np.concatenate((rng.normal(size=200), [0.0, -0.0, 0.0, 5e-324, -5e-324]))
+    yield "wide", rng.normal(size=500) * 10.0 ** rng.integers(-300, 300, 500)
+    yield "one value", np.full(50, 2.5)
+    yield "none", np.empty(0)
+
+
+def _values(rng: np.random.Generator, uniq: npt.NDArray[np.float64], n: int) -> npt.NDArray[np.float64]:
+    parts = [rng.normal(size=n) * (float(np.abs(uniq).max()) if uniq.size else 1.0),
+             np.array([np.nan, np.inf, -np.inf, -0.0, 0.0, 5e-324, -5e-324, 1e308, -1e308])]
+    if uniq.size:
+        parts += [rng.choice(uniq, n),  # exact reference values, many times
+                  np.nextafter(rng.choice(uniq, n), np.inf), np.nextafter(rng.choice(uniq, n), -np.inf),
+                  (uniq[:-1] + uniq[1:]) / 2, [uniq[0] - 1.0, uniq[-1] + 1.0]]
+    v = rng.permutation(np.concatenate(parts))
+    return np.asarray(v, dtype=np.float64)
+
+
+def _expected(f: FeatureModel, v: npt.NDArray[np.float64]) -> tuple[IntArray, IntArray]:
+    uniq = np.unique(f.ref_sorted)
+    b = np.searchsorted(uniq, v, side="left")
+    at = np.append(uniq, np.nan)[b] == v
+    return 2 * b + at, np.searchsorted(f.edges, v, side="left")
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_slots_and_psi_bins_are_numpys_searchsorted(seed: int) -> None:
+    rng = np.random.default_rng(100 + seed)
+    for name, ref in _references(rng):
+        f = _feature(ref)
+        uniq = np.unique(f.ref_sorted)
+        for n in (0, 1, 63, 64, 3000):
+            v = _values(rng, uniq, n)
+            want_slots, want_bins = _expected(f, v)
+            slots = f.slots(v)
+            bins = f.psi_bins(v, slots)
+            assert slots.dtype == np.int64 and bins.dtype == np.int8, name
+            assert slots.tolist() == want_slots.tolist(), name
+            assert bins.tolist() == want_bins.tolist(), name
+            # the numpy path: the same, where it can take the values (its guide cells are computed
+            # from the values, so NaN -- never a valid feature value, see reference.NUMBER -- is left out)
+            finite = v[~np.isnan(v)] if f._guide is not None and v.size >= 64 else v
+            with numpy_path():
+                np_slots = f.slots(finite)
+                np_bins = f.psi_bins(finite, np_slots)
+            fs, fb = _expected(f, finite)
+            assert np_slots.tolist() == fs.tolist() and np_bins.tolist() == fb.tolist(), name
+            assert np_bins.dtype == bins.dtype
+
+
+def test_encode_gives_the_same_columns_on_both_paths() -> None:
+    from exporter.core.reference import RawColumn
+
+    rng = np.random.default_rng(7)
+    f = _feature(rng.normal(size=1000))
+    for values in (rng.normal(size=500).tolist(), [*rng.normal(size=300).tolist(), None, "a", True, 1.0] * 3):
+        col = RawColumn.from_values(values, len(values))
+        got = f.encode(col)
+        with numpy_path():
+            want = f.encode(col)
+        assert got.keys() == want.keys()
+        for k in got:
+            assert got[k].tolist() == want[k].tolist(), k
+            # slots: int64 in C; the numpy guide steps in int32 (counted by bincount either way)
+            assert got[k].dtype == want[k].dtype or (k == "f:x" and got[k].dtype == np.int64), k
