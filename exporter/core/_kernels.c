@@ -21,10 +21,13 @@
  *   insert(slots, tags, h, rows) -> int
  *       Per key, in order: the first slot < 0 from the home slot gets the row and the tag.
  *       Returns how many of those slots were EMPTY (a reused TOMB is counted in ``used`` already).
- *   slots_bins(uniq, edges, guide, values, slots_out, bins_out)
- *       Per value v: b = searchsorted(uniq, v, side="left"); slot 2b + (uniq[b] == v); PSI bin
- *       searchsorted(edges, v, side="left") as int8. Either output may be None. guide: None or
- *       (lo, scale, table) of FeatureModel._guide, which narrows b's search to one cell's range.
+ *   slots_bins(uniq, edges, lut, split, guide, values, slots, bins_out, slots_given)
+ *       uniq: the distinct reference values and a NaN after them (FeatureModel._unique_padded).
+ *       Per value v: b = searchsorted(uniq, v, side="left"); slot 2b + (uniq[b] == v) (written
+ *       to slots, or read from it when slots_given); PSI bin searchsorted(edges, v, side="left")
+ *       as int8: lut[slot] (FeatureModel._bin_of_slot), or for a split slot a count of the edges
+ *       below v (edges ascending). bins_out may be None. guide: None or (lo, scale, table, steps)
+ *       of FeatureModel._guide, which narrows b's search to one cell.
  *       numpy's order: NaN sorts after everything (and equals no value in the slot test);
  *       -0.0 and +0.0 are equal; the binary search is numpy's own (first i with not a[i] < v).
  */
@@ -165,81 +168,125 @@ e1: PyBuffer_Release(&b_slots);
     return result;
 }
 
-/* numpy's order for doubles: a < b, and NaN after every number (npy_half/npy_double LT). */
-static inline int np_less(double a, double b) { return a < b || (b != b && a == a); }
+/* numpy's order for doubles: a < b, and NaN after every number (its LT for floats). Bitwise
+ * operators, not && and ||: no branch to mispredict. */
+static inline int np_less(double a, double b) { return (a < b) | ((b != b) & (a == a)); }
 
-/* numpy's searchsorted(side="left") within a[lo:hi]: the first i with not a[i] < v. */
+/* searchsorted(a, v, side="left") within a[lo:hi] (ascending in numpy's order): the first i with
+ * not a[i] < v, or hi. Branch-free: the window halves each step and only its start moves (the
+ * result is unique for sorted input, so it is numpy's, whatever the order of comparisons). */
 static inline Py_ssize_t left_in(const double *a, Py_ssize_t lo, Py_ssize_t hi, double v) {
-    while (lo < hi) {
-        Py_ssize_t mid = lo + ((hi - lo) >> 1);
-        if (np_less(a[mid], v))
-            lo = mid + 1;
-        else
-            hi = mid;
+    Py_ssize_t n = hi - lo;
+    if (n <= 0) return lo;
+    const double *base = a + lo;
+    while (n > 1) {
+        Py_ssize_t half = n >> 1;
+        base = np_less(base[half], v) ? base + half : base;
+        n -= half;
     }
-    return lo;
+    return (base - a) + np_less(*base, v);
+}
+
+/* The PSI bin of v: searchsorted(edges, v, side="left"), edges ascending: the count of edges
+ * below v (cheaper than a search of ~9). */
+static inline int8_t bin_of(const double *edges, Py_ssize_t n_edges, double v) {
+    int below = 0;
+    for (Py_ssize_t j = 0; j < n_edges; j++) below += np_less(edges[j], v);
+    return (int8_t)below;
 }
 
 static PyObject *k_slots_bins(PyObject *self, PyObject *args) {
     (void)self;
-    PyObject *o_uniq, *o_edges, *o_guide, *o_values, *o_slots, *o_bins;
-    if (!PyArg_ParseTuple(args, "OOOOOO", &o_uniq, &o_edges, &o_guide, &o_values, &o_slots, &o_bins)) return NULL;
-    Py_buffer b_uniq, b_edges, b_table, b_values, b_slots, b_bins;
-    int have_guide = o_guide != Py_None, have_slots = o_slots != Py_None, have_bins = o_bins != Py_None;
+    PyObject *o_uniq, *o_edges, *o_lut, *o_split, *o_guide, *o_values, *o_slots, *o_bins;
+    int slots_given;
+    if (!PyArg_ParseTuple(args, "OOOOOOOOp", &o_uniq, &o_edges, &o_lut, &o_split, &o_guide, &o_values, &o_slots,
+                          &o_bins, &slots_given))
+        return NULL;
+    enum { UNIQ, EDGES, LUT, SPLIT, TABLE, VALUES, SLOTS, BINS, NBUF };
+    Py_buffer buf[NBUF];
+    int held[NBUF] = {0};
+    PyObject *result = NULL;
     double lo = 0.0, scale = 0.0;
-    PyObject *o_table = NULL, *result = NULL;
-    if (have_guide && !PyArg_ParseTuple(o_guide, "ddO", &lo, &scale, &o_table)) return NULL;
-    if (get_buf(o_uniq, &b_uniq, "uniq", 8, F64, 0) < 0) return NULL;
-    if (get_buf(o_edges, &b_edges, "edges", 8, F64, 0) < 0) goto e1;
-    if (have_guide && get_buf(o_table, &b_table, "guide", 4, I32, 0) < 0) goto e2;
-    if (get_buf(o_values, &b_values, "values", 8, F64, 0) < 0) goto e3;
-    if (have_slots && get_buf(o_slots, &b_slots, "slots_out", 8, I64, 1) < 0) goto e4;
-    if (have_bins && get_buf(o_bins, &b_bins, "bins_out", 1, I8, 1) < 0) goto e5;
-    Py_ssize_t m = b_uniq.len / 8, n_edges = b_edges.len / 8, n = b_values.len / 8;
-    Py_ssize_t cells = have_guide ? b_table.len / 4 - 1 : 0;
-    if ((have_slots && b_slots.len / 8 != n) || (have_bins && b_bins.len != n) || (have_guide && cells < 1)) {
+    PyObject *o_table = NULL;
+    Py_ssize_t steps = 0;
+    int have_guide = o_guide != Py_None, have_bins = o_bins != Py_None;
+    if (have_guide && !PyArg_ParseTuple(o_guide, "ddOn", &lo, &scale, &o_table, &steps)) return NULL;
+#define GET(i, obj, name, size, letters, w) \
+    do { \
+        if (get_buf(obj, &buf[i], name, size, letters, w) < 0) goto out; \
+        held[i] = 1; \
+    } while (0)
+    GET(UNIQ, o_uniq, "uniq", 8, F64, 0);
+    GET(EDGES, o_edges, "edges", 8, F64, 0);
+    GET(LUT, o_lut, "lut", 1, I8, 0);
+    GET(SPLIT, o_split, "split", 1, "?", 0);
+    if (have_guide) GET(TABLE, o_table, "guide", 4, I32, 0);
+    GET(VALUES, o_values, "values", 8, F64, 0);
+    GET(SLOTS, o_slots, "slots", 8, I64, !slots_given);
+    if (have_bins) GET(BINS, o_bins, "bins_out", 1, I8, 1);
+#undef GET
+    Py_ssize_t m = buf[UNIQ].len / 8 - 1, n_edges = buf[EDGES].len / 8, n = buf[VALUES].len / 8;
+    Py_ssize_t cells = have_guide ? buf[TABLE].len / 4 - 1 : 0;
+    if (m < 0 || buf[LUT].len != 2 * m + 1 || buf[SPLIT].len != 2 * m + 1 || buf[SLOTS].len / 8 != n ||
+        (have_bins && buf[BINS].len != n) || (have_guide && cells < 1)) {
         PyErr_SetString(PyExc_ValueError, "slots_bins: array lengths do not match");
-        goto e6;
+        goto out;
     }
-    const double *uniq = b_uniq.buf, *edges = b_edges.buf, *values = b_values.buf;
-    const int32_t *table = have_guide ? b_table.buf : NULL;
-    int64_t *slots = have_slots ? b_slots.buf : NULL;
-    int8_t *bins = have_bins ? b_bins.buf : NULL;
+    const double *uniq = buf[UNIQ].buf, *edges = buf[EDGES].buf, *values = buf[VALUES].buf;
+    const int8_t *lut = buf[LUT].buf;
+    const uint8_t *split = buf[SPLIT].buf;
+    const int32_t *table = have_guide ? buf[TABLE].buf : NULL;
+    int64_t *slots = buf[SLOTS].buf;
+    int8_t *bins = have_bins ? buf[BINS].buf : NULL;
+    if (slots_given) {  /* bins from the slots the caller has: a slot's bin, or a search in a split slot */
+        for (Py_ssize_t i = 0; i < n; i++) {
+            int64_t s = slots[i];
+            if (s < 0 || s > 2 * m) {
+                PyErr_SetString(PyExc_ValueError, "slots_bins: a slot out of range");
+                goto out;
+            }
+            if (bins) bins[i] = split[s] ? bin_of(edges, n_edges, values[i]) : lut[s];
+        }
+        result = Py_None;
+        Py_INCREF(result);
+        goto out;
+    }
     double top = (double)(cells - 1);
+    int lifts = 0;  /* 2**lifts - 1 >= steps: the most distinct values in one guide cell */
+    while (lifts < 62 && ((Py_ssize_t)1 << lifts) - 1 < steps) lifts++;
     for (Py_ssize_t i = 0; i < n; i++) {
         double v = values[i];
-        if (slots) {
-            Py_ssize_t b;
-            if (table && v == v) {
-                /* the guide cell, by the same operations as FeatureModel._cells: every distinct value
-                 * of a lower cell is below v, every one of a higher cell above it */
-                double t = (v - lo) * scale;
-                t = t < 0.0 ? 0.0 : (t > top ? top : t);
-                Py_ssize_t c = (Py_ssize_t)t;
-                b = left_in(uniq, table[c], table[c + 1], v);
-            } else {
-                b = left_in(uniq, 0, m, v);
+        Py_ssize_t b;
+        if (table && v == v) {
+            /* the guide cell, by the same operations as FeatureModel._cells: every distinct value
+             * of a lower cell is below v, every one of a higher cell above it */
+            double t = (v - lo) * scale;
+            t = t < 0.0 ? 0.0 : t;
+            t = t > top ? top : t;
+            Py_ssize_t c = (Py_ssize_t)t;
+            /* the values of the cell below v, counted by binary lifting over a window of
+             * 2**lifts - 1 from the cell's start: the same number of steps for every value (no
+             * branch to mispredict); past the cell every value is above v, and an index past
+             * the end reads the NaN at uniq[m], which is below nothing */
+            b = table[c];
+            for (Py_ssize_t up = ((Py_ssize_t)1 << lifts) >> 1; up > 0; up >>= 1) {
+                Py_ssize_t j = b + up - 1;
+                j = j < m ? j : m;
+                b = uniq[j] < v ? b + up : b;
             }
-            slots[i] = 2 * (int64_t)b + (b < m && uniq[b] == v);
+        } else {
+            b = left_in(uniq, 0, m, v);
         }
-        if (bins) bins[i] = (int8_t)left_in(edges, 0, n_edges, v);
+        int64_t s = 2 * (int64_t)b + (uniq[b] == v);  /* uniq[m] is NaN, equal to nothing */
+        slots[i] = s;
+        if (bins) bins[i] = split[s] ? bin_of(edges, n_edges, v) : lut[s];
     }
     result = Py_None;
     Py_INCREF(result);
-e6:
-    if (have_bins) PyBuffer_Release(&b_bins);
-    if (have_slots) PyBuffer_Release(&b_slots);
-    PyBuffer_Release(&b_values);
-    if (have_guide) PyBuffer_Release(&b_table);
-    PyBuffer_Release(&b_edges);
-    PyBuffer_Release(&b_uniq);
+out:
+    for (int i = NBUF - 1; i >= 0; i--)
+        if (held[i]) PyBuffer_Release(&buf[i]);
     return result;
-e5: if (have_slots) PyBuffer_Release(&b_slots);
-e4: PyBuffer_Release(&b_values);
-e3: if (have_guide) PyBuffer_Release(&b_table);
-e2: PyBuffer_Release(&b_edges);
-e1: PyBuffer_Release(&b_uniq);
-    return NULL;
 }
 
 static PyMethodDef kernels_methods[] = {

@@ -222,30 +222,36 @@ class FeatureModel:
         return lut, split
 
     @functools.cached_property
-    def _kernel_args(self) -> tuple[FloatArray, FloatArray, tuple[float, float, npt.NDArray[np.int32]] | None]:
-        """The distinct reference values, the edges and the guide (lo, scale, table) as
+    def _kernel_args(self) -> tuple[FloatArray, FloatArray, npt.NDArray[np.int8], npt.NDArray[np.bool_],
+                                    tuple[float, float, npt.NDArray[np.int32], int] | None]:
+        """The distinct reference values (and a NaN after them), the edges, the bin of each slot
+        and the split slots, and the guide (lo, scale, table, most values in a cell), as
         ``_kernels.slots_bins`` reads them."""
         guide = self._guide
-        return (np.ascontiguousarray(self._unique[0], dtype=np.float64),
+        lut, split = self._bin_of_slot
+        return (np.ascontiguousarray(self._unique_padded, dtype=np.float64),
                 np.ascontiguousarray(self.edges, dtype=np.float64),
-                None if guide is None else (guide[0], guide[1], np.ascontiguousarray(guide[2], dtype=np.int32)))
+                np.ascontiguousarray(lut, dtype=np.int8), np.ascontiguousarray(split, dtype=np.bool_),
+                None if guide is None else (guide[0], guide[1], np.ascontiguousarray(guide[2], dtype=np.int32),
+                                            guide[3]))
 
-    def _slots_bins_compiled(self, values: FloatArray, want_slots: bool, want_bins: bool,
-                             ) -> tuple[IntArray, npt.NDArray[np.int8]]:
-        """``slots`` and/or ``psi_bins`` in one C pass over the values (an unwanted one comes back empty)."""
+    def _slots_bins_compiled(self, values: FloatArray, want_bins: bool,
+                             slots: IntArray | None = None) -> tuple[IntArray, npt.NDArray[np.int8]]:
+        """``slots`` (unless given) and, if wanted, ``psi_bins`` in one C pass over the values (an
+        unwanted one comes back empty)."""
         values = np.ascontiguousarray(values, dtype=np.float64)
-        slot = np.empty(values.size if want_slots else 0, dtype=np.int64)
+        given = slots is not None
+        slot = np.ascontiguousarray(slots, dtype=np.int64) if given else np.empty(values.size, dtype=np.int64)
         psi_bin = np.empty(values.size if want_bins else 0, dtype=np.int8)
-        uniq, edges, guide = self._kernel_args
-        _kernels.slots_bins(uniq, edges, guide, values, slot if want_slots else None,
-                            psi_bin if want_bins else None)
+        uniq, edges, lut, split, guide = self._kernel_args
+        _kernels.slots_bins(uniq, edges, lut, split, guide, values, slot, psi_bin if want_bins else None, given)
         return slot, psi_bin
 
     def psi_bins(self, values: FloatArray, slots: IntArray) -> npt.NDArray[np.integer[Any]]:
         """``np.searchsorted(edges, values, side="left")`` (right-closed bins), from the values' slots
-        (as int8: there are at most ``PSI_BINS``). The compiled path searches the edges directly."""
+        (as int8: there are at most ``PSI_BINS``)."""
         if _kernels is not None:
-            return self._slots_bins_compiled(values, False, True)[1]
+            return self._slots_bins_compiled(values, True, slots)[1]
         lut, split = self._bin_of_slot
         out: npt.NDArray[np.integer[Any]] = lut[slots]
         odd = split[slots]
@@ -256,7 +262,7 @@ class FeatureModel:
     def slots(self, values: FloatArray) -> IntArray:
         """Slot of each value: ``2j`` below the j-th distinct reference value, ``2j + 1`` at it."""
         if _kernels is not None:
-            return self._slots_bins_compiled(values, True, False)[0]
+            return self._slots_bins_compiled(values, False)[0]
         b = self._left(values)
         eq = self._unique_padded[b] == values
         b *= 2  # in place: ``b`` is this call's own array
@@ -302,7 +308,7 @@ class FeatureModel:
         if self.kind == NUMERIC:
             if bool(valid.all()):  # the usual column: no value to leave out
                 if _kernels is not None:
-                    slot, bins = self._slots_bins_compiled(col.number, True, True)
+                    slot, bins = self._slots_bins_compiled(col.number, True)
                     return {_column(self.name): slot, _bin_column(self.name): bins}
                 slot = self.slots(col.number)
                 return {_column(self.name): slot, _bin_column(self.name): self.psi_bins(col.number, slot)}
@@ -310,7 +316,7 @@ class FeatureModel:
             slot = np.full(len(col), -1, dtype=np.int64)
             psi_bin = np.full(len(col), -1, dtype=np.int64)
             if _kernels is not None:
-                slot[valid], psi_bin[valid] = self._slots_bins_compiled(v, True, True)
+                slot[valid], psi_bin[valid] = self._slots_bins_compiled(v, True)
             else:
                 slot[valid] = at = self.slots(v)
                 psi_bin[valid] = self.psi_bins(v, at)

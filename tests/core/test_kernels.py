@@ -264,6 +264,8 @@ def test_slots_and_psi_bins_are_numpys_searchsorted(seed: int) -> None:
             assert slots.dtype == np.int64 and bins.dtype == np.int8, name
             assert slots.tolist() == want_slots.tolist(), name
             assert bins.tolist() == want_bins.tolist(), name
+            both = f._slots_bins_compiled(v, True)  # encode's one pass for both
+            assert both[0].tolist() == want_slots.tolist() and both[1].tolist() == want_bins.tolist(), name
             # the numpy path: the same, where it can take the values (its guide cells are computed
             # from the values, so NaN -- never a valid feature value, see reference.NUMBER -- is left out)
             finite = v[~np.isnan(v)] if f._guide is not None and v.size >= 64 else v
@@ -273,6 +275,13 @@ def test_slots_and_psi_bins_are_numpys_searchsorted(seed: int) -> None:
             fs, fb = _expected(f, finite)
             assert np_slots.tolist() == fs.tolist() and np_bins.tolist() == fb.tolist(), name
             assert np_bins.dtype == bins.dtype
+
+
+def test_psi_bins_refuses_a_slot_out_of_range() -> None:
+    f = _feature(np.arange(10.0))
+    for bad in (-1, f.n_slots):
+        with pytest.raises(ValueError):
+            f.psi_bins(np.array([1.0]), np.array([bad], dtype=np.int64))
 
 
 def test_encode_gives_the_same_columns_on_both_paths() -> None:
