@@ -19,9 +19,10 @@ ENV PIP_NO_CACHE_DIR=1 \
     PYTHONDONTWRITEBYTECODE=1
 
 WORKDIR /src
-# A C compiler for the JSON line scanner (exporter/ingest/_linescan.c, built by setup.py); the
-# slim image has Python's headers but no gcc. Only this stage has it: the final image gets the
-# compiled module inside the virtualenv and no build tools.
+# A C compiler for the JSON line scanner and the join/drift kernels (exporter/ingest/_linescan.c,
+# exporter/core/_kernels.c, built by setup.py); the slim image has Python's headers but no gcc.
+# Only this stage has it: the final image gets the compiled modules inside the virtualenv and no
+# build tools.
 RUN apt-get update \
     && apt-get install -y --no-install-recommends gcc=4:12.* libc6-dev=2.36-* \
     && rm -rf /var/lib/apt/lists/*

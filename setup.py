@@ -1,7 +1,8 @@
-"""The one compiled part, the JSON line scanner (exporter/ingest/_linescan.c); everything else is
-in pyproject.toml. ``optional``: without a C compiler the install still succeeds and ingest uses
-the msgspec path, which gives the same results, slower; the startup log line ("listening") says
-which one is in use (``json_reader``)."""
+"""The compiled parts, the JSON line scanner (exporter/ingest/_linescan.c) and the join/drift
+kernels (exporter/core/_kernels.c); everything else is in pyproject.toml. ``optional``: without a C
+compiler the install still succeeds and ingest uses the msgspec path, the join's hash table and the
+drift slots their numpy code, which give the same results, slower; the startup log line
+("listening") says which JSON reader is in use (``json_reader``)."""
 
 from setuptools import Extension, setup
 
@@ -13,6 +14,13 @@ setup(
             extra_compile_args=["-O2", "-std=c11", "-pthread", "-Wall", "-Wextra", "-Wno-missing-field-initializers"],
             extra_link_args=["-pthread"],
             optional=True,
-        )
+        ),
+        Extension(
+            "exporter.core._kernels",
+            sources=["exporter/core/_kernels.c"],
+            extra_compile_args=["-O2", "-std=c11", "-pthread", "-Wall", "-Wextra", "-Wno-missing-field-initializers"],
+            extra_link_args=["-pthread"],
+            optional=True,
+        ),
     ]
 )

@@ -18,7 +18,12 @@ reference value (``DriftBucket.slots``), from which the KS statistic is exact. A
 numeric feature with ``m`` distinct reference values costs ``2m + 1`` counts (two bytes each
 until one passes 65,535), whatever the traffic.
 
-About 430 lines, over the house's 400: a bucket's counts only mean something with the bins that
+A numeric value's slot and PSI bin come from the compiled kernels (``_kernels.c``: one binary
+search per value, started from the guide cell) where setup.py built them; the numpy code below
+(the guide steps and the per-slot bin table) is the fallback and the reference the tests check
+them against.
+
+About 470 lines, over the house's 400: a bucket's counts only mean something with the bins that
 made them, so the binning and the bucket stay side by side.
 """
 
@@ -41,6 +46,11 @@ from exporter.foundation.arrays import FloatArray, IntArray, ObjArray
 from exporter.ingest.batch_ops import factorize
 from exporter.report.model import CATEGORICAL, NUMERIC, UNTYPED, Estimates
 from exporter.stats.drift import bin_counts, kstwo_sf, quantile_edges
+
+try:
+    from exporter.core import _kernels  # type: ignore[attr-defined]
+except ImportError:  # built without a C compiler: the numpy code below does the work
+    _kernels = None
 
 OTHER_CATEGORY = "__other__"
 PSI_BINS = 10
@@ -211,9 +221,37 @@ class FeatureModel:
         split[0::2] = np.searchsorted(edges, upper, side="left") > below
         return lut, split
 
+    @functools.cached_property
+    def _kernel_args(self) -> tuple[FloatArray, FloatArray, npt.NDArray[np.int8], npt.NDArray[np.bool_],
+                                    tuple[float, float, npt.NDArray[np.int32], int] | None]:
+        """The distinct reference values (and a NaN after them), the edges, the bin of each slot
+        and the split slots, and the guide (lo, scale, table, most values in a cell), as
+        ``_kernels.slots_bins`` reads them."""
+        guide = self._guide
+        lut, split = self._bin_of_slot
+        return (np.ascontiguousarray(self._unique_padded, dtype=np.float64),
+                np.ascontiguousarray(self.edges, dtype=np.float64),
+                np.ascontiguousarray(lut, dtype=np.int8), np.ascontiguousarray(split, dtype=np.bool_),
+                None if guide is None else (guide[0], guide[1], np.ascontiguousarray(guide[2], dtype=np.int32),
+                                            guide[3]))
+
+    def _slots_bins_compiled(self, values: FloatArray, want_bins: bool,
+                             slots: IntArray | None = None) -> tuple[IntArray, npt.NDArray[np.int8]]:
+        """``slots`` (unless given) and, if wanted, ``psi_bins`` in one C pass over the values (an
+        unwanted one comes back empty)."""
+        values = np.ascontiguousarray(values, dtype=np.float64)
+        given = slots is not None
+        slot = np.ascontiguousarray(slots, dtype=np.int64) if given else np.empty(values.size, dtype=np.int64)
+        psi_bin = np.empty(values.size if want_bins else 0, dtype=np.int8)
+        uniq, edges, lut, split, guide = self._kernel_args
+        _kernels.slots_bins(uniq, edges, lut, split, guide, values, slot, psi_bin if want_bins else None, given)
+        return slot, psi_bin
+
     def psi_bins(self, values: FloatArray, slots: IntArray) -> npt.NDArray[np.integer[Any]]:
         """``np.searchsorted(edges, values, side="left")`` (right-closed bins), from the values' slots
         (as int8: there are at most ``PSI_BINS``)."""
+        if _kernels is not None:
+            return self._slots_bins_compiled(values, True, slots)[1]
         lut, split = self._bin_of_slot
         out: npt.NDArray[np.integer[Any]] = lut[slots]
         odd = split[slots]
@@ -223,6 +261,8 @@ class FeatureModel:
 
     def slots(self, values: FloatArray) -> IntArray:
         """Slot of each value: ``2j`` below the j-th distinct reference value, ``2j + 1`` at it."""
+        if _kernels is not None:
+            return self._slots_bins_compiled(values, False)[0]
         b = self._left(values)
         eq = self._unique_padded[b] == values
         b *= 2  # in place: ``b`` is this call's own array
@@ -267,13 +307,19 @@ class FeatureModel:
         valid = col.kind == self.valid_kind
         if self.kind == NUMERIC:
             if bool(valid.all()):  # the usual column: no value to leave out
+                if _kernels is not None:
+                    slot, bins = self._slots_bins_compiled(col.number, True)
+                    return {_column(self.name): slot, _bin_column(self.name): bins}
                 slot = self.slots(col.number)
                 return {_column(self.name): slot, _bin_column(self.name): self.psi_bins(col.number, slot)}
             v = col.number[valid]
             slot = np.full(len(col), -1, dtype=np.int64)
-            slot[valid] = at = self.slots(v)
             psi_bin = np.full(len(col), -1, dtype=np.int64)
-            psi_bin[valid] = self.psi_bins(v, at)
+            if _kernels is not None:
+                slot[valid], psi_bin[valid] = self._slots_bins_compiled(v, True)
+            else:
+                slot[valid] = at = self.slots(v)
+                psi_bin[valid] = self.psi_bins(v, at)
             return {_column(self.name): slot, _bin_column(self.name): psi_bin}
         codes = np.full(len(col), -1, dtype=np.int64)
         if self.kind == CATEGORICAL and valid.any():

@@ -7,8 +7,12 @@ table never sees an id: whether a candidate row holds the id searched for is ask
 buffer (``same``), so matches are exact, the hash only narrows the search.
 
 Kept apart from ``arrival_buffer`` (which owns the entries, their storage and expiry) because
-the probing rounds are a piece of their own: every query of a batch advances one slot per round,
-compacted to the queries still searching.
+the probing is a piece of its own. Where the compiled kernels (``_kernels.c``, built by setup.py)
+are there, a query probes slot by slot in C and a key is placed in C, one after the other; the
+numpy rounds below (every query of a batch advances one slot per round, compacted to the queries
+still searching) are the fallback without them and the reference the tests check them against.
+Both find the same rows; the slots a batch of keys lands in can differ (the rounds settle
+contention for a slot by the last writer, C by the first key in order), which nothing reads.
 """
 
 from __future__ import annotations
@@ -19,6 +23,13 @@ import numpy as np
 import numpy.typing as npt
 
 from exporter.foundation.arrays import HashArray, IntArray
+
+try:
+    from exporter.core import _kernels  # type: ignore[attr-defined]
+except ImportError:  # built without a C compiler: the numpy rounds do the work
+    _kernels = None
+
+AVAILABLE: bool = _kernels is not None
 
 EMPTY = -1  # slot never used
 TOMB = -2  # slot whose entry was removed (probing goes on past it)
@@ -56,6 +67,8 @@ class IdTable:
         slots = np.full(k, -1, dtype=np.int64)
         if k == 0:
             return rows, slots
+        if _kernels is not None:
+            return self._probe_compiled(h, same, rows, slots)
         size = self.size
         p = (h % np.uint64(size)).astype(np.int64)
         tag = (h >> np.uint64(48)).astype(np.uint16)
@@ -91,8 +104,31 @@ class IdTable:
             tag = (h[active] >> np.uint64(48)).astype(np.uint16)
         return rows, slots
 
+    def _probe_compiled(self, h: HashArray, same: Same, rows: IntArray, slots: IntArray) -> tuple[IntArray, IntArray]:
+        """``probe`` in C: the first candidate of every query, their ids compared at once (``same``),
+        and the queries whose candidate was another id probing on from the next slot, as above."""
+        h = np.ascontiguousarray(h, dtype=np.uint64)
+        _kernels.probe(self.slots, self.tags, h, None, rows, slots)
+        q = np.flatnonzero(rows >= 0)
+        while q.size:
+            hit = np.asarray(same(rows[q], q), dtype=bool)
+            if bool(hit.all()):
+                break
+            q = q[~hit]
+            more_rows = np.empty(q.size, dtype=np.int64)
+            more_slots = np.empty(q.size, dtype=np.int64)
+            _kernels.probe(self.slots, self.tags, h[q], slots[q] + 1, more_rows, more_slots)  # wraps at the end
+            rows[q] = more_rows
+            slots[q] = more_slots
+            q = q[more_rows >= 0]
+        return rows, slots
+
     def insert(self, h: HashArray, rows: IntArray) -> None:
         """Put new (distinct, absent) keys into the table; it has room (see ``needs_room``)."""
+        if _kernels is not None:
+            self.used += int(_kernels.insert(self.slots, self.tags, np.ascontiguousarray(h, dtype=np.uint64),
+                                             np.ascontiguousarray(rows, dtype=np.int64)))
+            return
         size = self.size
         # the keys not placed yet: their row, table position and tag, compacted every round
         p = (h % np.uint64(size)).astype(np.int64)
