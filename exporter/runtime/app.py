@@ -23,6 +23,7 @@ from exporter.actions.evidence import evidence_from_pipeline
 from exporter.actions.history import HistoryWriter
 from exporter.actions.retrain import WEBHOOK_PATH, RetrainingService
 from exporter.config import Config, ConfigError, ModelConfig, SourceConfig, load_config
+from exporter.core import id_table
 from exporter.core.pipeline import Pipeline
 from exporter.foundation.clock import Clock
 from exporter.http.server import ExporterHTTPServer, RenderedSnapshot, Response, parse_listen_address, receiver_listener
@@ -132,9 +133,11 @@ class Exporter:
         t.start()
         self._threads.append(t)
         host = str(self.server.server_address[0])
-        # which JSON reader ingest uses: the compiled scanner is optional at install (setup.py)
+        # which code ingest runs: both compiled modules are optional at install (setup.py)
         ingest = "compiled line scanner" if line_scanner.AVAILABLE else "msgspec (line scanner not built)"
-        log.info("listening", extra={"address": f"{host}:{self.port}", "json_reader": ingest})
+        kernels = "compiled" if id_table.AVAILABLE else "numpy (kernels not built)"
+        log.info("listening", extra={"address": f"{host}:{self.port}", "json_reader": ingest,
+                                     "join_kernels": kernels})
 
     # -- the loop -------------------------------------------------------------------------------------
     def cycle(self) -> None:
