@@ -59,10 +59,11 @@ def usable_cores(cgroup: Path = Path("/sys/fs/cgroup")) -> int:
 
 USABLE_CORES = usable_cores()
 """``global.ingest_threads: 2`` scans a block's two halves at once (without the GIL; the Python
-objects are then made in order, with it) only where the process may use two cores. Measured on 100k
-binary predictions with 10 features: 14% less wall time for the scan when the second core is idle,
-35% more when it is busy, and 16% more CPU either way (the second thread's start and the tokens it
-hands over); hence one thread by default."""
+objects are then made in order, with it) only where the process may use two cores. Measured on a
+4 MiB block alone: 25-28% less wall time for binary predictions with 10 features (3-7% more CPU), no
+gain without features (18-28% more CPU); end to end on the shared 2-core machine it was slower in every
+workload (CONFIGURATION.md), since the objects are still made in one thread; hence one thread by
+default."""
 
 _SLOT_KIND = {  # canonical field -> the scanner's rule for it (the C header lists them)
     "id": "K_ID", "model": "K_TEXT", "prediction": "K_TEXT", "label": "K_TEXT", "model_version": "K_VERSION",
