@@ -2,7 +2,7 @@
 kernels (exporter/core/_kernels.c); everything else is in pyproject.toml. ``optional``: without a C
 compiler the install still succeeds and ingest uses the msgspec path, the join's hash table and the
 drift slots their numpy code, which give the same results, slower; the startup log line
-("listening") says which JSON reader is in use (``json_reader``)."""
+("listening") says which is in use (``json_reader``, ``join_kernels``)."""
 
 from setuptools import Extension, setup
 
@@ -18,8 +18,7 @@ setup(
         Extension(
             "exporter.core._kernels",
             sources=["exporter/core/_kernels.c"],
-            extra_compile_args=["-O2", "-std=c11", "-pthread", "-Wall", "-Wextra", "-Wno-missing-field-initializers"],
-            extra_link_args=["-pthread"],
+            extra_compile_args=["-O2", "-std=c11", "-Wall", "-Wextra", "-Wno-missing-field-initializers"],
             optional=True,
         ),
     ]
