@@ -14,15 +14,16 @@ page.
 
 **Cursor.** A response with a non-empty ``next_cursor`` sets the cursor to it. Paging inside one
 poll stops at an empty page, at a ``next_cursor`` equal to the one just sent, when the response
-has no ``next_cursor``, or after ``max_pages_per_poll`` requests (then the next cycle polls again
-at once instead of waiting for the interval, to work off the backlog). A response without
-``next_cursor`` makes the cursor the newest record timestamp seen in the poll (the ``timestamp``
-field, through the source's field mapping, parsed as the records module does), sent back as the
-record wrote it (text as is, numbers as JSON numbers); a timestamp cursor never moves backwards.
-Servers that page should return a ``next_cursor`` on the last page too (the position after it):
-then nothing is fetched twice. An inclusive timestamp cursor re-reads the newest records on the
-next poll; the pipeline recognises their ids and counts them as ``duplicate`` instead of applying
-them twice. Without ``cursor_param`` no cursor is sent and pages are not followed.
+has no ``next_cursor``, or after ``max_pages_per_poll`` requests (then the source is due again at
+once, and its ``Poll.backlog`` makes the pipeline read on within the cycle, to work off the
+backlog). A response without ``next_cursor`` makes the cursor the newest record timestamp seen in
+the poll (the ``timestamp`` field, through the source's field mapping, parsed as the records
+module does), sent back as the record wrote it (text as is, numbers as JSON numbers); a timestamp
+cursor never moves backwards. Servers that page should return a ``next_cursor`` on the last page
+too (the position after it): then nothing is fetched twice. An inclusive timestamp cursor re-reads
+the newest records on the next poll; the pipeline recognises their ids and counts them as
+``duplicate`` instead of applying them twice. Without ``cursor_param`` no cursor is sent and pages
+are not followed.
 
 **Commit.** ``poll`` never moves the cursor: it returns a token with the position the pages it
 read reached, and ``commit(token)`` (called by the pipeline after it applied them) makes it the
@@ -248,7 +249,10 @@ class HTTPSource(Source):
         else:
             self._failed(now, error)
         origins = line_origins + [(len(lines) + i, where) for i, where in object_origins]
-        return Poll(lines=lines, objects=objects, origins=origins, token=HTTPToken(cursor, kind))
+        # a backlog (never after an error: that ends the paging first) also tells the pipeline to
+        # read on in this cycle and the runtime not to wait for the interval
+        return Poll(lines=lines, objects=objects, origins=origins, token=HTTPToken(cursor, kind),
+                    backlog=backlog)
 
     def commit(self, token: Any) -> None:
         if token is None:

@@ -238,6 +238,37 @@ def test_byte_budget_leaves_the_rest_for_the_next_cycle(served: tuple[Store, str
     assert drain(src, T0 + 5) == [f"r{i}" for i in range(20, 25)]
 
 
+def test_a_poll_says_when_it_left_a_backlog(served: tuple[Store, str, _StoreServer]) -> None:
+    """``Poll.backlog`` (the pipeline reads on in the same cycle while it is set): at the page
+    limit and at the byte budget, not after the last page, not after an error."""
+    store, url, _ = served
+    store.records = [label(i) for i in range(25)]
+    src = make(url, cursor_param="cursor", max_pages_per_poll=2)
+    first = src.poll(T0)
+    assert first.backlog
+    src.commit(first.token)
+    last = src.poll(T0)
+    assert ids(last) == [f"r{i}" for i in range(20, 25)] and not last.backlog
+    page = len(json.dumps({"items": store.records[:10], "next_cursor": "10"}).encode())
+    budget = make(url, cursor_param="cursor", max_bytes_per_poll=page + 1)
+    assert budget.poll(T0).backlog
+    store.fail_next = 1
+    failing = make(url, cursor_param="cursor", max_pages_per_poll=1)
+    assert not failing.poll(T0).backlog
+
+
+def test_one_cycle_reads_a_paged_backlog(served: tuple[Store, str, _StoreServer]) -> None:
+    """Three pages, one page a poll: the pipeline's catch-up rounds read them all in one cycle."""
+    store, url, _ = served
+    store.records = [label(i) for i in range(25)]
+    p = Pipeline(Config(models=(ModelConfig(name="fraud"),)), Clock(T0),
+                 sources=[make(url, cursor_param="cursor", max_pages_per_poll=1)])
+    p.run_cycle()
+    assert p.source_stats["labels"].records == 25
+    assert not p.has_backlog
+    assert p.cycles == 1
+
+
 def test_refused_records_are_located_by_page(served: tuple[Store, str, _StoreServer]) -> None:
     store, url, _ = served
     store.records = [label(i) for i in range(25)]
