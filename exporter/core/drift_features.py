@@ -247,6 +247,13 @@ class FeatureModel:
         _kernels.slots_bins(uniq, edges, lut, split, guide, values, slot, psi_bin if want_bins else None, given)
         return slot, psi_bin
 
+    def _slots_and_bins(self, values: FloatArray) -> tuple[IntArray, npt.NDArray[np.integer[Any]]]:
+        """``slots`` and ``psi_bins`` of the values: one C pass where the kernels are built."""
+        if _kernels is not None:
+            return self._slots_bins_compiled(values, True)
+        slot = self.slots(values)
+        return slot, self.psi_bins(values, slot)
+
     def psi_bins(self, values: FloatArray, slots: IntArray) -> npt.NDArray[np.integer[Any]]:
         """``np.searchsorted(edges, values, side="left")`` (right-closed bins), from the values' slots
         (as int8: there are at most ``PSI_BINS``)."""
@@ -307,19 +314,11 @@ class FeatureModel:
         valid = col.kind == self.valid_kind
         if self.kind == NUMERIC:
             if bool(valid.all()):  # the usual column: no value to leave out
-                if _kernels is not None:
-                    slot, bins = self._slots_bins_compiled(col.number, True)
-                    return {_column(self.name): slot, _bin_column(self.name): bins}
-                slot = self.slots(col.number)
-                return {_column(self.name): slot, _bin_column(self.name): self.psi_bins(col.number, slot)}
-            v = col.number[valid]
+                slot, bins = self._slots_and_bins(col.number)
+                return {_column(self.name): slot, _bin_column(self.name): bins}
             slot = np.full(len(col), -1, dtype=np.int64)
             psi_bin = np.full(len(col), -1, dtype=np.int64)
-            if _kernels is not None:
-                slot[valid], psi_bin[valid] = self._slots_bins_compiled(v, True)
-            else:
-                slot[valid] = at = self.slots(v)
-                psi_bin[valid] = self.psi_bins(v, at)
+            slot[valid], psi_bin[valid] = self._slots_and_bins(col.number[valid])
             return {_column(self.name): slot, _bin_column(self.name): psi_bin}
         codes = np.full(len(col), -1, dtype=np.int64)
         if self.kind == CATEGORICAL and valid.any():
