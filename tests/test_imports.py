@@ -47,7 +47,7 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
               "exporter.core.versions", "exporter.core.source_stats", "exporter.core.recent",
               "exporter.core.reporting")),
     # one cycle: poll -> parse -> join -> update -> Report
-    ("cycle", ("exporter.core.pipeline",)),
+    ("cycle", ("exporter.core.pipeline", "exporter.core.parse_ahead", "exporter.core.invalid_log")),
     # the metric names: Report -> families (above the cycle: the cycle knows no metric name)
     ("catalogue", ("exporter.report.catalogue",)),
     # readers of what was published

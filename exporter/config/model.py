@@ -124,7 +124,7 @@ class GlobalConfig:
     window_buckets: int = 60
     version_idle_expiry: float = 7 * 86400.0
     checkpoint_interval: float = 10.0
-    ingest_threads: int = 1
+    ingest_threads: int = 2
 
 
 @dataclass(frozen=True)

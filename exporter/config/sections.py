@@ -55,7 +55,8 @@ def _parse_ingest_threads(c: Checker, path: str, raw: object, default: int) -> i
         return default
     n = c.integer(path, raw, default, 1)
     if n > MAX_INGEST_THREADS:
-        c.error(path, f"must be 1 or {MAX_INGEST_THREADS} (the line scanner splits a block in two at most), got {n}")
+        c.error(path, f"must be 1 or {MAX_INGEST_THREADS} (one thread parses while the pipeline thread applies), "
+                      f"got {n}")
         return default
     return n
 

@@ -10,8 +10,9 @@
  *
  * The callers check dtypes and contiguity (np.ascontiguousarray); this file checks the item size
  * and type letter of every buffer again, so a wrong array fails loudly instead of being misread.
- * Nothing here allocates a Python object per element, and the GIL is held throughout (the arrays
- * written are the caller's own; no other thread sees them half done).
+ * Nothing here allocates a Python object per element. The loops run without the GIL, so the
+ * pipeline's parsing thread (global.ingest_threads: 2) runs meanwhile: they touch only the
+ * buffers, which the join owns and only the pipeline thread uses.
  *
  *   probe(slots, tags, h, start, rows_out, slots_out)
  *       Per query i: from slot start[i] (None: the home slot h[i] % size), linear probing; an
@@ -86,6 +87,7 @@ static PyObject *k_probe(PyObject *self, PyObject *args) {
     const uint64_t *h = b_h.buf;
     const int64_t *start = have_start ? b_start.buf : NULL;
     int64_t *rows = b_rows.buf, *at = b_at.buf;
+    Py_BEGIN_ALLOW_THREADS  /* buffers only: the parsing thread runs meanwhile */
     for (Py_ssize_t i = 0; i < k; i++) {
         int64_t p;
         if (start) {
@@ -109,6 +111,7 @@ static PyObject *k_probe(PyObject *self, PyObject *args) {
         rows[i] = row;
         at[i] = slot;
     }
+    Py_END_ALLOW_THREADS
     PyBuffer_Release(&b_at);
     PyBuffer_Release(&b_rows);
     if (have_start) PyBuffer_Release(&b_start);
@@ -145,20 +148,27 @@ static PyObject *k_insert(PyObject *self, PyObject *args) {
     const uint64_t *h = b_h.buf;
     const int64_t *rows = b_rows.buf;
     long long empties = 0;
-    for (Py_ssize_t i = 0; i < k; i++) {
+    int full = 0;
+    Py_BEGIN_ALLOW_THREADS
+    for (Py_ssize_t i = 0; i < k && !full; i++) {
         int64_t p = (int64_t)(h[i] % (uint64_t)size);
         Py_ssize_t step = 0;
         while (slots[p] >= 0 && step < size) {
             if (++p == size) p = 0;
             step++;
         }
-        if (step == size) {  /* the caller makes room first (needs_room); this is a bug, not a state */
-            PyErr_SetString(PyExc_RuntimeError, "insert: the table has no free slot");
-            goto e4;
+        if (step == size) {
+            full = 1;
+            break;
         }
         if (slots[p] == EMPTY) empties++;
         slots[p] = (int32_t)rows[i];
         tags[p] = (uint16_t)(h[i] >> 48);
+    }
+    Py_END_ALLOW_THREADS
+    if (full) {  /* the caller makes room first (needs_room); this is a bug, not a state */
+        PyErr_SetString(PyExc_RuntimeError, "insert: the table has no free slot");
+        goto e4;
     }
     result = PyLong_FromLongLong(empties);
 e4: PyBuffer_Release(&b_rows);
@@ -239,13 +249,20 @@ static PyObject *k_slots_bins(PyObject *self, PyObject *args) {
     int64_t *slots = buf[SLOTS].buf;
     int8_t *bins = have_bins ? buf[BINS].buf : NULL;
     if (slots_given) {  /* bins from the slots the caller has: a slot's bin, or a search in a split slot */
+        int bad = 0;
+        Py_BEGIN_ALLOW_THREADS
         for (Py_ssize_t i = 0; i < n; i++) {
             int64_t s = slots[i];
             if (s < 0 || s > 2 * m) {
-                PyErr_SetString(PyExc_ValueError, "slots_bins: a slot out of range");
-                goto out;
+                bad = 1;
+                break;
             }
             if (bins) bins[i] = split[s] ? bin_of(edges, n_edges, values[i]) : lut[s];
+        }
+        Py_END_ALLOW_THREADS
+        if (bad) {
+            PyErr_SetString(PyExc_ValueError, "slots_bins: a slot out of range");
+            goto out;
         }
         result = Py_None;
         Py_INCREF(result);
@@ -254,6 +271,7 @@ static PyObject *k_slots_bins(PyObject *self, PyObject *args) {
     double top = (double)(cells - 1);
     int lifts = 0;  /* 2**lifts - 1 >= steps: the most distinct values in one guide cell */
     while (lifts < 62 && ((Py_ssize_t)1 << lifts) - 1 < steps) lifts++;
+    Py_BEGIN_ALLOW_THREADS
     for (Py_ssize_t i = 0; i < n; i++) {
         double v = values[i];
         Py_ssize_t b;
@@ -281,6 +299,7 @@ static PyObject *k_slots_bins(PyObject *self, PyObject *args) {
         slots[i] = s;
         if (bins) bins[i] = split[s] ? bin_of(edges, n_edges, v) : lut[s];
     }
+    Py_END_ALLOW_THREADS
     result = Py_None;
     Py_INCREF(result);
 out:

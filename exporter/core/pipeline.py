@@ -1,12 +1,13 @@
 """One cycle: sources -> records -> join -> windows -> an immutable Report.
 
-The pipeline owns all mutable model state and is driven by one thread; everything else (the
-HTTP server, scrapes, the actions) reads the Report it publishes (``exporter.report.model``);
+The pipeline owns all mutable model state and is driven by one thread (with ``global.ingest_threads:
+2`` a second one only parses polls ahead of it); everything else (the HTTP server, scrapes, the
+actions) reads the Report it publishes (``exporter.report.model``);
 the catalogue above turns that into metric families. Prediction sources are applied before
 label sources within a cycle, so a label read in the same cycle as its prediction joins at
 once instead of waiting as an orphan.
 
-About 420 lines, over the house's 400: the cycle, applying a batch and the checkpoint all touch
+About 470 lines, over the house's 400: the cycle, applying a batch and the checkpoint all touch
 the same state, and the whole-column helpers they use already live in ``ingest.batch_ops``.
 """
 
@@ -15,8 +16,9 @@ from __future__ import annotations
 import logging
 import time
 from collections import Counter, defaultdict
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any, NamedTuple
 
 import numpy as np
 import numpy.typing as npt
@@ -24,7 +26,9 @@ import pyarrow as pa
 
 from exporter import __version__
 from exporter.config import Config, ModelConfig
+from exporter.core import parse_ahead
 from exporter.core.classes import ClassIndex
+from exporter.core.invalid_log import RateLimitedLog
 from exporter.core.join import Joiner
 from exporter.core.reference import ReferenceStore
 from exporter.core.reporting import build_report
@@ -44,6 +48,7 @@ from exporter.ingest.batch_ops import (
 )
 from exporter.ingest.batches import LabelBatch, ParseResult, PredictionBatch, id_keys
 from exporter.ingest.block_parser import BlockParser
+from exporter.ingest.line_scanner import USABLE_CORES
 from exporter.ingest.records import UNKNOWN_VERSION, RecordSpec
 from exporter.report.model import Report
 from exporter.sources import build_source
@@ -59,31 +64,28 @@ MIN_LABEL_BUDGET = 4 << 10
 #: (``Pipeline.run_cycle``); the round cap only matters under a clock that does not move (tests).
 CATCH_UP_SECONDS = 1.0
 MAX_CATCH_UP_ROUNDS = 1000
+#: With ``global.ingest_threads: 2``, polls parsed ahead of the one being applied: two, so that
+#: a label poll (quick to parse, slow to apply) does not leave the parsing thread idle.
+PARSE_AHEAD = 2
 
 
-class RateLimitedLog:
-    """Log each (source, reason) at most once per interval, so a flood of bad lines stays readable.
+class _Polled(NamedTuple):
+    """One poll of a cycle, and whether it is the last of its round."""
 
-    A line's ``count`` is the number of records skipped for that source and reason since the
-    previous line for them (so the log adds up to the counter), and ``where`` locates the first
-    record skipped in the poll that wrote the line (``path:byte offset``, an HTTP page and record,
-    a CloudEvent id).
-    """
+    src: Source
+    poll: Poll
+    now: float
+    round_end: bool
+    seconds: float  # the poll's reading took
 
-    def __init__(self, interval: float = 60.0) -> None:
-        self.interval = interval
-        self._last: dict[tuple[str, str], float] = {}
-        self._unlogged: Counter[tuple[str, str]] = Counter()
 
-    def warn(self, source: str, reason: str, count: int, now: float, where: str | None = None) -> None:
-        key = (source, reason)
-        self._unlogged[key] += count
-        if now - self._last.get(key, -np.inf) >= self.interval:
-            self._last[key] = now
-            extra: dict[str, Any] = {"source": source, "reason": reason, "count": self._unlogged.pop(key)}
-            if where:
-                extra["where"] = where
-            log.warning("invalid records skipped", extra=extra)
+@dataclass(frozen=True)
+class _Parsed:
+    """A poll's records as parsed, where its refusals were, and how long parsing took."""
+
+    result: ParseResult
+    where: dict[str, str]
+    seconds: float
 
 
 class Pipeline:
@@ -109,9 +111,9 @@ class Pipeline:
         self.references = ReferenceStore(config)
         self._specs = {s.name: RecordSpec.from_source(s.config, self._feature_names(s.config.model))
                        for s in self.sources}
-        self._parsers = {s.name: BlockParser(s.config.kind, self._specs[s.name],
-                                             scan_threads=config.global_.ingest_threads) for s in self.sources}
+        self._parsers = {s.name: BlockParser(s.config.kind, self._specs[s.name]) for s in self.sources}
         self._invalid_log = RateLimitedLog()
+        self._ingest_threads = min(config.global_.ingest_threads, USABLE_CORES)
         self._backlog: dict[str, bool] = {}  # source -> its last poll stopped at its byte budget
         self._poll_span: str | None = None
         self._unversioned_logged: set[str] = set()  # sources already told about records without a version
@@ -132,44 +134,86 @@ class Pipeline:
         with 10 drift features, a fifth of applying a 4 MiB poll and its labels, so one per poll
         spent about a tenth of a catch-up on Reports no scrape reads. Each round ends with
         ``advance``, so the join's bounds hold after every poll as before.
+
+        Polls are applied in order, each committed after it is applied. A cycle that fails
+        rewinds the sources, so what it read and did not commit is read again.
         """
         now = self.clock()
         started = self.timer()
-        ordered = sorted(self.sources, key=lambda s: s.config.kind != "predictions")
-        for _ in range(MAX_CATCH_UP_ROUNDS):
-            read: dict[str | None, int] = {}  # records each prediction source read this round
-            for src in ordered:
-                if src.due(now):
-                    self._pace_labels(src, read)
-                    read[src.name] = self._poll(src, now)
-            self.advance(now)
-            if not self.has_backlog or self.timer() - started >= CATCH_UP_SECONDS:
-                break
+        try:
+            polls = self._polls(now, started)
+            applied = 0
+            if self._parse_ahead(now):
+                applied = parse_ahead.in_order(polls, self._parse, self._apply, PARSE_AHEAD)
+            else:
+                for polled in polls:
+                    self._apply(polled, self._parse(polled))
+                    applied += 1
+            if not applied:  # no source was due: the windows still slide
+                self.advance(now)
+        except BaseException:
+            for src in self.sources:
+                src.rewind()
+            raise
         self.cycles += 1
         self.report = self.build_report(now)
         return self.report
 
-    def _poll(self, src: Source, now: float) -> int:
-        """Read, parse and apply one source; the number of records it read."""
+    def _polls(self, now: float, started: float) -> Iterator[_Polled]:
+        """The cycle's polls in the order they are applied, each with whether it ends its round:
+        every due source (predictions first, so a label read in the same round as its prediction
+        joins at once), round after round while there is a backlog and time left."""
+        ordered = sorted(self.sources, key=lambda s: s.config.kind != "predictions")
+        for rounds in range(1, MAX_CATCH_UP_ROUNDS + 1):
+            read: dict[str | None, int] = {}  # records each prediction source read this round
+            due = [src for src in ordered if src.due(now)]
+            for i, src in enumerate(due):
+                self._pace_labels(src, read)
+                started = self.timer()
+                poll = src.poll(now)
+                reading = self.timer() - started
+                src.poll_budget = None
+                self._backlog[src.name] = poll.backlog
+                read[src.name] = poll.records_estimate()
+                yield _Polled(src, poll, now, i == len(due) - 1, reading)
+            if not self.has_backlog or self.timer() - started >= CATCH_UP_SECONDS or rounds == MAX_CATCH_UP_ROUNDS:
+                return
+
+    def _parse_ahead(self, now: float) -> bool:
+        """Whether this cycle parses on a second thread while it applies (``global.ingest_threads:
+        2``, ``parse_ahead``): only where every due source reads ahead, since a poll is then made
+        before the one before it is committed. The sources stay on this thread (they are not
+        thread-safe); the parsers are used only by the parsing thread while it runs."""
+        return self._ingest_threads > 1 and all(s.reads_ahead for s in self.sources if s.due(now))
+
+    def _parse(self, polled: _Polled) -> _Parsed:
         started = self.timer()
-        poll = src.poll(now)
-        src.poll_budget = None
-        result, where = self._parsers[src.name].parse(poll.blocks, now, poll.lines, poll.objects, poll.origins)
+        poll = polled.poll
+        result, where = self._parsers[polled.src.name].parse(poll.blocks, polled.now, poll.lines, poll.objects,
+                                                             poll.origins)
+        return _Parsed(result, where, self.timer() - started)
+
+    def _apply(self, polled: _Polled, parsed: _Parsed) -> None:
+        """Apply one parsed poll, commit it, and at the end of a round ``advance``."""
+        started = self.timer()
+        src, poll, now = polled.src, polled.poll, polled.now
+        result = parsed.result
         # records refused after parsing (duplicate, unknown class, ...) are located by the poll's span
-        self._poll_span = _span(poll)
+        self._poll_span = poll.span()
         stats = self.source_stats[src.name]
-        self._count(src.name, result, poll.rejected, {**where, **poll.rejected_where}, now)
+        self._count(src.name, result, poll.rejected, {**parsed.where, **poll.rejected_where}, now)
         if isinstance(result.batch, PredictionBatch):
             self._note_unversioned(src, self._specs[src.name], result.batch)
             self.apply_predictions(src.name, result.batch, now)
         elif isinstance(result.batch, LabelBatch):
             self.apply_labels(src.name, result.batch, now)
         src.commit(poll.token)
-        self._backlog[src.name] = poll.backlog
         stats.bytes_read += sum(len(b.data) for b in poll.blocks) + sum(map(len, poll.lines)) + len(poll.lines)
         self._poll_span = None
-        stats.poll_duration.observe(np.array([self.timer() - started]))
-        return result.records + sum(poll.rejected.values())
+        # reading, parsing and applying, whichever thread parsed
+        stats.poll_duration.observe(np.array([polled.seconds + parsed.seconds + self.timer() - started]))
+        if polled.round_end:
+            self.advance(now)
 
     def _pace_labels(self, src: Source, read: dict[str | None, int]) -> None:
         """Give a label source a byte budget that keeps it in step with catching-up predictions.
@@ -420,20 +464,6 @@ class Pipeline:
     def build_report(self, now: float) -> Report:
         """The Report of the state as it is (``run_cycle`` publishes one per cycle)."""
         return build_report(self, now, self.ready)
-
-
-def _span(poll: Poll) -> str | None:
-    """Where a poll's records came from, for refusals that cannot point at one record: the byte
-    ranges of its blocks per file, or the pages / events it read."""
-    if poll.blocks:
-        ranges: dict[str, tuple[int, int]] = {}
-        for b in poll.blocks:
-            lo, hi = ranges.get(b.origin, (b.offset, b.offset))
-            ranges[b.origin] = (min(lo, b.offset), max(hi, b.offset + len(b.data)))
-        return ", ".join(f"{origin}:{lo}-{hi}" for origin, (lo, hi) in ranges.items())
-    if poll.origins:
-        return "; ".join(text for _, text in poll.origins)
-    return None
 
 
 BUILD_VERSION = __version__

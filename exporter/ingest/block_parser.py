@@ -136,8 +136,7 @@ class BlockParser:
     """Parses one source's records; built once per source, since the decoder depends on its
     field mapping."""
 
-    def __init__(self, kind: Kind, spec: RecordSpec, *, small_run: int = SMALL_RUN, native: bool = True,
-                 scan_threads: int = 1) -> None:
+    def __init__(self, kind: Kind, spec: RecordSpec, *, small_run: int = SMALL_RUN, native: bool = True) -> None:
         self.kind = kind
         self.spec = spec
         self.small_run = small_run  # tests use 1, so every line the decoder can take is decoded
@@ -162,7 +161,7 @@ class BlockParser:
                        if self._decoder is not None else None)
         self._typed_misses = 0
         # the compiled scanner goes first where it is built (``native=False``: tests of the msgspec path)
-        self._scanner = (LineScanner.build(kind, spec, self._paths, scan_threads)
+        self._scanner = (LineScanner.build(kind, spec, self._paths)
                          if native and self._decoder is not None else None)
         self._native_misses = 0
         self.fast_records = 0  # records a fast path took (the rest went to the reference): for tests, bench

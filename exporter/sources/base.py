@@ -48,6 +48,25 @@ class Poll:
     token: Any = None
     backlog: bool = False
 
+    def records_estimate(self) -> int:
+        """About how many records it read, before parsing: its lines (a block's last line has no
+        newline), objects and records refused. Enough to pace label sources by."""
+        return (sum(b.data.count(b"\n") + 1 for b in self.blocks if b.data) + len(self.lines) + len(self.objects)
+                + sum(self.rejected.values()))
+
+    def span(self) -> str | None:
+        """Where its records came from, for refusals that cannot point at one record: the byte
+        ranges of its blocks per file, or the pages / events it read."""
+        if self.blocks:
+            ranges: dict[str, tuple[int, int]] = {}
+            for b in self.blocks:
+                lo, hi = ranges.get(b.origin, (b.offset, b.offset))
+                ranges[b.origin] = (min(lo, b.offset), max(hi, b.offset + len(b.data)))
+            return ", ".join(f"{origin}:{lo}-{hi}" for origin, (lo, hi) in ranges.items())
+        if self.origins:
+            return "; ".join(text for _, text in self.origins)
+        return None
+
 
 @dataclass
 class SourceHealth:
@@ -133,6 +152,14 @@ class Source(ABC):
     @abstractmethod
     def commit(self, token: Any) -> None:
         """Advance the committed position to the one ``token`` stands for."""
+
+    reads_ahead: bool = False
+    """Whether ``poll`` reads on from where the previous poll stopped even before that one is
+    committed (tokens are then committed in the order of their polls); without it, a poll reads
+    from the committed position, and the pipeline commits each poll before the next."""
+
+    def rewind(self) -> None:  # noqa: B027 - only a source that reads ahead has a position to forget
+        """Forget the polls not committed: the next poll reads from the committed position."""
 
     def due(self, now: float) -> bool:
         """Whether this source wants polling now (HTTP sources poll on their own interval)."""

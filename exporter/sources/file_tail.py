@@ -6,11 +6,13 @@ never by its name, and each one is kept open: after ``mv app.log app.log.1`` the
 descriptor still reads the old file to its end while the new ``app.log`` is picked up as a new
 file, so nothing written around the rotation is lost.
 
-Positions are only advanced by ``commit``. ``poll`` always reads from the committed offsets,
-returns complete lines only (the unterminated tail stays unconsumed until its newline arrives),
-and hands back a token holding the offsets it reached; committed offsets therefore always point
-at the start of a line (or, while a too-long line is being skipped, into that line with the
-``skip`` flag set, so a line longer than one poll's budget still gets skipped).
+Positions are only advanced by ``commit``. ``poll`` returns complete lines only (the
+unterminated tail stays unconsumed until its newline arrives) and hands back a token holding the
+offsets it reached; committed offsets therefore always point at the start of a line (or, while a
+too-long line is being skipped, into that line with the ``skip`` flag set, so a line longer than
+one poll's budget still gets skipped). A poll reads on from where the previous poll stopped,
+committed or not (``reads_ahead``: the pipeline parses one poll while it applies the one before),
+and ``rewind`` goes back to the committed offsets: a cycle that failed reads its polls again.
 
 Rules, in the order they are applied on each poll:
 
@@ -98,6 +100,7 @@ class _Tailed:
     seq: int  # discovery order: older files are read first, so a rotated file precedes its successor
     skip: bool = False  # the committed offset is inside a too-long line: discard to its newline
     orphaned_at: float | None = None  # when it stopped matching the glob (rotated or deleted)
+    ahead: tuple[int, bool] | None = None  # (offset, skip) a poll reached, until committed or rewound
 
 
 @dataclass(frozen=True)
@@ -147,6 +150,7 @@ class FileTailSource(Source):
     """A ``type: file`` source; ``path`` (a glob) overrides ``config.path``, e.g. in tests."""
 
     config_type = FileSourceConfig
+    reads_ahead = True
 
     @classmethod
     def config_warnings(cls, config: SourceConfig) -> list[str]:
@@ -196,13 +200,16 @@ class FileTailSource(Source):
                 break
             try:
                 size = os.fstat(f.fd).st_size
-                offset, skip = (f.offset, f.skip) if size >= f.offset else (0, False)
+                offset, skip = f.ahead or (f.offset, f.skip)
+                if size < offset:  # truncated: read again from the start
+                    offset, skip = 0, False
                 r = self._read(f, offset, skip, budget, blocks, rejected, where)
             except OSError as e:
                 errors += 1
                 self._failed(f.path, e)
                 continue
             self._recovered(f.path)
+            f.ahead = (r.offset, r.skip)
             budget -= r.used
             more = more or (not r.eof and r.used > 0)
             drop = f.orphaned_at is not None and r.eof and now - f.orphaned_at >= self.rotate_wait
@@ -226,8 +233,14 @@ class FileTailSource(Source):
             if f is None:
                 continue
             f.offset, f.skip = p.offset, p.skip
+            if f.ahead == (p.offset, p.skip):
+                f.ahead = None
             if p.drop:
                 self._close(f)
+
+    def rewind(self) -> None:
+        for f in self._files.values():
+            f.ahead = None
 
     def state(self) -> dict[str, Any]:
         files = []

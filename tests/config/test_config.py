@@ -117,7 +117,7 @@ def test_full_example_sets_every_key() -> None:
     fraud, sentiment = config.models
     assert config.global_.windows[-1] == Window("7d", 7 * 86400.0)
     assert config.global_.checkpoint_interval == 30.0
-    assert config.global_.ingest_threads == 2
+    assert config.global_.ingest_threads == 1  # not the default (2)
     assert fraud.classes == ("legit", "fraud")
     assert fraud.positive_class == "fraud"
     assert fraud.baseline.first_labeled == 2000
@@ -311,7 +311,7 @@ INLINE: list[tuple[str, str]] = [
     (A + "global: {windows: 1h}", 'global.windows: must be a list, got "1h"'),
     (A + "global: {windows: [1h, 1h]}", "global.windows[1]: duplicate window 1h"),
     (A + "global: {ingest_threads: 3}",
-     "global.ingest_threads: must be 1 or 2 (the line scanner splits a block in two at most), got 3"),
+     "global.ingest_threads: must be 1 or 2 (one thread parses while the pipeline thread applies), got 3"),
     (A + "global: {checkpoint_interval: 1.5h}",
      'global.checkpoint_interval: invalid duration "1.5h"; use a number and unit such as 30s, 5m, 1h30m '
      "or 7d (units: ms, s, m, h, d, w, y)"),

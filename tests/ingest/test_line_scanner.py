@@ -314,17 +314,20 @@ def test_usable_cores_follow_the_cgroup_quota(tmp_path: Any, files: dict[str, st
     assert line_scanner.usable_cores(tmp_path) == (affinity if cores is None else min(cores, affinity))
 
 
-def test_ingest_threads_reach_the_scanners_cut_to_the_usable_cores(tmp_path: Any) -> None:
+@pytest.mark.parametrize(("text", "threads"), [("", 2), ("global: {ingest_threads: 1}\n", 1),
+                                                ("global: {ingest_threads: 2}\n", 2)])
+def test_ingest_threads_reach_the_pipeline_cut_to_the_usable_cores(tmp_path: Any, text: str, threads: int) -> None:
+    """Parsing ahead on a second thread is the default, where the process may use two cores."""
     from exporter.config import load_config
     from exporter.core.pipeline import Pipeline
 
     config = tmp_path / "config.yaml"
-    config.write_text("global: {ingest_threads: 2}\nmodels: [{name: m, classes: ['0', '1']}]\n"
+    config.write_text(text + "models: [{name: m, classes: ['0', '1']}]\n"
                       f"sources: [{{name: p, kind: predictions, type: file, path: '{tmp_path}/p.jsonl', model: m}},\n"
                       f"          {{name: l, kind: labels, type: file, path: '{tmp_path}/l.jsonl'}}]\n")
     pipeline = Pipeline(load_config(config))
-    threads = {name: parser._scanner.threads for name, parser in pipeline._parsers.items() if parser._scanner}
-    assert threads == {"p": min(2, line_scanner.USABLE_CORES), "l": min(2, line_scanner.USABLE_CORES)}
+    assert pipeline._ingest_threads == min(threads, line_scanner.USABLE_CORES)
+    assert all(parser._scanner is not None and parser._scanner.threads == 1 for parser in pipeline._parsers.values())
 
 
 def test_probabilities_come_as_a_table_that_reads_like_the_dicts() -> None:

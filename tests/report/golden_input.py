@@ -20,8 +20,10 @@ STEP = 10.0  # seconds between cycles (the poll interval)
 
 
 class StepTimer:
-    """A timer that advances 1/256 s per reading, so every poll 'takes' 1/256 s (about 4 ms,
-    exactly representable: the histogram's sum stays exact however many polls it adds)."""
+    """A timer that advances 1/256 s per reading, so every poll 'takes' 3/256 s (reading, parsing
+    and applying, 1/256 s each: about 12 ms, exactly representable, so the histogram's sum stays
+    exact however many polls it adds). One thread reads it: ``ingest_threads: 1`` below, since a
+    parsing thread reading it meanwhile would make the steps depend on the interleaving."""
 
     def __init__(self) -> None:
         self.t = 0.0
@@ -34,7 +36,7 @@ class StepTimer:
 def golden_config(tmp: Path) -> dict[str, Any]:
     return {
         "global": {"poll_interval": "10s", "windows": ["1m", "10m"], "version_idle_expiry": "1d",
-                   "checkpoint_interval": "30s"},
+                   "checkpoint_interval": "30s", "ingest_threads": 1},
         "models": [
             {"name": "fraud", "task": "binary", "classes": ["legit", "fraud"], "positive_class": "fraud",
              "max_versions": 2,

@@ -83,11 +83,36 @@ def test_positions_only_advance_on_commit(tmp_path: Path) -> None:
     first = src.poll(1.0)
     assert first.lines == [b"1", b"2"]
     assert src.state()["files"][0]["offset"] == 0
-    again = src.poll(2.0)  # the pipeline failed to apply the first poll: read it again
+    src.rewind()  # the pipeline failed to apply the first poll: read it again
+    again = src.poll(2.0)
     assert again.lines == [b"1", b"2"]
     src.commit(again.token)
     assert src.state()["files"][0]["offset"] == 4
     assert src.poll(3.0).lines == []
+    src.close()
+
+
+def test_a_poll_reads_on_before_the_one_before_is_committed(tmp_path: Path) -> None:
+    """The pipeline parses one poll while it applies the one before: each poll continues where
+    the last one stopped, tokens are committed in order, and a rewind goes back to the last
+    committed position, whatever was read after it."""
+    log = tmp_path / "a.jsonl"
+    log.write_bytes(b"1\n2\n")
+    src = make(log, max_line_bytes=2, max_bytes_per_poll=3)  # one line per poll
+    assert src.reads_ahead
+    p1, p2, p3 = src.poll(1.0), src.poll(1.0), src.poll(1.0)
+    assert (p1.lines, p2.lines, p3.lines) == ([b"1"], [b"2"], [])
+    assert src.state()["files"][0]["offset"] == 0
+    src.commit(p1.token)
+    assert src.state()["files"][0]["offset"] == 2
+    append(log, b"3\n")
+    p4 = src.poll(2.0)
+    assert p4.lines == [b"3"]  # after p2's line, though p2 is not committed
+    src.rewind()
+    assert src.poll(3.0).lines == [b"2"]  # from p1's committed end
+    src.commit(p2.token)
+    src.commit(p4.token)
+    assert src.state()["files"][0]["offset"] == 6
     src.close()
 
 
@@ -387,7 +412,9 @@ _line = st.one_of(
 )
 _step: st.SearchStrategy[tuple[str, Any, int]] = st.one_of(
     st.tuples(st.just("write"), st.lists(_line, max_size=6), st.integers(0, 40)),
-    st.tuples(st.just("poll"), st.booleans(), st.just(0)),  # commit or not
+    # applied and committed; failed (the pipeline rewinds); or read ahead: a second poll before
+    # the first is committed, then both committed in order
+    st.tuples(st.just("poll"), st.sampled_from(["commit", "fail", "ahead"]), st.just(0)),
     st.tuples(st.just("restart"), st.just([]), st.just(0)),
     st.tuples(st.just("rotate"), st.just([]), st.just(0)),
 )
@@ -411,15 +438,18 @@ def test_every_complete_line_is_returned_exactly_once(steps: list[tuple[str, Any
         rejected = 0
         rotations = 0
 
-        def poll(commit: bool) -> bool:
-            """One poll; whether it moved any position."""
+        def poll(how: str) -> bool:
+            """One poll (two, read ahead); whether it moved any position."""
             nonlocal rejected
-            p = src.poll(0.0)
-            if commit:
+            polls = [src.poll(0.0)] + ([src.poll(0.0)] if how == "ahead" else [])
+            if how == "fail":
+                src.rewind()
+                return False
+            for p in polls:
                 src.commit(p.token)
                 got.extend(p.lines)
                 rejected += p.rejected["line_too_long"]
-            return bool(p.token.positions)
+            return any(p.token.positions for p in polls)
 
         for kind, arg, cut in steps:
             if kind == "write":
@@ -429,7 +459,7 @@ def test_every_complete_line_is_returned_exactly_once(steps: list[tuple[str, Any
                 written.append(data[: len(data) - cut])
                 unflushed = data[len(data) - cut:]
             elif kind == "poll":
-                poll(commit=arg)
+                poll(arg)
             elif kind == "restart":
                 state = json.loads(json.dumps(src.state()))
                 src.close()
@@ -439,14 +469,14 @@ def test_every_complete_line_is_returned_exactly_once(steps: list[tuple[str, Any
                 append(log, unflushed)
                 written.append(unflushed)
                 unflushed = b""
-                poll(commit=False)  # polls are more frequent than rotations: the file was seen
+                poll("fail")  # polls are more frequent than rotations: the file was seen
                 rotations += 1
                 log.rename(tmp / f"app.jsonl.{rotations}")
                 log.touch()
         append(log, unflushed + b"\n")
         written.append(unflushed + b"\n")
         for _ in range(1000):
-            if not poll(commit=True):
+            if not poll("commit"):
                 break
         src.close()
 
