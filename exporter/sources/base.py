@@ -48,11 +48,14 @@ class Poll:
     token: Any = None
     backlog: bool = False
 
-    def records_estimate(self) -> int:
-        """About how many records it read, before parsing: its lines (a block's last line has no
-        newline), objects and records refused. Enough to pace label sources by."""
-        return (sum(b.data.count(b"\n") + 1 for b in self.blocks if b.data) + len(self.lines) + len(self.objects)
-                + sum(self.rejected.values()))
+    def records_estimate(self, bytes_per_record: float | None = None) -> int:
+        """About how many records it read, before parsing: its blocks' lines (their bytes over
+        ``bytes_per_record`` where the source's average is known, else their newlines: a block's
+        last line has none), lines, objects and records refused. Enough to pace label sources by."""
+        nbytes = [len(b.data) for b in self.blocks if b.data]
+        blocks = (round(sum(nbytes) / bytes_per_record) if bytes_per_record
+                  else sum(b.data.count(b"\n") for b in self.blocks) + len(nbytes))
+        return blocks + len(self.lines) + len(self.objects) + sum(self.rejected.values())
 
     def span(self) -> str | None:
         """Where its records came from, for refusals that cannot point at one record: the byte

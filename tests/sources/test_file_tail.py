@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 
 from exporter.config import FileSourceConfig
 from exporter.ingest.records import RecordSpec, parse_predictions
-from exporter.sources import SOURCE_TYPES, FileTailSource, build_source
+from exporter.sources import SOURCE_TYPES, FileTailSource, build_source, file_tail
 from exporter.sources.base import Poll
 from tests.helpers import append
 
@@ -236,11 +236,11 @@ def test_unreadable_path_counts_an_error_and_other_files_are_still_read(tmp_path
     src.close()
 
 
-def test_ten_megabyte_line_is_skipped_without_holding_it(tmp_path: Path) -> None:
+def test_a_24_megabyte_line_is_skipped_without_holding_it(tmp_path: Path) -> None:
     log = tmp_path / "a.jsonl"
-    big = b'{"id": "' + b"x" * (10 << 20) + b'"}'
+    big = b'{"id": "' + b"x" * (24 << 20) + b'"}'
     log.write_bytes(b'{"id": "before"}\n' + big + b'\n{"id": "after"}\n')
-    src = make(log, max_line_bytes=1 << 20, max_bytes_per_poll=16 << 20)  # the whole file in one poll
+    src = make(log, max_line_bytes=1 << 20, max_bytes_per_poll=32 << 20)  # the whole file in one poll
     tracemalloc.start()
     try:
         poll = src.poll(1.0)
@@ -250,7 +250,7 @@ def test_ten_megabyte_line_is_skipped_without_holding_it(tmp_path: Path) -> None
     src.commit(poll.token)
     assert poll.lines == [b'{"id": "before"}', b'{"id": "after"}']
     assert poll.rejected == {"line_too_long": 1}
-    assert peak < 4 << 20, peak  # a chunk or two, never the 10 MB line
+    assert peak < 3 * file_tail._CHUNK + (2 << 20), peak  # a read, its slices and the limit; never the line
     src.close()
 
 
@@ -487,17 +487,17 @@ def test_every_complete_line_is_returned_exactly_once(steps: list[tuple[str, Any
 
 
 def test_a_poll_hands_over_one_block_per_file_split_only_where_a_line_was_skipped(tmp_path: Path) -> None:
-    """The 1 MiB reads of a poll are joined into one block (one scan and one batch downstream),
+    """The 4 MiB reads of a poll are joined into one block (one scan and one batch downstream),
     each block's bytes exactly the file's at its offset; a too-long line skipped as it streamed
     past is not in any block, so the blocks before and after it stay apart."""
     log = tmp_path / "a.jsonl"
-    lines = [b'{"id":"r%d","pad":"%s"}' % (i, b"p" * (i % 90)) for i in range(60_000)]  # ~3.8 MiB
+    lines = [b'{"id":"r%d","pad":"%s"}' % (i, b"p" * (i % 90)) for i in range(90_000)]  # ~5.7 MiB: 2 reads
     head = b"\n".join(lines) + b"\n"
-    long_line = b"z" * (3 << 20)  # longer than one read and than the limit: skipped while read
+    long_line = b"z" * (9 << 20)  # longer than two reads and than the limit: skipped while read
     tail = b'{"id":"after"}\n{"id":"last"}\n'
     log.write_bytes(head + long_line + b"\n" + tail)
     src = FileTailSource(FileSourceConfig(name="p", kind="predictions", path=str(log), max_line_bytes=1 << 20),
-                         max_bytes_per_poll=16 << 20)
+                         max_bytes_per_poll=32 << 20)
     poll = src.poll(1.0)
     data = log.read_bytes()
     assert [(b.offset, len(b.data)) for b in poll.blocks] == [(0, len(head) - 1), (len(data) - len(tail),
