@@ -154,7 +154,8 @@ def multiclass_model(name: str = "intent", n_classes: int = 5, max_pending: int 
     )
 
 
-def file_config(model: ModelConfig, pred_path: str, label_path: str, ingest_threads: int = 1) -> Config:
+def file_config(model: ModelConfig, pred_path: str, label_path: str,
+                ingest_threads: int = GlobalConfig().ingest_threads) -> Config:
     return Config(
         global_=GlobalConfig(poll_interval=5.0, windows=WINDOWS, ingest_threads=ingest_threads),
         models=(model,),

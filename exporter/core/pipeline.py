@@ -169,9 +169,9 @@ class Pipeline:
             due = [src for src in ordered if src.due(now)]
             for i, src in enumerate(due):
                 self._pace_labels(src, read)
-                started = self.timer()
+                poll_started = self.timer()
                 poll = src.poll(now)
-                reading = self.timer() - started
+                reading = self.timer() - poll_started
                 src.poll_budget = None
                 self._backlog[src.name] = poll.backlog
                 st = self.source_stats[src.name]  # counting a 4 MiB poll's newlines costs ~1 ms

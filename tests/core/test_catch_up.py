@@ -23,7 +23,7 @@ MAX_PENDING = 400
 T0 = 1_800_000_000.0
 
 
-def _pipeline(tmp: Path, timer: Callable[[], float] | None = None) -> Pipeline:
+def _pipeline(tmp: Path, timer: Callable[[], float] | None = None, threads: int = 1) -> Pipeline:
     with (tmp / "predictions.jsonl").open("w") as f:
         for i in range(N):
             f.write(f'{{"id":"r{i}","model_version":"1","timestamp":{T0 + i * 0.01},"prediction":{i % 2},'
@@ -32,7 +32,8 @@ def _pipeline(tmp: Path, timer: Callable[[], float] | None = None) -> Pipeline:
                         join=JoinConfig(ttl=3600.0, max_pending=MAX_PENDING))
     preds = FileSourceConfig(name="p", kind="predictions", path=str(tmp / "predictions.jsonl"), model="m",
                              max_line_bytes=4096)
-    cfg = Config(global_=GlobalConfig(windows=(Window("1h", 3600.0),)), models=(model,), sources=(preds,))
+    cfg = Config(global_=GlobalConfig(windows=(Window("1h", 3600.0),), ingest_threads=threads), models=(model,),
+                 sources=(preds,))
     source = FileTailSource(preds, max_bytes_per_poll=BUDGET)
     return Pipeline(cfg, FakeClock(T0 + 60.0), sources=[source], timer=timer or time.perf_counter)
 
@@ -79,6 +80,21 @@ def test_a_cycle_stops_catching_up_after_its_time(tmp_path: Path) -> None:
         cycles += 1
     assert p.source_stats["p"].records == N
     assert cycles >= N // first - 1
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_the_catch_up_time_counts_from_the_start_of_the_cycle(tmp_path: Path, threads: int,
+                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    """A timer that moves 20 ms per reading: a poll takes well under the second, the cycle as a
+    whole passes it after a few polls and stops there (not after the whole backlog, as a limit
+    measured from each poll's start would)."""
+    monkeypatch.setattr(pipeline_module, "USABLE_CORES", 2)
+    ticks = itertools.count()
+    p = _pipeline(tmp_path, timer=lambda: 0.02 * next(ticks), threads=threads)
+    p.run_cycle()
+    assert p.has_backlog
+    polls = int(p.source_stats["p"].poll_duration.count)
+    assert 2 <= polls <= 12, polls  # ~7 readings a poll: 1 s is ~7 polls, the backlog ~27
 
 
 def test_the_round_cap_ends_a_cycle_whose_clock_does_not_move(tmp_path: Path,
