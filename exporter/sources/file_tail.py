@@ -23,8 +23,8 @@ Rules, in the order they are applied on each poll:
   deleted) is read to its end through the open descriptor. It is dropped once it has been at
   its end for ``rotate_wait`` seconds since it left the glob, which gives a writer that still
   holds it open time to finish. A final line without a newline is never returned.
-* **Truncation** (copytruncate): when a file is shorter than its committed offset it is read
-  again from 0.
+* **Truncation** (copytruncate): when a file is shorter than the offset the last poll reached
+  it is read again from 0.
 * **Blocks.** Complete lines are handed over as byte blocks (one per file and poll, read 4 MiB
   at a time; a skipped too-long line starts a new block), never split here: the parser
   (``exporter.ingest.block_parser``) splits and decodes a block in C. Each block carries its

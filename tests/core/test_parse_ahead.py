@@ -153,3 +153,61 @@ def test_a_parse_that_fails_on_the_thread_fails_the_cycle(tmp_path: Path) -> Non
     p.run_cycle()
     assert p.source_stats["l"].records == reference.source_stats["l"].records
     assert p.source_stats["p"].records == reference.source_stats["p"].records
+
+
+def test_in_order_applies_every_item_in_order_at_most_depth_ahead() -> None:
+    """The loop alone: results applied in the items' order, parsing on one other thread, and never
+    more than ``depth`` items parsed or being parsed beside the one applied (what bounds memory)."""
+    from exporter.core.parse_ahead import in_order
+
+    pulled: list[int] = []
+    applied: list[tuple[int, int]] = []
+    threads: set[str] = set()
+    most = 0
+
+    def items() -> Any:
+        for i in range(50):
+            pulled.append(i)
+            yield i
+
+    def parse(i: int) -> int:
+        threads.add(threading.current_thread().name)
+        return i * i
+
+    def apply(i: int, parsed: int) -> None:
+        nonlocal most
+        most = max(most, len(pulled) - len(applied) - 1)  # pulled, not yet applied, besides this one
+        applied.append((i, parsed))
+
+    assert in_order(items(), parse, apply, depth=2) == 50
+    assert applied == [(i, i * i) for i in range(50)]
+    assert most == 2
+    assert len(threads) == 1 and threading.current_thread().name not in threads
+
+
+@pytest.mark.parametrize("fails", ["parse", "apply"])
+def test_in_order_stops_at_a_failure_and_reads_no_further(fails: str) -> None:
+    from exporter.core.parse_ahead import in_order
+
+    pulled: list[int] = []
+    applied: list[int] = []
+
+    def items() -> Any:
+        for i in range(50):
+            pulled.append(i)
+            yield i
+
+    def parse(i: int) -> int:
+        if fails == "parse" and i == 5:
+            raise ValueError("planted")
+        return i
+
+    def apply(i: int, parsed: int) -> None:
+        if fails == "apply" and i == 5:
+            raise ValueError("planted")
+        applied.append(i)
+
+    with pytest.raises(ValueError, match="planted"):
+        in_order(items(), parse, apply, depth=2)
+    assert applied == [0, 1, 2, 3, 4]
+    assert len(pulled) == 8  # the failed item and the two queued behind it
