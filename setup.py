@@ -11,8 +11,7 @@ setup(
         Extension(
             "exporter.ingest._linescan",
             sources=["exporter/ingest/_linescan.c"],
-            extra_compile_args=["-O2", "-std=c11", "-pthread", "-Wall", "-Wextra", "-Wno-missing-field-initializers"],
-            extra_link_args=["-pthread"],
+            extra_compile_args=["-O2", "-std=c11", "-Wall", "-Wextra", "-Wno-missing-field-initializers"],
             optional=True,
         ),
         Extension(

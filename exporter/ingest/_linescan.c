@@ -39,11 +39,11 @@
  * (repr's 17 included) and a power of ten from -21 to 19 by exact 128-bit integer arithmetic and
  * one rounding; anything else by CPython's own PyOS_string_to_double, which needs the GIL.
  *
- * Threads: a block is scanned in chunks of lines. Each chunk is first scanned without the GIL
- * (with threads=2, its two halves at once, each with its own Worker state): tokens, doubles and
- * probabilities are kept per line. Then, with the GIL, its taken lines are committed in order
- * (the Python strings and dicts), and a line whose number only PyOS_string_to_double can read
- * is scanned again there. The scanner's tables are only read while threads run.
+ * The GIL: a block is scanned in chunks of lines. Each chunk is first scanned without the GIL
+ * (so the pipeline thread runs meanwhile: the pipeline parses on a thread of its own): tokens,
+ * doubles and probabilities are kept per line. Then, with the GIL, its taken lines are committed
+ * in order (the Python strings and dicts), and a line whose number only PyOS_string_to_double can
+ * read is scanned again there. The scanner's tables are only read while the GIL is released.
  *
  * One file of ~1,250 lines, over the house's 400, on purpose: one translation unit lets the
  * compiler inline the scanning functions into each other (the hot loop), and its parts (the JSON
@@ -52,7 +52,6 @@
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 #include <math.h>
-#include <pthread.h>
 #include <stdint.h>
 #include <string.h>
 
@@ -117,8 +116,8 @@ typedef struct {
     uint64_t cache_hash[CACHE_SIZE];
 } Scanner;
 
-/* The state of one line's scan, one per thread: the scanner itself is read-only while lines are
- * scanned, so two threads can scan halves of a block without the GIL. */
+/* The state of one line's scan: the scanner itself is read-only while lines are scanned, so they
+ * are scanned without the GIL. */
 typedef struct {
     uint32_t line_gen;
     uint32_t seen[MAX_NODES]; /* line_gen of the line that set this node: a repeated key */
@@ -986,10 +985,10 @@ static int row_set(Scanner *sc, Column *cols, const Token *tok, const Prob *prob
     return set == -1 ? -3 : set;
 }
 
-/* ---- scanning a block: lines in chunks, each chunk scanned (by two threads, without the GIL,
- * when asked and big enough) and then committed in order with the GIL ------------------------- */
+/* ---- scanning a block: lines in chunks, each chunk scanned without the GIL and then committed
+ * in order with it ---------------------------------------------------------------------------- */
 
-#define MIN_PART 256 /* lines: below twice this a chunk is scanned by one thread */
+#define MIN_PART 256 /* lines: the smallest chunk */
 
 typedef struct {
     const Scanner *sc;
@@ -1007,8 +1006,8 @@ typedef struct {
     int oom;
 } Part;
 
-static void *scan_part(void *arg) {
-    Part *pt = arg;
+/* Scans one chunk's lines without the GIL (see "The GIL" above). */
+static void scan_part(Part *pt) {
     const Scanner *sc = pt->sc;
     int ns = sc->n_slots;
     pt->plen = 0;
@@ -1026,7 +1025,7 @@ static void *scan_part(void *arg) {
             Prob *grown = realloc(pt->pstore, cap * sizeof(Prob));
             if (grown == NULL) {
                 pt->oom = 1;
-                return NULL;
+                return;
             }
             pt->pstore = grown;
             pt->pcap = cap;
@@ -1036,18 +1035,16 @@ static void *scan_part(void *arg) {
         pt->pcount[r] = (uint8_t)np;
         pt->plen += (size_t)np;
     }
-    return NULL;
 }
 
 static PyObject *Scanner_scan(Scanner *sc, PyObject *args) {
     Py_buffer data, starts_buf, ends_buf;
-    int threads = 1;
-    if (!PyArg_ParseTuple(args, "y*y*y*|i", &data, &starts_buf, &ends_buf, &threads)) return NULL;
+    if (!PyArg_ParseTuple(args, "y*y*y*", &data, &starts_buf, &ends_buf)) return NULL;
     PyObject *result = NULL, *mask = NULL, *out_cols = NULL;
     Column *cols = NULL;
     Worker *workers = NULL;
-    Part parts[2];
-    memset(parts, 0, sizeof(parts));
+    Part part;
+    memset(&part, 0, sizeof(part));
     int ns = sc->n_slots;
     Py_ssize_t chunk = 32768 / (ns ? ns : 1);
     if (chunk < MIN_PART) chunk = MIN_PART;
@@ -1070,7 +1067,7 @@ static PyObject *Scanner_scan(Scanner *sc, PyObject *args) {
         }
     }
     cols = PyMem_Calloc((size_t)(ns ? ns : 1), sizeof(Column));
-    workers = PyMem_Calloc(3, sizeof(Worker)); /* two scanning, one for lines scanned again with the GIL */
+    workers = PyMem_Calloc(2, sizeof(Worker)); /* one scanning, one for lines scanned again with the GIL */
     status = PyMem_Malloc((size_t)chunk);
     tok = PyMem_Malloc((size_t)chunk * (size_t)(ns ? ns : 1) * sizeof(Token));
     num = PyMem_Malloc((size_t)chunk * (size_t)(ns ? ns : 1) * sizeof(double));
@@ -1105,31 +1102,19 @@ static PyObject *Scanner_scan(Scanner *sc, PyObject *args) {
             if ((cols[k].flat = PyByteArray_FromStringAndSize(NULL, 2 * n * 8)) == NULL) goto done;
         }
     }
-    for (int t = 0; t < 2; t++) {
-        parts[t] = (Part){sc, &workers[t], (const char *)data.buf, starts, ends, 0, 0, 0, status, tok, num,
-                          NULL, 0, 0, poff, pcount, 0};
-    }
-    Worker *again = &workers[2];
+    part = (Part){sc, &workers[0], (const char *)data.buf, starts, ends, 0, 0, 0, status, tok, num,
+                  NULL, 0, 0, poff, pcount, 0};
+    Worker *again = &workers[1];
     again->allow_slow = 1;
     double again_num[MAX_NODES];
     Py_ssize_t taken = 0;
     for (Py_ssize_t c0 = 0; c0 < n; c0 += chunk) {
         Py_ssize_t c1 = c0 + chunk < n ? c0 + chunk : n;
-        int two = threads > 1 && c1 - c0 >= 2 * MIN_PART;
-        Py_ssize_t mid = two ? c0 + (c1 - c0) / 2 : c1;
-        parts[0].lo = c0, parts[0].hi = mid, parts[0].chunk0 = c0;
-        parts[1].lo = mid, parts[1].hi = c1, parts[1].chunk0 = c0;
+        part.lo = c0, part.hi = c1, part.chunk0 = c0;
         Py_BEGIN_ALLOW_THREADS
-        pthread_t th;
-        int started = two && pthread_create(&th, NULL, scan_part, &parts[1]) == 0;
-        scan_part(&parts[0]);
-        if (started) {
-            pthread_join(th, NULL);
-        } else if (two) {
-            scan_part(&parts[1]); /* no thread to be had: this one does both halves */
-        }
+        scan_part(&part);
         Py_END_ALLOW_THREADS
-        if (parts[0].oom || parts[1].oom) {
+        if (part.oom) {
             PyErr_NoMemory();
             goto done;
         }
@@ -1145,7 +1130,7 @@ static PyObject *Scanner_scan(Scanner *sc, PyObject *args) {
                 if (set == -2) continue;
                 if (commit(sc, cols, taken, again->tok, again_num, again->probs, again->n_probs, set) < 0) goto done;
             } else if (st == 1) {
-                const Part *pt = i < mid ? &parts[0] : &parts[1];
+                const Part *pt = &part;
                 const Prob *probs = pcount[r] ? pt->pstore + poff[r] : NULL;
                 int set = row_set(sc, cols, tok + r * ns, probs, pcount[r]);
                 if (set == -3) goto done;
@@ -1177,8 +1162,7 @@ done:
     Py_XDECREF(mask);
     Py_XDECREF(out_cols);
     if (cols) free_columns(cols, ns);
-    free(parts[0].pstore);
-    free(parts[1].pstore);
+    free(part.pstore);
     PyMem_Free(workers);
     PyMem_Free(status);
     PyMem_Free(tok);
@@ -1193,9 +1177,9 @@ done:
 
 static PyMethodDef Scanner_methods[] = {
     {"scan", (PyCFunction)Scanner_scan, METH_VARARGS,
-     "scan(data, starts, ends, threads=1) -> (taken, mask, columns)\n\n"
-     "starts/ends: int64 line bounds into data. threads: 2 scans each chunk of lines in two halves\n"
-     "at once, without the GIL. mask: a bytearray, 1 for each line taken. columns: per slot\n"
+     "scan(data, starts, ends) -> (taken, mask, columns)\n\n"
+     "starts/ends: int64 line bounds into data, scanned without the GIL. mask: a bytearray, 1 for\n"
+     "each line taken. columns: per slot\n"
      "(list, doubles, ts_kinds), over the taken lines only."},
     {NULL, NULL, 0, NULL},
 };

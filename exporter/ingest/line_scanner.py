@@ -70,13 +70,9 @@ _SLOT_KIND = {  # canonical field -> the scanner's rule for it (the C header lis
 class LineScanner:
     """One source's scanner: the mapped paths of its field mapping, in a fixed slot order."""
 
-    def __init__(self, kind: str, spec: RecordSpec, paths: Mapping[str, tuple[str, ...]], threads: int = 1) -> None:
+    def __init__(self, kind: str, spec: RecordSpec, paths: Mapping[str, tuple[str, ...]]) -> None:
         """``paths``: canonical name -> key path, as the block parser maps them (only the fields
         that are not fixed by the source), plus ``features`` when the model monitors features.
-        ``threads``: 2 scans each chunk's two halves at once (cut to the cores the process may
-        use). Nothing in the exporter sets it any more: on the 2-core machine it was slower end to
-        end than parsing a poll ahead while the one before is applied (``global.ingest_threads``),
-        which is what the second core does now; a test keeps the path equal to one thread.
 
         Raises ValueError when the extension is missing or cannot take this mapping (clashing
         paths, keys that are not UTF-8)."""
@@ -97,7 +93,6 @@ class LineScanner:
         self._scanner = _linescan.Scanner(encoded, kinds, UNKNOWN_VERSION)
         self._slot = {n: i for i, n in enumerate(self.names)}
         self._n_named = len(self.names)
-        self.threads = max(1, min(threads, USABLE_CORES))
 
     def _kind_of(self, name: str) -> int:
         if name == "model" and self.kind == "labels":
@@ -105,19 +100,17 @@ class LineScanner:
         return int(getattr(_linescan, _SLOT_KIND[name]))
 
     @classmethod
-    def build(cls, kind: str, spec: RecordSpec, paths: Mapping[str, tuple[str, ...]],
-              threads: int = 1) -> LineScanner | None:
+    def build(cls, kind: str, spec: RecordSpec, paths: Mapping[str, tuple[str, ...]]) -> LineScanner | None:
         """The scanner for this mapping, or None where there is none (not built, clashing paths)."""
         try:
-            return cls(kind, spec, paths, threads)
+            return cls(kind, spec, paths)
         except ValueError:
             return None
 
     def scan(self, data: bytes, starts: IntArray, ends: IntArray, now: float) -> tuple[BoolArray, Scanned]:
         """Which of the lines ``data[starts[i]:ends[i]]`` the scanner took, and their columns."""
         taken, mask, cols = self._scanner.scan(
-            data, np.ascontiguousarray(starts, dtype=np.int64), np.ascontiguousarray(ends, dtype=np.int64),
-            self.threads)
+            data, np.ascontiguousarray(starts, dtype=np.int64), np.ascontiguousarray(ends, dtype=np.int64))
         return np.frombuffer(mask, dtype=np.bool_), Scanned(self, int(taken), cols, now)
 
 
