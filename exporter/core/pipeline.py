@@ -35,6 +35,7 @@ from exporter.core.reporting import build_report
 from exporter.core.source_stats import SourceStats
 from exporter.core.versions import VersionState
 from exporter.foundation.clock import Clock
+from exporter.foundation.cores import USABLE_CORES
 from exporter.foundation.reject_reasons import DUPLICATE, TOO_MANY_VERSIONS, UNKNOWN_CLASS, UNKNOWN_MODEL
 from exporter.ingest.batch_ops import (
     encode_by_value,
@@ -48,7 +49,6 @@ from exporter.ingest.batch_ops import (
 )
 from exporter.ingest.batches import LabelBatch, ParseResult, PredictionBatch, id_keys
 from exporter.ingest.block_parser import BlockParser
-from exporter.ingest.line_scanner import USABLE_CORES
 from exporter.ingest.records import UNKNOWN_VERSION, RecordSpec
 from exporter.report.model import Report
 from exporter.sources import build_source

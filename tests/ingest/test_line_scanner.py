@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 import pytest
 
+from exporter.foundation import cores as cores_module
 from exporter.ingest import line_scanner
 from exporter.ingest.batch_ops import positive_probabilities
 from exporter.ingest.batches import ProbabilityTable, concat_batches
@@ -306,7 +307,7 @@ def test_usable_cores_follow_the_cgroup_quota(tmp_path: Any, files: dict[str, st
         (tmp_path / name).parent.mkdir(exist_ok=True)
         (tmp_path / name).write_text(text)
     affinity = len(os.sched_getaffinity(0))
-    assert line_scanner.usable_cores(tmp_path) == (affinity if cores is None else min(cores, affinity))
+    assert cores_module.usable_cores(tmp_path) == (affinity if cores is None else min(cores, affinity))
 
 
 @pytest.mark.parametrize(("text", "threads"), [("", 2), ("global: {ingest_threads: 1}\n", 1),
@@ -321,7 +322,7 @@ def test_ingest_threads_reach_the_pipeline_cut_to_the_usable_cores(tmp_path: Any
                       f"sources: [{{name: p, kind: predictions, type: file, path: '{tmp_path}/p.jsonl', model: m}},\n"
                       f"          {{name: l, kind: labels, type: file, path: '{tmp_path}/l.jsonl'}}]\n")
     pipeline = Pipeline(load_config(config))
-    assert pipeline._ingest_threads == min(threads, line_scanner.USABLE_CORES)
+    assert pipeline._ingest_threads == min(threads, cores_module.USABLE_CORES)
     assert all(parser._scanner is not None for parser in pipeline._parsers.values())
 
 
