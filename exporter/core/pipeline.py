@@ -143,7 +143,7 @@ class Pipeline:
         try:
             polls = self._polls(now, started)
             applied = 0
-            if self._parse_ahead(now):
+            if self._parses_ahead(now):
                 applied = parse_ahead.in_order(polls, self._parse, self._apply, PARSE_AHEAD)
             else:
                 for polled in polls:
@@ -180,7 +180,7 @@ class Pipeline:
             if not self.has_backlog or self.timer() - started >= CATCH_UP_SECONDS or rounds == MAX_CATCH_UP_ROUNDS:
                 return
 
-    def _parse_ahead(self, now: float) -> bool:
+    def _parses_ahead(self, now: float) -> bool:
         """Whether this cycle parses on a second thread while it applies (``global.ingest_threads:
         2``, ``parse_ahead``): only where every due source reads ahead, since a poll is then made
         before the one before it is committed. The sources stay on this thread (they are not

@@ -36,8 +36,6 @@ except ImportError:  # built without a C compiler: the msgspec path does all the
 
 AVAILABLE: bool = _linescan is not None
 
-
-
 _SLOT_KIND = {  # canonical field -> the scanner's rule for it (the C header lists them)
     "id": "K_ID", "model": "K_TEXT", "prediction": "K_TEXT", "label": "K_TEXT", "model_version": "K_VERSION",
     "confidence": "K_CONF", "probabilities": "K_PROBS", "timestamp": "K_TS",
