@@ -4,8 +4,8 @@
  * Why it exists: decoding with msgspec builds a Python object per record and per field, and
  * pulling the columns out of them costs as much again; together they were half of ingest. This
  * scanner reads each line once, validates all of it as JSON, and keeps only the values of the
- * mapped paths, written straight into columns (C doubles for numbers, Python strings only for
- * the text the batch holds, the ids also as Arrow-style bytes with their hashes).
+ * mapped paths, written straight into columns (C doubles for numbers, codes into a table of
+ * distinct texts, the ids as Arrow-style bytes with their hashes and as the strings the batch holds).
  *
  * It never refuses a record. A line it takes is a complete, valid JSON object whose mapped values
  * all have their usual, valid form (below); for any other line it says "not mine" (a 0 in the
@@ -31,7 +31,8 @@
  *            _feature makes nested values).
  * Anything else in a mapped place (escapes, -0 or a float as text, booleans as numbers, NaN or
  * Infinity literals, numbers beyond double range, a repeated mapped key, a key with escapes on a
- * mapped level, nesting deeper than 64) leaves the line to the other paths.
+ * mapped level, nesting deeper than 64) leaves the line to the other paths, and so does a line
+ * that would bring a scan's distinct texts (of all text slots) past 1,024.
  *
  * Numbers: a JSON integer literal is an int to the reference and becomes float(int) (so -0 is
  * +0.0); other literals are float(text). Both are correctly rounded: up to 15 significant digits
@@ -39,11 +40,13 @@
  * (repr's 17 included) and a power of ten from -21 to 19 by exact 128-bit integer arithmetic and
  * one rounding; anything else by CPython's own PyOS_string_to_double, which needs the GIL.
  *
- * The GIL: a block is scanned in chunks of lines. Each chunk is first scanned without the GIL
- * (so the pipeline thread runs meanwhile: the pipeline parses on a thread of its own): tokens,
- * doubles and probabilities are kept per line. Then, with the GIL, its taken lines are committed
- * in order (the Python strings and dicts), and a line whose number only PyOS_string_to_double can
- * read is scanned again there. The scanner's tables are only read while the GIL is released.
+ * The GIL: a block is scanned without it, start to end, and each taken line is written straight
+ * into C buffers (numbers as doubles, texts as codes into the scan's table of distinct texts, ids
+ * as bytes and hashes): so the pipeline thread runs meanwhile (the pipeline parses on a thread of
+ * its own). A line whose number only PyOS_string_to_double can read stops the pass; it is scanned
+ * again and written with the GIL, and the pass goes on after it. Python objects are made at the
+ * end, with the GIL: one string per distinct text, per id and per textual timestamp. The scanner's
+ * tables are only read while the GIL is released.
  *
  * One file of ~1,250 lines, over the house's 400, on purpose: one translation unit lets the
  * compiler inline the scanning functions into each other (the hot loop), and its parts (the JSON
@@ -112,6 +115,8 @@ typedef struct {
     int probs_slot; /* the K_PROBS slot, -1 none */
     PyObject *keys;    /* bytes objects the nodes' keys point into */
     PyObject *unknown; /* the VERSION text for absent/null */
+    const char *unknown_utf8; /* its UTF-8, alive with it */
+    Py_ssize_t unknown_len;
     PyObject *cache_obj[CACHE_SIZE];
     uint64_t cache_hash[CACHE_SIZE];
 } Scanner;
@@ -633,12 +638,6 @@ static int text_ok(const Token *t, int bools) {
     return 0;
 }
 
-static PyObject *text_of(Scanner *sc, const Token *t, int cached) {
-    if (t->type == T_TRUE) return cached_text(sc, "1", 1);
-    if (t->type == T_FALSE) return cached_text(sc, "0", 1);
-    return cached ? cached_text(sc, t->s, t->len) : new_text(t->s, t->len);
-}
-
 /* Checks every slot of a scanned line and fills the doubles of numeric slots: 1 taken, 0 not
  * this scanner's, -1 a number needs the GIL (see to_double). */
 static int line_ok(const Scanner *sc, Worker *w, double *num) {
@@ -732,6 +731,7 @@ static int Scanner_init(Scanner *sc, PyObject *args, PyObject *kw) {
     Py_XSETREF(sc->keys, keys);
     Py_INCREF(unknown);
     Py_XSETREF(sc->unknown, unknown);
+    if ((sc->unknown_utf8 = PyUnicode_AsUTF8AndSize(unknown, &sc->unknown_len)) == NULL) return -1;
     /* node 0: the record itself */
     sc->n_nodes = 1;
     sc->nodes[0] = (Node){NULL, 0, -1, -1, -1, -1};
@@ -804,19 +804,64 @@ static void Scanner_dealloc(Scanner *sc) {
     Py_TYPE(sc)->tp_free((PyObject *)sc);
 }
 
-static int append_steal(PyObject *list, PyObject *item);
+/* ---- the columns ------------------------------------------------------------------------------
+ * A taken line is written straight into C buffers, without the GIL: numbers as doubles, texts as
+ * codes into the scan's table of distinct texts (classes, models and versions repeat on every
+ * line), ids as bytes with their hashes, probabilities as one run of doubles. Python objects are
+ * made once at the end of the scan: one string per distinct text, per id and per textual
+ * timestamp. */
 
 #define MAX_CLASS_SETS 64 /* distinct probability key lists per scan; a line with another is left */
+#define MAX_TEXTS 1024    /* distinct texts per scan; a line with another is left */
+#define TEXT_BUCKETS 2048 /* a power of 2, twice MAX_TEXTS */
+
+/* The scan's distinct texts, as spans of the first line that had each (the data is alive for the
+ * scan), found by their bytes. */
+typedef struct {
+    int n;
+    const char *s[MAX_TEXTS];
+    Py_ssize_t len[MAX_TEXTS];
+    uint64_t hash[MAX_TEXTS];
+    int16_t bucket[TEXT_BUCKETS]; /* -1: empty */
+} Texts;
+
+static uint64_t fnv1a(const char *s, Py_ssize_t len);
+
+/* The code of a text, registering it when new; -1 when the table is full. */
+static int text_code(Texts *tx, const char *s, Py_ssize_t len) {
+    uint64_t h = fnv1a(s, len);
+    for (size_t at = (size_t)h & (TEXT_BUCKETS - 1);; at = (at + 1) & (TEXT_BUCKETS - 1)) {
+        int code = tx->bucket[at];
+        if (code < 0) {
+            if (tx->n >= MAX_TEXTS) return -1;
+            code = tx->n++;
+            tx->s[code] = s;
+            tx->len[code] = len;
+            tx->hash[code] = h;
+            tx->bucket[at] = (int16_t)code;
+            return code;
+        }
+        if (tx->hash[code] == h && tx->len[code] == len && memcmp(tx->s[code], s, (size_t)len) == 0) return code;
+    }
+}
 
 typedef struct {
-    PyObject *list;   /* TEXT-like, TS texts; PROBS: the class lists (tuples of str) met, in order */
-    PyObject *values; /* bytearray of doubles: CONF, FEATURE, TS numbers, PROBS max */
-    PyObject *kinds;  /* TS: bytearray, 0 absent, 1 number, 2 text; PROBS: int32 class list per row, -1 none */
-    PyObject *flat;   /* PROBS: bytearray of doubles, every row's probabilities one after another;
-                       * ID: the ids' UTF-8 bytes one after another (kinds: int32 offsets, n + 1;
-                       * values: uint64 stable hashes, as exporter.ingest.ids.stable_id_hashes) */
-    Py_ssize_t flat_len;
-    /* PROBS: the class lists met, as spans of their first line (alive for the scan) */
+    const char *s;
+    Py_ssize_t len;
+} Span;
+
+typedef struct {
+    PyObject *values; /* bytearray of doubles: CONF, FEATURE, TS numbers, PROBS max; ID: uint64 hashes */
+    PyObject *codes;  /* bytearray: TEXT-like int32 text codes (-1 None); PROBS int32 class list (-1 none);
+                       * TS uint8 kinds (0 absent, 1 number, 2 text); ID int32 offsets (n + 1) */
+    char *flat;       /* malloc'd: ID the ids' bytes one after another; PROBS every row's doubles */
+    size_t flat_len, flat_cap; /* bytes */
+    Span *spans;      /* TS: each textual timestamp, in row order */
+    size_t n_spans, spans_cap; /* spans_cap: bytes */
+    const char *last_s; /* text slots: the previous row's text and its code */
+    Py_ssize_t last_len;
+    int last_code;
+    /* PROBS: the class lists met, as spans of their first line */
     int n_sets;
     int last_set;
     int set_len[MAX_CLASS_SETS];
@@ -824,14 +869,33 @@ typedef struct {
     Py_ssize_t set_keylen[MAX_CLASS_SETS][MAX_PROBS];
 } Column;
 
+typedef struct {
+    const Scanner *sc;
+    Column *cols;
+    Texts *texts;
+    Py_ssize_t taken;
+    int oom;
+} Out;
+
 static void free_columns(Column *cols, int n) {
     for (int k = 0; k < n; k++) {
-        Py_XDECREF(cols[k].list);
         Py_XDECREF(cols[k].values);
-        Py_XDECREF(cols[k].kinds);
-        Py_XDECREF(cols[k].flat);
+        Py_XDECREF(cols[k].codes);
+        free(cols[k].flat);
+        free(cols[k].spans);
     }
     PyMem_Free(cols);
+}
+
+static int grow(char **buf, size_t *cap, size_t need) {
+    if (need <= *cap) return 0;
+    size_t c = *cap ? *cap : 4096;
+    while (c < need) c *= 2;
+    char *g = realloc(*buf, c);
+    if (g == NULL) return -1;
+    *buf = g;
+    *cap = c;
+    return 0;
 }
 
 static int same_set(const Column *c, int set, const Prob *probs, int n_probs) {
@@ -843,25 +907,14 @@ static int same_set(const Column *c, int set, const Prob *probs, int n_probs) {
     return 1;
 }
 
-/* The index of the row's class list among those met, registering it (and its tuple of class
- * texts) when new; -2 when there are already MAX_CLASS_SETS (the line is then left), -1 on error. */
-static int class_set(Scanner *sc, Column *c, const Prob *probs, int n_probs) {
+/* The index of the row's class list among those met, registering it when new; -1 when there are
+ * already MAX_CLASS_SETS (the line is then left). */
+static int class_set(Column *c, const Prob *probs, int n_probs) {
     if (c->last_set >= 0 && same_set(c, c->last_set, probs, n_probs)) return c->last_set;
     for (int k = 0; k < c->n_sets; k++) {
         if (same_set(c, k, probs, n_probs)) return c->last_set = k;
     }
-    if (c->n_sets >= MAX_CLASS_SETS) return -2;
-    PyObject *t = PyTuple_New(n_probs);
-    if (t == NULL) return -1;
-    for (int i = 0; i < n_probs; i++) {
-        PyObject *key = cached_text(sc, probs[i].key, probs[i].keylen);
-        if (key == NULL) {
-            Py_DECREF(t);
-            return -1;
-        }
-        PyTuple_SET_ITEM(t, i, key);
-    }
-    if (append_steal(c->list, t) < 0) return -1;
+    if (c->n_sets >= MAX_CLASS_SETS) return -1;
     int k = c->n_sets++;
     c->set_len[k] = n_probs;
     for (int i = 0; i < n_probs; i++) {
@@ -869,13 +922,6 @@ static int class_set(Scanner *sc, Column *c, const Prob *probs, int n_probs) {
         c->set_keylen[k][i] = probs[i].keylen;
     }
     return c->last_set = k;
-}
-
-static int append_steal(PyObject *list, PyObject *item) {
-    if (item == NULL) return -1;
-    int r = PyList_Append(list, item);
-    Py_DECREF(item);
-    return r;
 }
 
 /* exporter.ingest.ids.stable_id_hashes of one id, bit for bit: SplitMix64's finaliser over its
@@ -902,158 +948,218 @@ static uint64_t stable_id_hash(const unsigned char *s, Py_ssize_t len) {
     return mix64(sum + (uint64_t)(len + 1) * golden);
 }
 
-/* The id's bytes and hash into the ID column's Arrow-style buffers (its text is appended apart). */
-static int add_id_key(Column *c, Py_ssize_t row, const Token *t) {
-    Py_ssize_t cap = PyByteArray_GET_SIZE(c->flat);
-    if (c->flat_len + t->len > cap) {
-        while (cap < c->flat_len + t->len) cap = cap * 2 + 64;
-        if (PyByteArray_Resize(c->flat, cap) < 0) return -1;
+/* The code of a TEXT-like token's text (booleans as "1" / "0"); -1 when the table is full. */
+static int token_code(Out *o, Column *c, const Token *t) {
+    const char *s = t->type == T_TRUE ? "1" : t->type == T_FALSE ? "0" : t->s;
+    Py_ssize_t len = t->type == T_TRUE || t->type == T_FALSE ? 1 : t->len;
+    if (c->last_code >= 0 && c->last_len == len && memcmp(c->last_s, s, (size_t)len) == 0) return c->last_code;
+    int code = text_code(o->texts, s, len);
+    if (code >= 0) {
+        c->last_s = s;
+        c->last_len = len;
+        c->last_code = code;
     }
-    memcpy(PyByteArray_AS_STRING(c->flat) + c->flat_len, t->s, (size_t)t->len);
-    c->flat_len += t->len;
-    ((int32_t *)PyByteArray_AS_STRING(c->kinds))[row + 1] = (int32_t)c->flat_len;
-    ((uint64_t *)PyByteArray_AS_STRING(c->values))[row] = stable_id_hash((const unsigned char *)t->s, t->len);
-    return 0;
+    return code;
 }
 
-/* One accepted line into the columns: its tokens, doubles and probabilities. */
-static int commit(Scanner *sc, Column *cols, Py_ssize_t row, const Token *tok, const double *num,
-                  const Prob *probs, int n_probs, int set) {
+/* One scanned line (its tokens, doubles and probabilities in w and num) into row o->taken of the
+ * columns: 1 taken, 0 left (a table full, an id column beyond 2 GiB), -1 out of memory. Nothing
+ * is appended before the line is known to fit, so a line left leaves no trace. Calls no Python
+ * API: it runs without the GIL. */
+static int commit(Out *o, const Worker *w, const double *num) {
+    const Scanner *sc = o->sc;
+    Py_ssize_t row = o->taken;
+    int code[MAX_NODES / 2];
+    int set = -1;
     for (int k = 0; k < sc->n_slots; k++) {
-        const Token *t = &tok[k];
-        Column *c = &cols[k];
-        double *v = c->values ? (double *)PyByteArray_AS_STRING(c->values) : NULL;
+        const Token *t = &w->tok[k];
+        Column *c = &o->cols[k];
         switch (sc->slot_kind[k]) {
         case K_ID:
-            if (append_steal(c->list, text_of(sc, t, 0)) < 0 || add_id_key(c, row, t) < 0) return -1;
-            break;
-        case K_TEXT:
-            if (append_steal(c->list, text_of(sc, t, 1)) < 0) return -1;
+            if (c->flat_len + (size_t)t->len > INT32_MAX) return 0;
             break;
         case K_VERSION:
         case K_OPTTEXT:
             if (t->type == T_ABSENT || t->type == T_NULL) {
-                PyObject *dflt = sc->slot_kind[k] == K_VERSION ? sc->unknown : Py_None;
-                if (PyList_Append(c->list, dflt) < 0) return -1;
-            } else if (append_steal(c->list, text_of(sc, t, 1)) < 0) {
-                return -1;
+                code[k] = sc->slot_kind[k] == K_OPTTEXT ? -1 : text_code(o->texts, sc->unknown_utf8, sc->unknown_len);
+                if (code[k] == -1 && sc->slot_kind[k] == K_VERSION) return 0;
+                break;
             }
+            /* fall through */
+        case K_TEXT:
+            if ((code[k] = token_code(o, c, t)) < 0) return 0;
+            break;
+        case K_PROBS:
+            if (t->type == T_OBJ && w->n_probs > 0 && (set = class_set(c, w->probs, w->n_probs)) < 0) return 0;
+            break;
+        }
+    }
+    for (int k = 0; k < sc->n_slots; k++) {
+        const Token *t = &w->tok[k];
+        Column *c = &o->cols[k];
+        double *v = c->values ? (double *)PyByteArray_AS_STRING(c->values) : NULL;
+        switch (sc->slot_kind[k]) {
+        case K_ID:
+            if (grow(&c->flat, &c->flat_cap, c->flat_len + (size_t)t->len) < 0) return -1;
+            memcpy(c->flat + c->flat_len, t->s, (size_t)t->len);
+            c->flat_len += (size_t)t->len;
+            ((int32_t *)PyByteArray_AS_STRING(c->codes))[row + 1] = (int32_t)c->flat_len;
+            ((uint64_t *)v)[row] = stable_id_hash((const unsigned char *)t->s, t->len);
+            break;
+        case K_TEXT:
+        case K_VERSION:
+        case K_OPTTEXT:
+            ((int32_t *)PyByteArray_AS_STRING(c->codes))[row] = code[k];
             break;
         case K_CONF:
         case K_FEATURE:
             v[row] = num[k];
             break;
-        case K_TS: {
-            char *kd = PyByteArray_AS_STRING(c->kinds);
+        case K_TS:
             v[row] = num[k];
-            kd[row] = t->type == T_NUM ? 1 : t->type == T_STR ? 2 : 0;
-            if (t->type == T_STR && append_steal(c->list, new_text(t->s, t->len)) < 0) return -1;
+            ((uint8_t *)PyByteArray_AS_STRING(c->codes))[row] = t->type == T_NUM ? 1 : t->type == T_STR ? 2 : 0;
+            if (t->type == T_STR) {
+                if (grow((char **)&c->spans, &c->spans_cap, (c->n_spans + 1) * sizeof(Span)) < 0) return -1;
+                c->spans[c->n_spans++] = (Span){t->s, t->len};
+            }
             break;
-        }
         case K_PROBS: {
-            int32_t *codes = (int32_t *)PyByteArray_AS_STRING(c->kinds);
+            int32_t *codes = (int32_t *)PyByteArray_AS_STRING(c->codes);
             if (set < 0) { /* absent, null or {}: none */
                 v[row] = NAN;
                 codes[row] = -1;
                 break;
             }
-            if (c->flat_len + n_probs > PyByteArray_GET_SIZE(c->flat) / 8) {
-                Py_ssize_t cap = PyByteArray_GET_SIZE(c->flat) / 8;
-                while (cap < c->flat_len + n_probs) cap = cap * 2 + 64;
-                if (PyByteArray_Resize(c->flat, cap * 8) < 0) return -1;
+            int np = w->n_probs;
+            if (grow(&c->flat, &c->flat_cap, c->flat_len + (size_t)np * sizeof(double)) < 0) return -1;
+            double *flat = (double *)(c->flat + c->flat_len);
+            double best = w->probs[0].value;
+            for (int i = 0; i < np; i++) {
+                flat[i] = w->probs[i].value;
+                if (w->probs[i].value > best) best = w->probs[i].value;
             }
-            double *flat = (double *)PyByteArray_AS_STRING(c->flat) + c->flat_len;
-            double best = probs[0].value;
-            for (int i = 0; i < n_probs; i++) {
-                flat[i] = probs[i].value;
-                if (probs[i].value > best) best = probs[i].value;
-            }
-            c->flat_len += n_probs;
+            c->flat_len += (size_t)np * sizeof(double);
             v[row] = best;
             codes[row] = set;
             break;
         }
         }
     }
-    return 0;
+    o->taken++;
+    return 1;
 }
 
-/* The row's class list (see class_set): -1 none, -2 leave the line, -3 error. */
-static int row_set(Scanner *sc, Column *cols, const Token *tok, const Prob *probs, int n_probs) {
-    if (sc->probs_slot < 0 || tok[sc->probs_slot].type != T_OBJ || n_probs == 0) return -1;
-    int set = class_set(sc, &cols[sc->probs_slot], probs, n_probs);
-    return set == -1 ? -3 : set;
-}
-
-/* ---- scanning a block: lines in chunks, each chunk scanned without the GIL and then committed
- * in order with it ---------------------------------------------------------------------------- */
-
-#define MIN_PART 256 /* lines: the smallest chunk */
-
-typedef struct {
-    const Scanner *sc;
-    Worker *w;
-    const char *base;
-    const int64_t *starts, *ends;
-    Py_ssize_t lo, hi, chunk0; /* lines lo..hi-1 of the block; chunk0: the chunk's first */
-    int8_t *status;            /* per line of the chunk: scan_line's result */
-    Token *tok;                /* per line of the chunk, n_slots each */
-    double *num;
-    Prob *pstore; /* this part's probabilities, pcount[i] of them from poff[i] */
-    size_t pcap, plen;
-    uint32_t *poff;
-    uint8_t *pcount;
-    int oom;
-} Part;
-
-/* Scans one chunk's lines without the GIL (see "The GIL" above). */
-static void scan_part(Part *pt) {
-    const Scanner *sc = pt->sc;
-    int ns = sc->n_slots;
-    pt->plen = 0;
-    for (Py_ssize_t i = pt->lo; i < pt->hi; i++) {
-        Py_ssize_t r = i - pt->chunk0;
-        double *num = pt->num + r * ns;
-        int st = scan_line(sc, pt->w, pt->base + pt->starts[i], pt->base + pt->ends[i], num);
-        pt->status[r] = (int8_t)st;
-        if (st != 1) continue;
-        memcpy(pt->tok + r * ns, pt->w->tok, (size_t)ns * sizeof(Token));
-        int np = pt->w->n_probs;
-        if (pt->plen + (size_t)np > pt->pcap) {
-            size_t cap = pt->pcap ? pt->pcap * 2 : 1024;
-            while (cap < pt->plen + (size_t)np) cap *= 2;
-            Prob *grown = realloc(pt->pstore, cap * sizeof(Prob));
-            if (grown == NULL) {
-                pt->oom = 1;
-                return;
+/* Lines lo.. of the block, without the GIL, until the end or a line whose number only CPython's
+ * parser reads (returned: the caller scans it again with the GIL). */
+static Py_ssize_t scan_lines(Out *o, Worker *w, const char *base, const int64_t *starts, const int64_t *ends,
+                             Py_ssize_t lo, Py_ssize_t n, char *mask) {
+    double num[MAX_NODES / 2];
+    for (Py_ssize_t i = lo; i < n; i++) {
+        int st = scan_line(o->sc, w, base + starts[i], base + ends[i], num);
+        if (st == -1) return i;
+        mask[i] = 0;
+        if (st == 1) {
+            int r = commit(o, w, num);
+            if (r < 0) {
+                o->oom = 1;
+                return n;
             }
-            pt->pstore = grown;
-            pt->pcap = cap;
+            mask[i] = (char)r;
         }
-        if (np) memcpy(pt->pstore + pt->plen, pt->w->probs, (size_t)np * sizeof(Prob));
-        pt->poff[r] = (uint32_t)pt->plen;
-        pt->pcount[r] = (uint8_t)np;
-        pt->plen += (size_t)np;
     }
+    return n;
+}
+
+/* A bytearray of size bytes (contents unset), or NULL with the exception set. */
+static PyObject *raw_bytes(Py_ssize_t size) { return PyByteArray_FromStringAndSize(NULL, size); }
+
+/* The Python objects of the scan's columns (the GIL held): see Scanner.scan's docstring. */
+static PyObject *finish(Scanner *sc, Out *o) {
+    Py_ssize_t taken = o->taken;
+    int ns = sc->n_slots;
+    PyObject *out_cols = PyList_New(ns);
+    if (out_cols == NULL) return NULL;
+    for (int k = 0; k < ns; k++) {
+        Column *c = &o->cols[k];
+        int kind = sc->slot_kind[k];
+        PyObject *list = Py_None, *flat = Py_None;
+        Py_INCREF(Py_None);
+        Py_INCREF(Py_None);
+        if (c->values && PyByteArray_Resize(c->values, taken * 8) < 0) goto fail;
+        if (c->codes) {
+            Py_ssize_t size = kind == K_ID ? (taken + 1) * 4 : kind == K_TS ? taken : taken * 4;
+            if (PyByteArray_Resize(c->codes, size) < 0) goto fail;
+        }
+        if (kind == K_ID || kind == K_PROBS) {
+            Py_SETREF(flat, PyByteArray_FromStringAndSize(c->flat ? c->flat : "", (Py_ssize_t)c->flat_len));
+            if (flat == NULL) goto fail;
+        }
+        if (kind == K_ID) {
+            Py_SETREF(list, PyList_New(taken));
+            if (list == NULL) goto fail;
+            const int32_t *off = (const int32_t *)PyByteArray_AS_STRING(c->codes);
+            for (Py_ssize_t i = 0; i < taken; i++) {
+                PyObject *s = new_text(c->flat + off[i], off[i + 1] - off[i]);
+                if (s == NULL) goto fail;
+                PyList_SET_ITEM(list, i, s);
+            }
+        } else if (kind == K_TS) {
+            Py_SETREF(list, PyList_New((Py_ssize_t)c->n_spans));
+            if (list == NULL) goto fail;
+            for (size_t i = 0; i < c->n_spans; i++) {
+                PyObject *s = new_text(c->spans[i].s, c->spans[i].len);
+                if (s == NULL) goto fail;
+                PyList_SET_ITEM(list, (Py_ssize_t)i, s);
+            }
+        } else if (kind == K_PROBS) {
+            Py_SETREF(list, PyList_New(c->n_sets));
+            if (list == NULL) goto fail;
+            for (int k2 = 0; k2 < c->n_sets; k2++) {
+                PyObject *t = PyTuple_New(c->set_len[k2]);
+                if (t == NULL) goto fail;
+                PyList_SET_ITEM(list, k2, t);
+                for (int i = 0; i < c->set_len[k2]; i++) {
+                    PyObject *key = cached_text(sc, c->set_key[k2][i], c->set_keylen[k2][i]);
+                    if (key == NULL) goto fail;
+                    PyTuple_SET_ITEM(t, i, key);
+                }
+            }
+        }
+        PyObject *item = PyTuple_Pack(4, list, c->values ? c->values : Py_None, c->codes ? c->codes : Py_None, flat);
+        Py_DECREF(list);
+        Py_DECREF(flat);
+        if (item == NULL) goto fail_cols;
+        PyList_SET_ITEM(out_cols, k, item);
+        continue;
+    fail:
+        Py_XDECREF(list);
+        Py_XDECREF(flat);
+        goto fail_cols;
+    }
+    PyObject *texts = PyTuple_New(o->texts->n);
+    if (texts == NULL) goto fail_cols;
+    for (int i = 0; i < o->texts->n; i++) {
+        PyObject *s = cached_text(sc, o->texts->s[i], o->texts->len[i]);
+        if (s == NULL) {
+            Py_DECREF(texts);
+            goto fail_cols;
+        }
+        PyTuple_SET_ITEM(texts, i, s);
+    }
+    PyObject *r = Py_BuildValue("(NN)", out_cols, texts);
+    return r;
+fail_cols:
+    Py_DECREF(out_cols);
+    return NULL;
 }
 
 static PyObject *Scanner_scan(Scanner *sc, PyObject *args) {
     Py_buffer data, starts_buf, ends_buf;
     if (!PyArg_ParseTuple(args, "y*y*y*", &data, &starts_buf, &ends_buf)) return NULL;
-    PyObject *result = NULL, *mask = NULL, *out_cols = NULL;
-    Column *cols = NULL;
-    Worker *workers = NULL;
-    Part part;
-    memset(&part, 0, sizeof(part));
+    PyObject *result = NULL, *mask = NULL, *cols_texts = NULL;
     int ns = sc->n_slots;
-    Py_ssize_t chunk = 32768 / (ns ? ns : 1);
-    if (chunk < MIN_PART) chunk = MIN_PART;
-    if (chunk > 4096) chunk = 4096;
-    int8_t *status = NULL;
-    Token *tok = NULL;
-    double *num = NULL;
-    uint32_t *poff = NULL;
-    uint8_t *pcount = NULL;
+    Out o = {sc, NULL, NULL, 0, 0};
+    Worker *workers = NULL;
     Py_ssize_t n = starts_buf.len / (Py_ssize_t)sizeof(int64_t);
     if (ends_buf.len != starts_buf.len) {
         PyErr_SetString(PyExc_ValueError, "starts and ends: int64 buffers of the same length");
@@ -1066,109 +1172,61 @@ static PyObject *Scanner_scan(Scanner *sc, PyObject *args) {
             goto done;
         }
     }
-    cols = PyMem_Calloc((size_t)(ns ? ns : 1), sizeof(Column));
-    workers = PyMem_Calloc(2, sizeof(Worker)); /* one scanning, one for lines scanned again with the GIL */
-    status = PyMem_Malloc((size_t)chunk);
-    tok = PyMem_Malloc((size_t)chunk * (size_t)(ns ? ns : 1) * sizeof(Token));
-    num = PyMem_Malloc((size_t)chunk * (size_t)(ns ? ns : 1) * sizeof(double));
-    poff = PyMem_Malloc((size_t)chunk * sizeof(uint32_t));
-    pcount = PyMem_Malloc((size_t)chunk);
-    mask = PyByteArray_FromStringAndSize(NULL, n);
-    if (cols == NULL || workers == NULL || status == NULL || tok == NULL || num == NULL || poff == NULL ||
-        pcount == NULL) {
+    o.cols = PyMem_Calloc((size_t)(ns ? ns : 1), sizeof(Column));
+    o.texts = PyMem_Malloc(sizeof(Texts));
+    workers = PyMem_Calloc(2, sizeof(Worker)); /* one without the GIL, one for lines scanned again with it */
+    if (o.cols == NULL || o.texts == NULL || workers == NULL) {
         PyErr_NoMemory();
         goto done;
     }
-    if (mask == NULL) goto done;
-    char *m = PyByteArray_AS_STRING(mask);
+    o.texts->n = 0;
+    memset(o.texts->bucket, 0xff, sizeof(o.texts->bucket));
+    if ((mask = raw_bytes(n)) == NULL) goto done;
     for (int k = 0; k < ns; k++) {
         int kind = sc->slot_kind[k];
-        if (kind != K_CONF && kind != K_FEATURE) {
-            if ((cols[k].list = PyList_New(0)) == NULL) goto done;
+        Column *c = &o.cols[k];
+        c->last_code = c->last_set = -1;
+        if (kind == K_CONF || kind == K_FEATURE || kind == K_TS || kind == K_PROBS || kind == K_ID) {
+            if ((c->values = raw_bytes(n * 8)) == NULL) goto done;
         }
-        if (kind == K_CONF || kind == K_FEATURE || kind == K_TS || kind == K_PROBS) {
-            if ((cols[k].values = PyByteArray_FromStringAndSize(NULL, n * 8)) == NULL) goto done;
-        }
-        if (kind == K_TS && (cols[k].kinds = PyByteArray_FromStringAndSize(NULL, n)) == NULL) goto done;
-        if (kind == K_ID) {
-            if ((cols[k].values = PyByteArray_FromStringAndSize(NULL, n * 8)) == NULL) goto done;
-            if ((cols[k].kinds = PyByteArray_FromStringAndSize(NULL, (n + 1) * 4)) == NULL) goto done;
-            if ((cols[k].flat = PyByteArray_FromStringAndSize(NULL, 16 * n)) == NULL) goto done;
-            ((int32_t *)PyByteArray_AS_STRING(cols[k].kinds))[0] = 0;
-        }
-        if (kind == K_PROBS) {
-            cols[k].last_set = -1;
-            if ((cols[k].kinds = PyByteArray_FromStringAndSize(NULL, n * 4)) == NULL) goto done;
-            if ((cols[k].flat = PyByteArray_FromStringAndSize(NULL, 2 * n * 8)) == NULL) goto done;
-        }
+        Py_ssize_t codes = kind == K_ID ? (n + 1) * 4 : kind == K_TS ? n : n * 4;
+        if (kind != K_CONF && kind != K_FEATURE && (c->codes = raw_bytes(codes)) == NULL) goto done;
+        if (kind == K_ID) ((int32_t *)PyByteArray_AS_STRING(c->codes))[0] = 0;
     }
-    part = (Part){sc, &workers[0], (const char *)data.buf, starts, ends, 0, 0, 0, status, tok, num,
-                  NULL, 0, 0, poff, pcount, 0};
+    char *m = PyByteArray_AS_STRING(mask);
+    const char *base = (const char *)data.buf;
     Worker *again = &workers[1];
     again->allow_slow = 1;
-    double again_num[MAX_NODES];
-    Py_ssize_t taken = 0;
-    for (Py_ssize_t c0 = 0; c0 < n; c0 += chunk) {
-        Py_ssize_t c1 = c0 + chunk < n ? c0 + chunk : n;
-        part.lo = c0, part.hi = c1, part.chunk0 = c0;
+    for (Py_ssize_t i = 0; i < n;) {
         Py_BEGIN_ALLOW_THREADS
-        scan_part(&part);
+        i = scan_lines(&o, &workers[0], base, starts, ends, i, n, m);
         Py_END_ALLOW_THREADS
-        if (part.oom) {
+        if (o.oom) {
             PyErr_NoMemory();
             goto done;
         }
-        for (Py_ssize_t i = c0; i < c1; i++) {
-            Py_ssize_t r = i - c0;
-            int st = status[r];
-            m[i] = 0;
-            if (st == -1) { /* a number only CPython's parser reads: this line again, with the GIL */
-                const char *base = (const char *)data.buf;
-                if (scan_line(sc, again, base + starts[i], base + ends[i], again_num) != 1) continue;
-                int set = row_set(sc, cols, again->tok, again->probs, again->n_probs);
-                if (set == -3) goto done;
-                if (set == -2) continue;
-                if (commit(sc, cols, taken, again->tok, again_num, again->probs, again->n_probs, set) < 0) goto done;
-            } else if (st == 1) {
-                const Part *pt = &part;
-                const Prob *probs = pcount[r] ? pt->pstore + poff[r] : NULL;
-                int set = row_set(sc, cols, tok + r * ns, probs, pcount[r]);
-                if (set == -3) goto done;
-                if (set == -2) continue;
-                if (commit(sc, cols, taken, tok + r * ns, num + r * ns, probs, pcount[r], set) < 0) goto done;
-            } else {
-                continue;
+        if (i >= n) break;
+        /* a number only CPython's parser reads: this line again, with the GIL */
+        double num[MAX_NODES / 2];
+        m[i] = 0;
+        if (scan_line(sc, again, base + starts[i], base + ends[i], num) == 1) {
+            int r = commit(&o, again, num);
+            if (r < 0) {
+                PyErr_NoMemory();
+                goto done;
             }
-            m[i] = 1;
-            taken++;
+            m[i] = (char)r;
         }
+        i++;
     }
-    out_cols = PyList_New(ns);
-    if (out_cols == NULL) goto done;
-    for (int k = 0; k < ns; k++) {
-        Column *c = &cols[k];
-        if (c->values && PyByteArray_Resize(c->values, taken * 8) < 0) goto done;
-        int kind = sc->slot_kind[k];
-        Py_ssize_t kinds_size = kind == K_PROBS ? taken * 4 : kind == K_ID ? (taken + 1) * 4 : taken;
-        if (c->kinds && PyByteArray_Resize(c->kinds, kinds_size) < 0) goto done;
-        if (c->flat && PyByteArray_Resize(c->flat, kind == K_ID ? c->flat_len : c->flat_len * 8) < 0) goto done;
-        PyObject *item = PyTuple_Pack(4, c->list ? c->list : Py_None, c->values ? c->values : Py_None,
-                                      c->kinds ? c->kinds : Py_None, c->flat ? c->flat : Py_None);
-        if (item == NULL) goto done;
-        PyList_SET_ITEM(out_cols, k, item);
-    }
-    result = Py_BuildValue("(nOO)", taken, mask, out_cols);
+    if ((cols_texts = finish(sc, &o)) == NULL) goto done;
+    result = Py_BuildValue("(nOOO)", o.taken, mask, PyTuple_GET_ITEM(cols_texts, 0), PyTuple_GET_ITEM(cols_texts, 1));
 done:
     Py_XDECREF(mask);
-    Py_XDECREF(out_cols);
-    if (cols) free_columns(cols, ns);
-    free(part.pstore);
+    Py_XDECREF(cols_texts);
+    if (o.cols) free_columns(o.cols, ns);
+    PyMem_Free(o.texts);
     PyMem_Free(workers);
-    PyMem_Free(status);
-    PyMem_Free(tok);
-    PyMem_Free(num);
-    PyMem_Free(poff);
-    PyMem_Free(pcount);
     PyBuffer_Release(&data);
     PyBuffer_Release(&starts_buf);
     PyBuffer_Release(&ends_buf);
@@ -1177,10 +1235,15 @@ done:
 
 static PyMethodDef Scanner_methods[] = {
     {"scan", (PyCFunction)Scanner_scan, METH_VARARGS,
-     "scan(data, starts, ends) -> (taken, mask, columns)\n\n"
+     "scan(data, starts, ends) -> (taken, mask, columns, texts)\n\n"
      "starts/ends: int64 line bounds into data, scanned without the GIL. mask: a bytearray, 1 for\n"
-     "each line taken. columns: per slot\n"
-     "(list, doubles, ts_kinds), over the taken lines only."},
+     "each line taken. texts: the distinct texts of the text slots. columns: per slot, over the\n"
+     "taken lines, (list, values, codes, flat):\n"
+     "  ID        (str per row, uint64 hashes, int32 offsets (n + 1), the ids' UTF-8 bytes)\n"
+     "  TEXT-like (None, None, int32 index into texts (-1: None), None)\n"
+     "  CONF, FEATURE (None, doubles, None, None)\n"
+     "  TS        (str per textual row, doubles, uint8 kinds (0 absent, 1 number, 2 text), None)\n"
+     "  PROBS     (class tuples met, doubles (row max), int32 class tuple (-1 none), all values)"},
     {NULL, NULL, 0, NULL},
 };
 

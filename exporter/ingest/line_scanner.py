@@ -84,35 +84,37 @@ class LineScanner:
 
     def scan(self, data: bytes, starts: IntArray, ends: IntArray, now: float) -> tuple[BoolArray, Scanned]:
         """Which of the lines ``data[starts[i]:ends[i]]`` the scanner took, and their columns."""
-        taken, mask, cols = self._scanner.scan(
+        taken, mask, cols, texts = self._scanner.scan(
             data, np.ascontiguousarray(starts, dtype=np.int64), np.ascontiguousarray(ends, dtype=np.int64))
-        return np.frombuffer(mask, dtype=np.bool_), Scanned(self, int(taken), cols, now)
+        return np.frombuffer(mask, dtype=np.bool_), Scanned(self, int(taken), cols, texts, now)
 
 
 class Scanned:
     """The output of one ``scan``: the taken lines' columns, converted once, and batches of any
     run of them (``part``)."""
 
-    def __init__(self, owner: LineScanner, n: int, cols: list[tuple[Any, Any, Any, Any]], now: float) -> None:
+    def __init__(self, owner: LineScanner, n: int, cols: list[tuple[Any, Any, Any, Any]], texts: tuple[str, ...],
+                 now: float) -> None:
         self.owner, self.n = owner, n
         self._keys: IdKeys  # the "id" slot is always mapped
         slot = owner._slot
+        table = as_objects([*texts, None])  # code -1 (None) picks the last
         named: dict[str, Any] = {}
         for name, i in slot.items():
-            texts, values, kinds, flat = cols[i]
+            objects, values, codes, flat = cols[i]
             if name == "timestamp":
                 named[name] = parse_timestamp_parts(
-                    np.frombuffer(values, dtype=np.float64), np.frombuffer(kinds, dtype=np.uint8), texts, now)
+                    np.frombuffer(values, dtype=np.float64), np.frombuffer(codes, dtype=np.uint8), objects, now)
             elif name == "confidence":
                 named[name] = np.frombuffer(values, dtype=np.float64)
             elif name == "probabilities":
-                named[name] = (_probability_table(texts, kinds, flat), np.frombuffer(values, dtype=np.float64))
+                named[name] = (_probability_table(objects, codes, flat), np.frombuffer(values, dtype=np.float64))
             elif name == "id":
-                named[name] = as_objects(texts)
-                encoded = pa.Array.from_buffers(pa.binary(), n, [None, pa.py_buffer(kinds), pa.py_buffer(flat)])
+                named[name] = as_objects(objects)
+                encoded = pa.Array.from_buffers(pa.binary(), n, [None, pa.py_buffer(codes), pa.py_buffer(flat)])
                 self._keys = IdKeys(encoded, np.frombuffer(values, dtype=np.uint64))
             else:
-                named[name] = as_objects(texts)
+                named[name] = table[np.frombuffer(codes, dtype=np.int32)]
         self._cols = named
         self._features = {f: np.frombuffer(cols[owner._n_named + j][1], dtype=np.float64)
                           for j, f in enumerate(owner.spec.feature_names)} if len(cols) > owner._n_named else {}

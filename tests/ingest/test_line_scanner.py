@@ -266,10 +266,11 @@ def test_text_that_is_not_utf8_is_left_not_raised() -> None:
     assert scanned.part(0, 1).batch.id.tolist() == ["\u00e9\U0001f600"]
 
 
-def test_a_block_scanned_in_chunks_gives_what_the_reference_gives() -> None:
-    """A block big enough to be scanned in chunks (each without the GIL, then committed with it):
-    lines left to the GIL pass (numbers only CPython's parser reads) and lines left to msgspec fall
-    across chunk edges, and the batch is the per-record reference's, row for row."""
+def test_lines_read_again_with_the_gil_keep_their_place() -> None:
+    """A block is scanned without the GIL until a line with a number only CPython's parser reads;
+    that line is scanned again and written with the GIL, and the pass goes on after it. With such
+    lines and lines left to msgspec scattered over a large block, the batch is the per-record
+    reference's, row for row."""
     rng = np.random.default_rng(11)
     lines: list[bytes] = []
     for i in range(12_000):
@@ -381,6 +382,22 @@ def test_more_class_lists_than_a_scan_keeps_go_on_to_msgspec() -> None:
     got = parser.parse_lines(lines, NOW)
     assert parser.native_records == 64  # MAX_CLASS_SETS in _linescan.c
     assert_same_result(got, _predictions_per_record(lines, SPEC, NOW, ()))
+
+
+def test_more_distinct_texts_than_a_scan_keeps_go_on_to_msgspec() -> None:
+    """Texts are codes into the scan's table of distinct texts (1,024: MAX_TEXTS in _linescan.c).
+    The version's "unknown" takes one entry, so the 1,024th class is the first text that does not
+    fit: that line and every later new class go on to msgspec, and the rows stay the reference's.
+    Later lines whose texts are in the table are still taken."""
+    lines = [json.dumps({"id": f"r{i}", "prediction": f"c{i}"}).encode() for i in range(1100)]
+    lines += [json.dumps({"id": f"s{i}", "prediction": f"c{i}", "model_version": "unknown"}).encode()
+              for i in range(5)]
+    parser = BlockParser("predictions", SPEC)
+    got = parser.parse_lines(lines, NOW)
+    assert parser.native_records == 1023 + 5
+    assert parser.fast_records == len(lines)
+    assert_same_result(got, _predictions_per_record(lines, SPEC, NOW, ()))
+    assert got.batch.prediction.tolist() == [f"c{i}" for i in range(1100)] + [f"c{i}" for i in range(5)]
 
 
 def test_tables_of_several_scans_join_into_one() -> None:
