@@ -31,7 +31,7 @@ import pyarrow as pa
 
 from exporter.core.arrival_buffer import ArrivalBuffer
 from exporter.core.joined_ids import JoinedIds
-from exporter.foundation.arrays import FloatArray, HashArray, ObjArray
+from exporter.foundation.arrays import FloatArray, HashArray, ObjArray, repeated
 from exporter.ingest.batch_ops import factorize
 from exporter.ingest.ids import encode_ids, stable_id_hashes
 
@@ -238,7 +238,7 @@ class Joiner:
                 (keys[0], keys[1]) if len(groups) == 1 else (keys[0].take(pa.array(rows)), keys[1][rows])
             buf.add(ids[rows], np.full(rows.size, now + self.orphan_ttl),
                     {"label": labels[rows], "label_ts": np.asarray(label_ts)[rows],
-                     "source": np.full(rows.size, source, dtype=object)}, h, encoded)
+                     "source": repeated(source, rows.size)}, h, encoded)
 
     def expire(self, now: float) -> tuple[dict[str, dict[str, npt.NDArray[Any]]], npt.NDArray[np.object_]]:
         """Apply the TTLs and the ``max_pending`` bounds, oldest first.
@@ -255,7 +255,7 @@ class Joiner:
                 expired[name] = gone
             n_orphans = int(mj.waiting.expire(now, mj.max_pending)["id"].size)
             if n_orphans:
-                orphans.append(np.full(n_orphans, name, dtype=object))
+                orphans.append(repeated(name, n_orphans))
             _, forgotten = mj.joined.expire(now, mj.max_pending)
             mj.forgotten_total += forgotten
         n_unnamed = int(self.unnamed.expire(now, self.unnamed_max)["id"].size)

@@ -1258,9 +1258,122 @@ static PyTypeObject ScannerType = {
     .tp_methods = Scanner_methods,
 };
 
+/* ---- line bounds and guards: the block parser's first steps, without the GIL ------------------- */
+
+#define LONG_LINE 2000   /* lines longer than this are checked for deep nesting and huge integers */
+#define MAX_BRACKETS 400 /* far below json's recursion limit (~1000 frames) */
+#define HUGE_INT 4000    /* int() refuses more than 4300 digits */
+
+/* Whether s is UTF-8 as utf8_ok says, eight ASCII bytes at a time where it can. */
+static int utf8_line_ok(const char *s, Py_ssize_t len) {
+    Py_ssize_t i = 0;
+    for (; i + 8 <= len; i += 8) {
+        uint64_t word;
+        memcpy(&word, s + i, 8);
+        if (word & 0x8080808080808080ULL) break;
+    }
+    return i >= len || utf8_ok(s + i, len - i);
+}
+
+/* A line the decoders must not see: see block_parser's module docstring ("Line guards"). */
+static int suspect_line(const char *s, Py_ssize_t len, Py_ssize_t max_line) {
+    if (len == 0 || len > max_line || s[0] != '{' || s[len - 1] != '}') return 1;
+    if (len > LONG_LINE) {
+        Py_ssize_t brackets = 0, run = 0;
+        for (Py_ssize_t i = 0; i < len; i++) {
+            char c = s[i];
+            brackets += c == '[' || c == '{';
+            run = IS_DIGIT(c) ? run + 1 : 0;
+            if (brackets > MAX_BRACKETS || run >= HUGE_INT) return 1;
+        }
+    }
+    return !utf8_line_ok(s, len);
+}
+
+static PyObject *linescan_line_bounds(PyObject *self, PyObject *args) {
+    (void)self;
+    Py_buffer data;
+    if (!PyArg_ParseTuple(args, "y*", &data)) return NULL;
+    const char *p = (const char *)data.buf, *end = p + data.len;
+    Py_ssize_t n = 0;
+    PyObject *starts = NULL, *ends = NULL, *result = NULL;
+    Py_BEGIN_ALLOW_THREADS
+    for (const char *s = p; s < end;) {
+        const char *nl = memchr(s, '\n', (size_t)(end - s));
+        const char *e = nl ? nl : end;
+        n += e > s;
+        s = e + 1;
+    }
+    Py_END_ALLOW_THREADS
+    if ((starts = PyByteArray_FromStringAndSize(NULL, n * 8)) == NULL ||
+        (ends = PyByteArray_FromStringAndSize(NULL, n * 8)) == NULL)
+        goto done;
+    int64_t *st = (int64_t *)PyByteArray_AS_STRING(starts), *en = (int64_t *)PyByteArray_AS_STRING(ends);
+    Py_BEGIN_ALLOW_THREADS
+    Py_ssize_t k = 0;
+    for (const char *s = p; s < end;) {
+        const char *nl = memchr(s, '\n', (size_t)(end - s));
+        const char *e = nl ? nl : end;
+        if (e > s) {
+            st[k] = s - p;
+            en[k++] = e - p;
+        }
+        s = e + 1;
+    }
+    Py_END_ALLOW_THREADS
+    result = PyTuple_Pack(2, starts, ends);
+done:
+    Py_XDECREF(starts);
+    Py_XDECREF(ends);
+    PyBuffer_Release(&data);
+    return result;
+}
+
+static PyObject *linescan_line_guards(PyObject *self, PyObject *args) {
+    (void)self;
+    Py_buffer data, starts_buf, ends_buf;
+    Py_ssize_t max_line;
+    if (!PyArg_ParseTuple(args, "y*y*y*n", &data, &starts_buf, &ends_buf, &max_line)) return NULL;
+    PyObject *mask = NULL;
+    Py_ssize_t n = starts_buf.len / (Py_ssize_t)sizeof(int64_t);
+    const int64_t *starts = (const int64_t *)starts_buf.buf, *ends = (const int64_t *)ends_buf.buf;
+    if (ends_buf.len != starts_buf.len) {
+        PyErr_SetString(PyExc_ValueError, "starts and ends: int64 buffers of the same length");
+        goto done;
+    }
+    for (Py_ssize_t i = 0; i < n; i++) {
+        if (starts[i] < 0 || ends[i] > data.len || ends[i] < starts[i]) {
+            PyErr_SetString(PyExc_ValueError, "a line outside the data");
+            goto done;
+        }
+    }
+    if ((mask = PyByteArray_FromStringAndSize(NULL, n)) == NULL) goto done;
+    char *m = PyByteArray_AS_STRING(mask);
+    const char *base = (const char *)data.buf;
+    Py_BEGIN_ALLOW_THREADS
+    for (Py_ssize_t i = 0; i < n; i++) m[i] = (char)suspect_line(base + starts[i], ends[i] - starts[i], max_line);
+    Py_END_ALLOW_THREADS
+done:
+    PyBuffer_Release(&data);
+    PyBuffer_Release(&starts_buf);
+    PyBuffer_Release(&ends_buf);
+    return mask;
+}
+
+static PyMethodDef linescan_functions[] = {
+    {"line_bounds", linescan_line_bounds, METH_VARARGS,
+     "line_bounds(data) -> (starts, ends)\n\n"
+     "int64 bytes: the start and end (exclusive) of every non-empty line; a final newline is optional."},
+    {"line_guards", linescan_line_guards, METH_VARARGS,
+     "line_guards(data, starts, ends, max_line_bytes) -> bytearray\n\n"
+     "1 for each line the decoders must not see: empty, over max_line_bytes, not from '{' to '}',\n"
+     "long and deeply nested or holding a huge integer, or not UTF-8."},
+    {NULL, NULL, 0, NULL},
+};
+
 static struct PyModuleDef linescan_module = {
     PyModuleDef_HEAD_INIT, "_linescan", "JSON lines -> columns of the mapped fields (see the C source's header).",
-    -1, NULL, NULL, NULL, NULL, NULL,
+    -1, linescan_functions, NULL, NULL, NULL, NULL,
 };
 
 PyMODINIT_FUNC PyInit__linescan(void) {

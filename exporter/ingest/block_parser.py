@@ -14,7 +14,8 @@ The per-record parser in ``exporter.ingest.records`` is the reference; this path
 result (``tests/ingest/test_block_parser.py`` fuzzes the two against each other, seeded). Where the two
 could disagree, the lines in question are handed to the reference instead:
 
-* **Line guards**, vectorised over the block: a line must start with ``{`` and end with ``}``.
+* **Line guards**, over the whole block at once (in C without the GIL where the line scanner is
+  built, with numpy otherwise): a line must start with ``{`` and end with ``}``.
   Then no JSON value can span two lines (``}`` newline ``{`` is never valid inside a value,
   and a string cannot hold a raw newline), so the decoder's record count equals the line count
   exactly when each line holds exactly one object. Lines over ``max_line_bytes``, non-UTF-8
@@ -53,7 +54,7 @@ from typing import Any, Literal
 import msgspec
 import numpy as np
 
-from exporter.foundation.arrays import BoolArray, IntArray
+from exporter.foundation.arrays import BoolArray, IntArray, repeated
 from exporter.foundation.reject_reasons import (
     INVALID_CLASS,
     INVALID_CONFIDENCE,
@@ -64,6 +65,7 @@ from exporter.foundation.reject_reasons import (
     MISSING_MODEL,
     MISSING_PREDICTION,
 )
+from exporter.ingest import line_scanner
 from exporter.ingest.batches import LabelBatch, ParseResult, PredictionBatch, concat_batches
 from exporter.ingest.block_columns import (
     apply_reasons,
@@ -103,6 +105,7 @@ NATIVE_RUN_MIN = 1024
 NATIVE_MISSES = 2
 """Runs of at least NATIVE_RUN_MIN lines in which the compiled scanner may take fewer than half
 before a parser stops scanning (the lines it leaves are read again by msgspec)."""
+# the line guards' limits (the line scanner's C has them too: LONG_LINE, MAX_BRACKETS, HUGE_INT)
 _LONG_LINE = 2000  # lines longer than this are checked for deep nesting and huge integers
 _MAX_BRACKETS = 400  # far below json's recursion limit (~1000 frames)
 _HUGE_INT = re.compile(rb"[0-9]{4000}")  # int() refuses more than 4300 digits
@@ -194,9 +197,7 @@ class BlockParser:
         for block in blocks:
             if not block.data:
                 continue
-            starts, ends = _line_bounds(block.data)
-            keep = ends > starts  # empty lines are no records
-            starts, ends = starts[keep], ends[keep]
+            starts, ends = _line_bounds(block.data)  # empty lines are no records
             for part in self._parse_lines_of(block.data, starts, ends, now, skip_blank=True):
                 parts.append(part.result)
                 for reason, i in part.result.first_bad.items():
@@ -291,29 +292,11 @@ class BlockParser:
 
     def _suspects(self, data: bytes, starts: IntArray, ends: IntArray) -> BoolArray:
         """Lines the decoder must not see (see the module docstring)."""
-        buf = np.frombuffer(data, dtype=np.uint8)
-        lens = ends - starts
-        nonempty = lens > 0
-        suspect = ~nonempty | (lens > self.spec.max_line_bytes)
         if self._decoder is None or not data:
             return np.ones(len(starts), dtype=np.bool_)
-        first = np.where(nonempty, buf[np.minimum(starts, len(buf) - 1)], 0)
-        last = np.where(nonempty, buf[np.maximum(ends - 1, 0)], 0)
-        suspect |= (first != ord("{")) | (last != ord("}"))
-        for i in np.flatnonzero((lens > _LONG_LINE) & ~suspect).tolist():
-            line = data[starts[i]:ends[i]]
-            if line.count(b"[") + line.count(b"{") > _MAX_BRACKETS or _HUGE_INT.search(line):
-                suspect[i] = True
-        if not data.isascii():
-            try:
-                data.decode("utf-8")
-            except UnicodeDecodeError:
-                for i in np.flatnonzero(~suspect).tolist():
-                    try:
-                        data[starts[i]:ends[i]].decode("utf-8")
-                    except UnicodeDecodeError:
-                        suspect[i] = True
-        return suspect
+        if line_scanner.AVAILABLE:  # the same rules in C, without the GIL
+            return line_scanner.line_guards(data, starts, ends, self.spec.max_line_bytes)
+        return _line_guards(data, starts, ends, self.spec.max_line_bytes)
 
     def _decode_run(self, data: bytes, starts: IntArray, ends: IntArray, a: int, b: int, now: float,
                     skip_blank: bool, parts: list[_Part]) -> None:
@@ -371,7 +354,7 @@ class BlockParser:
         col = self._column
         ids, id_ok, _ = texts(col(recs, self._paths["id"]), bools=False)
         if spec.model is not None:
-            models, model_ok = np.full(n, spec.model, dtype=object), np.ones(n, dtype=np.bool_)
+            models, model_ok = repeated(spec.model, n), np.ones(n, dtype=np.bool_)
         else:
             models, model_ok, _ = texts(col(recs, self._paths["model"]), bools=True)
         raw_pred = col(recs, self._paths["prediction"])
@@ -380,7 +363,7 @@ class BlockParser:
         conf, conf_present, conf_bad = confidences(col(recs, self._paths["confidence"]), typed)
         probs, probs_max, probs_bad = probability_column(col(recs, self._paths["probabilities"]), typed)
         if spec.model_version is not None:
-            versions = np.full(n, spec.model_version, dtype=object)
+            versions = repeated(spec.model_version, n)
         else:
             versions, version_ok, _ = texts(col(recs, self._paths["model_version"]), bools=True)
             if not version_ok.all():
@@ -426,7 +409,7 @@ class BlockParser:
         labels, label_ok, some_missing = texts(raw, bools=True)
         missing = is_each(raw, UNSET) if some_missing else np.zeros(n, dtype=np.bool_)
         if spec.model is not None:
-            models = np.full(n, spec.model, dtype=object)
+            models = repeated(spec.model, n)
         else:
             models, _, _ = texts(col(recs, self._paths["model"]), bools=True)
         ts = parse_timestamp_column(col(recs, self._paths["timestamp"]), now)
@@ -456,11 +439,36 @@ def _origin_of(origins: Sequence[tuple[int, str]], index: int) -> str:
 
 
 def _line_bounds(data: bytes) -> tuple[IntArray, IntArray]:
-    """Start and end (exclusive) of every line; a final newline ends the last line."""
+    """Start and end (exclusive) of every non-empty line; a final newline is optional."""
+    if line_scanner.AVAILABLE:  # the same in C, without the GIL
+        return line_scanner.line_bounds(data)
     nl = np.flatnonzero(np.frombuffer(data, dtype=np.uint8) == 10)
     starts = np.concatenate(([0], nl + 1)).astype(np.int64)
     ends = np.concatenate((nl, [len(data)])).astype(np.int64)
-    return starts, ends
+    keep = ends > starts
+    return starts[keep], ends[keep]
 
 
-
+def _line_guards(data: bytes, starts: IntArray, ends: IntArray, max_line_bytes: int) -> BoolArray:
+    """The line guards (see the module docstring) where the line scanner is not built."""
+    buf = np.frombuffer(data, dtype=np.uint8)
+    lens = ends - starts
+    nonempty = lens > 0
+    suspect = ~nonempty | (lens > max_line_bytes)
+    first = np.where(nonempty, buf[np.minimum(starts, len(buf) - 1)], 0)
+    last = np.where(nonempty, buf[np.maximum(ends - 1, 0)], 0)
+    suspect |= (first != ord("{")) | (last != ord("}"))
+    for i in np.flatnonzero((lens > _LONG_LINE) & ~suspect).tolist():
+        line = data[starts[i]:ends[i]]
+        if line.count(b"[") + line.count(b"{") > _MAX_BRACKETS or _HUGE_INT.search(line):
+            suspect[i] = True
+    if not data.isascii():
+        try:
+            data.decode("utf-8")
+        except UnicodeDecodeError:
+            for i in np.flatnonzero(~suspect).tolist():
+                try:
+                    data[starts[i]:ends[i]].decode("utf-8")
+                except UnicodeDecodeError:
+                    suspect[i] = True
+    return suspect

@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-from exporter.foundation.arrays import BoolArray, FloatArray, IntArray, ObjArray
+from exporter.foundation.arrays import BoolArray, FloatArray, IntArray, ObjArray, repeated
 from exporter.foundation.reject_reasons import INVALID_TIMESTAMP
 from exporter.ingest.batches import IdKeys, LabelBatch, ParseResult, PredictionBatch, ProbabilityTable
 from exporter.ingest.block_columns import apply_reasons, as_objects
@@ -40,6 +40,19 @@ _SLOT_KIND = {  # canonical field -> the scanner's rule for it (the C header lis
     "id": "K_ID", "model": "K_TEXT", "prediction": "K_TEXT", "label": "K_TEXT", "model_version": "K_VERSION",
     "confidence": "K_CONF", "probabilities": "K_PROBS", "timestamp": "K_TS",
 }
+
+
+def line_bounds(data: bytes) -> tuple[IntArray, IntArray]:
+    """Start and end (exclusive) of every non-empty line of ``data``, found without the GIL."""
+    starts, ends = _linescan.line_bounds(data)
+    return np.frombuffer(starts, dtype=np.int64), np.frombuffer(ends, dtype=np.int64)
+
+
+def line_guards(data: bytes, starts: IntArray, ends: IntArray, max_line_bytes: int) -> BoolArray:
+    """The block parser's line guards (its module docstring), checked without the GIL."""
+    mask = _linescan.line_guards(data, np.ascontiguousarray(starts, dtype=np.int64),
+                                 np.ascontiguousarray(ends, dtype=np.int64), max_line_bytes)
+    return np.frombuffer(mask, dtype=np.bool_)
 
 
 class LineScanner:
@@ -133,7 +146,7 @@ class Scanned:
 
         def fixed_or(name: str, value: str | None) -> ObjArray:
             if value is not None or name not in c:
-                return np.full(n, value, dtype=object)[sel]
+                return repeated(value, n)[sel]
             col: ObjArray = c[name][lo:hi][sel]
             return col
 
