@@ -1360,7 +1360,40 @@ done:
     return mask;
 }
 
+static PyObject *linescan_stable_hashes(PyObject *self, PyObject *args) {
+    (void)self;
+    Py_buffer offsets_buf, data;
+    if (!PyArg_ParseTuple(args, "y*y*", &offsets_buf, &data)) return NULL;
+    PyObject *out = NULL;
+    Py_ssize_t n = offsets_buf.len / (Py_ssize_t)sizeof(int64_t) - 1;
+    const int64_t *off = (const int64_t *)offsets_buf.buf;
+    if (n < 0) {
+        PyErr_SetString(PyExc_ValueError, "offsets: int64, one more than the ids");
+        goto done;
+    }
+    for (Py_ssize_t i = 0; i < n; i++) {
+        if (off[i] < 0 || off[i + 1] < off[i] || off[i + 1] > data.len) {
+            PyErr_SetString(PyExc_ValueError, "an id outside the data");
+            goto done;
+        }
+    }
+    if ((out = PyByteArray_FromStringAndSize(NULL, n * 8)) == NULL) goto done;
+    uint64_t *h = (uint64_t *)PyByteArray_AS_STRING(out);
+    const unsigned char *base = (const unsigned char *)data.buf;
+    Py_BEGIN_ALLOW_THREADS
+    for (Py_ssize_t i = 0; i < n; i++) h[i] = stable_id_hash(base + off[i], off[i + 1] - off[i]);
+    Py_END_ALLOW_THREADS
+done:
+    PyBuffer_Release(&offsets_buf);
+    PyBuffer_Release(&data);
+    return out;
+}
+
 static PyMethodDef linescan_functions[] = {
+    {"stable_hashes", linescan_stable_hashes, METH_VARARGS,
+     "stable_hashes(offsets, data) -> bytearray\n\n"
+     "uint64 exporter.ingest.ids.stable_id_hashes of the ids data[offsets[i]:offsets[i + 1]]\n"
+     "(offsets: int64, one more than the ids), without the GIL."},
     {"line_bounds", linescan_line_bounds, METH_VARARGS,
      "line_bounds(data) -> (starts, ends)\n\n"
      "int64 bytes: the start and end (exclusive) of every non-empty line; a final newline is optional."},

@@ -14,7 +14,12 @@ import numpy as np
 import numpy.typing as npt
 import pyarrow as pa
 
-from exporter.foundation.arrays import HashArray, ObjArray
+from exporter.foundation.arrays import HashArray, IntArray, ObjArray
+
+try:
+    from exporter.ingest import _linescan  # type: ignore[attr-defined]
+except ImportError:  # built without a C compiler: numpy hashes the ids
+    _linescan = None
 
 
 def object_array(values: list[Any]) -> ObjArray:
@@ -70,8 +75,9 @@ def stable_id_hashes(ids: pa.Array | pa.ChunkedArray | ObjArray | Sequence[str])
     fully vectorised, with no Python loop per id:
     every id is cut into little-endian 8-byte words (the last one zero-padded), word ``j`` is
     keyed by its position and mixed with SplitMix64's finaliser, and the id's hash is the mixed
-    sum of its words and its length. About 40 ns per id on one core (the encoding of a Python
-    object array costs more than the hash).
+    sum of its words and its length. About 40 ns per id on one core with numpy; where the line
+    scanner is built, the same hash in C, without the GIL (the encoding of a Python object array
+    costs more than either).
 
     It is not cryptographic and not a standard hash: distinct ids collide with probability about
     2^-64 per pair. Where only the hash is kept (ids already joined), a genuinely new id takes an
@@ -91,7 +97,7 @@ def stable_id_hashes(ids: pa.Array | pa.ChunkedArray | ObjArray | Sequence[str])
     if not (pa.types.is_binary(arr.type) or pa.types.is_large_binary(arr.type)):
         raise TypeError(f"ids must be strings or bytes, got an Arrow array of {arr.type}")
     n = len(arr)
-    if n <= _HASH_CHUNK:
+    if n <= _HASH_CHUNK or _linescan is not None:
         return _hash_binary(arr)
     return np.concatenate([_hash_binary(arr.slice(i, _HASH_CHUNK)) for i in range(0, n, _HASH_CHUNK)])
 
@@ -103,10 +109,19 @@ def _hash_binary(arr: pa.Array) -> HashArray:
     _, offsets_buf, data_buf = arr.buffers()
     off_type = np.int64 if pa.types.is_large_binary(arr.type) else np.int32
     off = np.frombuffer(offsets_buf, dtype=off_type, count=arr.offset + n + 1)[arr.offset:].astype(np.int64)
+    if _linescan is not None:  # the same hash in C (the line scanner's), without the GIL
+        return np.frombuffer(_linescan.stable_hashes(off, data_buf if data_buf is not None else b""), dtype=np.uint64)
+    return _hash_binary_numpy(off, data_buf)
+
+
+def _hash_binary_numpy(off: IntArray, data_buf: Any) -> HashArray:
+    """``_hash_binary`` vectorised with numpy: the reference the C hash is tested against, and the
+    hash where the line scanner is not built (``off``: the ids' int64 offsets into ``data_buf``)."""
+    n = off.size - 1
     lo, hi = int(off[0]), int(off[-1])
     # the bytes, copied into whole words with a zero word after them, so any 8 bytes can be read
     words_buf = np.zeros((hi - lo) // 8 + 2, dtype="<u8")
-    if hi > lo:
+    if hi > lo and data_buf is not None:
         words_buf.view(np.uint8)[: hi - lo] = np.frombuffer(data_buf, dtype=np.uint8, count=hi - lo, offset=lo)
     off -= lo
     lens = np.diff(off)

@@ -104,3 +104,30 @@ def test_the_round_cap_ends_a_cycle_whose_clock_does_not_move(tmp_path: Path,
     p.run_cycle()
     assert p.has_backlog
     assert 0 < p.source_stats["p"].records < N
+
+
+def test_records_without_a_version_are_told_once_per_source(tmp_path: Path,
+                                                               caplog: pytest.LogCaptureFixture) -> None:
+    """Predictions without a model_version count as version "unknown"; the source is told so once
+    (a misspelt version field would otherwise show only as an odd label value), and not while
+    all its records carry a version."""
+    caplog.set_level("INFO", logger="exporter")
+    p = _pipeline(tmp_path)  # N predictions of version "1"
+    clock = p.clock
+    assert isinstance(clock, FakeClock)
+
+    def told() -> int:
+        return sum("counted as version" in r.getMessage() and getattr(r, "source", None) == "p"
+                   for r in caplog.records)
+
+    p.run_cycle()
+    assert told() == 0
+    path = tmp_path / "predictions.jsonl"
+    for cycle in range(2):
+        with path.open("a") as f:
+            f.writelines(f'{{"id":"u{cycle}-{i}","prediction":1}}\n' for i in range(30))
+            f.writelines(f'{{"id":"w{cycle}-{i}","model_version":"1","prediction":1}}\n' for i in range(30))
+        clock.t += 1.0
+        p.run_cycle()
+        assert told() == 1, cycle
+    assert sum(p.versions[("m", "unknown")].predicted_total) == 60

@@ -483,3 +483,46 @@ def test_a_fixed_model_is_one_object_in_every_row() -> None:
         got = BlockParser("predictions", spec, native=native).parse_lines(lines, NOW).batch
         for col in (got.model, got.model_version):  # type: ignore[union-attr]
             assert col.tolist() == [col[0]] * 100 and len({id(x) for x in col}) == 1, native
+
+
+def _spec_hash(data: bytes) -> int:
+    """stable_id_hashes' docstring, one id at a time in plain Python integers."""
+    mask = (1 << 64) - 1
+    golden = 0x9E3779B97F4A7C15
+
+    def mix(z: int) -> int:
+        z ^= z >> 30
+        z = (z * 0xBF58476D1CE4E5B9) & mask
+        z ^= z >> 27
+        z = (z * 0x94D049BB133111EB) & mask
+        return z ^ (z >> 31)
+
+    total = 0
+    for j in range(0, len(data), 8):
+        word = int.from_bytes(data[j:j + 8].ljust(8, b"\0"), "little")
+        total = (total + mix(word ^ mix(((j // 8 + 1) * golden) & mask))) & mask
+    return mix((total + (len(data) + 1) * golden) & mask)
+
+
+def test_the_c_id_hash_is_the_numpy_hash_and_the_spec() -> None:
+    """stable_id_hashes runs in C where the line scanner is built; the numpy hash (the fallback) and
+    a plain-Python reading of the docstring give the same bits: every length around the 8-byte
+    words, empty and multi-byte ids, one width throughout (numpy's fixed-width branch), a sliced
+    array (an offset into its buffers) and large_binary."""
+    import pyarrow as pa
+
+    from exporter.ingest import ids as ids_module
+
+    rng = np.random.default_rng(31)
+    mixed = [bytes(rng.integers(0, 256, k, dtype=np.uint8)) for k in range(0, 41)] + ["é日本".encode()] * 3
+    fixed = [f"req-{i:010d}".encode() for i in range(50)]
+    for values in (mixed, fixed):
+        for arr in (pa.array(values, type=pa.binary()), pa.array(values, type=pa.large_binary()),
+                    pa.array(values, type=pa.binary()).slice(3, len(values) - 5)):
+            got = stable_id_hashes(arr)
+            off_type = np.int64 if pa.types.is_large_binary(arr.type) else np.int32
+            off = np.frombuffer(arr.buffers()[1], dtype=off_type)[arr.offset:arr.offset + len(arr) + 1]
+            np.testing.assert_array_equal(got, ids_module._hash_binary_numpy(off.astype(np.int64), arr.buffers()[2]))
+            assert got.tolist() == [_spec_hash(v) for v in arr.to_pylist()]
+    assert stable_id_hashes(pa.array([], type=pa.binary())).size == 0
+    assert stable_id_hashes(pa.array([b""], type=pa.binary())).tolist() == [_spec_hash(b"")]
