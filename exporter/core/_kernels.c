@@ -1,5 +1,5 @@
 /*
- * _kernels: two hot loops of the join and drift stages, one plain C pass per key or value.
+ * _kernels: hot loops of the join and drift stages, one plain C pass per key or value.
  *
  * Why it exists: the numpy versions of these loops (exporter/core/id_table.py, the probe and the
  * insert of the join's hash table; exporter/core/drift_features.py, a numeric feature's slot and
@@ -31,6 +31,9 @@
  *       of FeatureModel._guide, which narrows b's search to one cell.
  *       numpy's order: NaN sorts after everything (and equals no value in the slot test);
  *       -0.0 and +0.0 are equal; the binary search is numpy's own (first i with not a[i] < v).
+ *   searchsorted_right(a, q, out)
+ *       out[i] = np.searchsorted(a, q[i], side="right"), for ascending uint64 a and q (the joined
+ *       ids' segments and a batch's sorted hashes): each answer gallops on from the one before.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -308,7 +311,61 @@ out:
     return result;
 }
 
+/* out[i] = np.searchsorted(a, q[i], side="right") for ascending a and q: each answer is found by
+ * galloping from the one before, so a batch of sorted queries walks a large segment once, near
+ * where it last looked, instead of starting every binary search from its ends. */
+static PyObject *k_searchsorted_right(PyObject *self, PyObject *args) {
+    (void)self;
+    PyObject *o_a, *o_q, *o_out;
+    if (!PyArg_ParseTuple(args, "OOO", &o_a, &o_q, &o_out)) return NULL;
+    Py_buffer b_a, b_q, b_out;
+    if (get_buf(o_a, &b_a, "a", 8, U64, 0) < 0) return NULL;
+    if (get_buf(o_q, &b_q, "q", 8, U64, 0) < 0) goto e1;
+    if (get_buf(o_out, &b_out, "out", 8, I64, 1) < 0) goto e2;
+    Py_ssize_t n = b_a.len / 8, k = b_q.len / 8;
+    if (b_out.len / 8 != k) {
+        PyErr_SetString(PyExc_ValueError, "searchsorted_right: out and q differ in length");
+        goto e3;
+    }
+    const uint64_t *a = b_a.buf, *q = b_q.buf;
+    int64_t *out = b_out.buf;
+    Py_BEGIN_ALLOW_THREADS  /* buffers only: the parsing thread runs meanwhile */
+    Py_ssize_t lo = 0;  /* every a[i] with i < lo is <= the current query */
+    for (Py_ssize_t i = 0; i < k; i++) {
+        uint64_t v = q[i];
+        Py_ssize_t l = lo, r = n, step = 1;
+        for (;;) {  /* gallop: the answer lies in [l, r] */
+            Py_ssize_t p = l + step - 1;
+            if (p >= n) break;
+            if (a[p] > v) {
+                r = p;
+                break;
+            }
+            l = p + 1;
+            step *= 2;
+        }
+        while (l < r) {
+            Py_ssize_t m = l + (r - l) / 2;
+            if (a[m] <= v) l = m + 1;
+            else r = m;
+        }
+        out[i] = l;
+        lo = l;
+    }
+    Py_END_ALLOW_THREADS
+    PyBuffer_Release(&b_out);
+    PyBuffer_Release(&b_q);
+    PyBuffer_Release(&b_a);
+    Py_RETURN_NONE;
+e3: PyBuffer_Release(&b_out);
+e2: PyBuffer_Release(&b_q);
+e1: PyBuffer_Release(&b_a);
+    return NULL;
+}
+
 static PyMethodDef kernels_methods[] = {
+    {"searchsorted_right", k_searchsorted_right, METH_VARARGS,
+     "searchsorted_right(a, q, out): np.searchsorted(a, q, side='right') for ascending uint64 a and q."},
     {"probe", k_probe, METH_VARARGS,
      "probe(slots, tags, h, start, rows_out, slots_out): first candidate (row, slot) per query, or -1."},
     {"insert", k_insert, METH_VARARGS,

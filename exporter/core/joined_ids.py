@@ -17,8 +17,24 @@ import numpy.typing as npt
 from exporter.foundation.arrays import FloatArray, HashArray, IntArray
 from exporter.ingest.ids import stable_id_hashes
 
+try:
+    from exporter.core import _kernels  # type: ignore[attr-defined]
+except ImportError:  # built without a C compiler: numpy's searchsorted
+    _kernels = None
+
 _SORT_QUERIES = 4096  # queries sorted first from this many on (see ``JoinedIds.contains``)
 _MAX_RUNS = 1024  # expiry runs kept exact (beyond: an eighth of the ids)
+
+
+def _searchsorted_right(a: HashArray, q: HashArray) -> IntArray:
+    """``np.searchsorted(a, q, side="right")`` for ascending ``q``: in C (``_kernels``) each answer
+    gallops on from the one before, about three times faster on a large segment."""
+    if _kernels is None:
+        found: IntArray = np.searchsorted(a, q, side="right")
+        return found
+    out = np.empty(q.size, dtype=np.int64)
+    _kernels.searchsorted_right(np.ascontiguousarray(a), np.ascontiguousarray(q), out)
+    return out
 
 
 class _HashSegment:
@@ -46,7 +62,7 @@ class _HashSegment:
 
     def merge(self, newer: _HashSegment) -> _HashSegment:
         """One segment of both (``newer`` follows this one), sorted in one linear pass."""
-        at = np.searchsorted(self.hashes, newer.hashes, side="right") + np.arange(newer.n)
+        at = _searchsorted_right(self.hashes, newer.hashes) + np.arange(newer.n)
         hashes = np.empty(self.n + newer.n, dtype=np.uint64)
         offsets = np.empty(self.n + newer.n, dtype=np.uint32)
         mine = np.ones(self.n + newer.n, dtype=bool)
@@ -113,7 +129,8 @@ class JoinedIds:
         for seg in self._segs:
             if seg.n == 0:
                 continue
-            i = np.searchsorted(seg.hashes, q, side="right") - 1
+            i = (np.searchsorted(seg.hashes, q, side="right") if order is None
+                 else _searchsorted_right(seg.hashes, q)) - 1
             valid = i >= 0
             i = np.maximum(i, 0)
             hit = valid & (seg.hashes[i] == q)

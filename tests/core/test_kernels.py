@@ -299,3 +299,23 @@ def test_encode_gives_the_same_columns_on_both_paths() -> None:
             assert got[k].tolist() == want[k].tolist(), k
             # slots: int64 in C; the numpy guide steps in int32 (counted by bincount either way)
             assert got[k].dtype == want[k].dtype or (k == "f:x" and got[k].dtype == np.int64), k
+
+
+def test_searchsorted_right_of_sorted_queries_is_numpys() -> None:
+    """The joined ids' search: every answer gallops on from the one before. Seeded segments with
+    runs of equal hashes, queries equal to entries, between them, before the first and after the
+    last, repeated queries, and the empty cases, against ``np.searchsorted(side="right")``."""
+    from exporter.core.joined_ids import _searchsorted_right
+
+    rng = np.random.default_rng(41)
+    top = np.iinfo(np.uint64).max
+    for trial in range(300):
+        n = int(rng.choice([0, 1, 2, 7, 100, 5000]))
+        a = np.sort(rng.integers(0, 1 << int(rng.choice([4, 20, 64])), n, dtype=np.uint64, endpoint=False))
+        k = int(rng.choice([0, 1, 5, 300]))
+        q = rng.integers(0, 1 << 20, k, dtype=np.uint64)
+        if n and k:
+            q[: k // 2] = a[rng.integers(0, n, k // 2)]  # hits
+        q = np.sort(np.concatenate([q, np.array([0, top], dtype=np.uint64)[: int(rng.integers(0, 3))]]))
+        got = _searchsorted_right(a, q)
+        np.testing.assert_array_equal(got, np.searchsorted(a, q, side="right"), err_msg=f"trial {trial}")
