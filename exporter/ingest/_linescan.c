@@ -1389,7 +1389,61 @@ done:
     return out;
 }
 
+/* first_by_hash: which rows hold the first occurrence of their hash, and where that first row is;
+ * an open-addressing table of the rows seen, twice the rows in size, without the GIL. */
+static PyObject *linescan_first_by_hash(PyObject *self, PyObject *args) {
+    (void)self;
+    Py_buffer h_buf;
+    if (!PyArg_ParseTuple(args, "y*", &h_buf)) return NULL;
+    PyObject *first = NULL, *first_row = NULL, *result = NULL;
+    Py_ssize_t n = h_buf.len / 8;
+    size_t size = 16;
+    while (size < 2 * (size_t)n) size *= 2;
+    int64_t *table = malloc(size * sizeof(int64_t));
+    if (table == NULL) {
+        PyErr_NoMemory();
+        goto done;
+    }
+    if ((first = PyByteArray_FromStringAndSize(NULL, n)) == NULL ||
+        (first_row = PyByteArray_FromStringAndSize(NULL, n * 8)) == NULL)
+        goto done;
+    const uint64_t *h = (const uint64_t *)h_buf.buf;
+    char *f = PyByteArray_AS_STRING(first);
+    int64_t *fr = (int64_t *)PyByteArray_AS_STRING(first_row);
+    Py_BEGIN_ALLOW_THREADS
+    memset(table, 0xff, size * sizeof(int64_t)); /* -1: empty */
+    for (Py_ssize_t i = 0; i < n; i++) {
+        size_t at = (size_t)(mix64(h[i]) & (size - 1));
+        for (;; at = (at + 1) & (size - 1)) {
+            int64_t row = table[at];
+            if (row < 0) {
+                table[at] = i;
+                f[i] = 1;
+                fr[i] = i;
+                break;
+            }
+            if (h[row] == h[i]) {
+                f[i] = 0;
+                fr[i] = row;
+                break;
+            }
+        }
+    }
+    Py_END_ALLOW_THREADS
+    result = PyTuple_Pack(2, first, first_row);
+done:
+    free(table);
+    Py_XDECREF(first);
+    Py_XDECREF(first_row);
+    PyBuffer_Release(&h_buf);
+    return result;
+}
+
 static PyMethodDef linescan_functions[] = {
+    {"first_by_hash", linescan_first_by_hash, METH_VARARGS,
+     "first_by_hash(h) -> (first, first_row)\n\n"
+     "uint64 hashes: a bytearray, 1 where a row's hash has not come before; int64 bytes, the row\n"
+     "where each row's hash first came."},
     {"stable_hashes", linescan_stable_hashes, METH_VARARGS,
      "stable_hashes(offsets, data) -> bytearray\n\n"
      "uint64 exporter.ingest.ids.stable_id_hashes of the ids data[offsets[i]:offsets[i + 1]]\n"

@@ -19,6 +19,11 @@ import pandas as pd
 from exporter.foundation.arrays import BoolArray, FloatArray, IntArray, ObjArray
 from exporter.ingest.batches import ProbabilityTable
 
+try:
+    from exporter.ingest import _linescan  # type: ignore[attr-defined]
+except ImportError:  # built without a C compiler: pandas' hash table
+    _linescan = None
+
 
 def factorize(values: ObjArray) -> tuple[IntArray, ObjArray]:
     """Codes (0.. in order of first appearance) and the distinct values; None is a value too
@@ -61,17 +66,27 @@ def first_occurrences(values: ObjArray, hashes: npt.NDArray[np.uint64] | None = 
     if values.size == 0:
         return np.zeros(0, dtype=np.bool_)
     if hashes is not None:
-        codes = pd.factorize(hashes)[0].astype(np.int64, copy=False)
-        first = _first_of_codes(codes)
+        first, first_row = _first_by_hash(np.ascontiguousarray(hashes, dtype=np.uint64))
         later = np.flatnonzero(~first)
         if later.size == 0:
             return first
-        first_row = np.empty(int(codes.max()) + 1, dtype=np.int64)
-        first_row[codes[first]] = np.flatnonzero(first)
-        if bool((values[later] == values[first_row[codes[later]]]).all()):
+        if bool((values[later] == values[first_row[later]]).all()):
             return first
     codes, _ = factorize(values)
     return _first_of_codes(codes)
+
+
+def _first_by_hash(hashes: npt.NDArray[np.uint64]) -> tuple[BoolArray, IntArray]:
+    """Whether each row's hash comes for the first time, and the row where it first came: in the
+    line scanner's C (a table of the rows seen, without the GIL) where it is built."""
+    if _linescan is not None:
+        first, first_row = _linescan.first_by_hash(hashes)
+        return np.frombuffer(first, dtype=np.bool_), np.frombuffer(first_row, dtype=np.int64)
+    codes = pd.factorize(hashes)[0].astype(np.int64, copy=False)
+    is_first = _first_of_codes(codes)
+    first_of_code = np.empty(int(codes.max()) + 1 if codes.size else 0, dtype=np.int64)
+    first_of_code[codes[is_first]] = np.flatnonzero(is_first)
+    return is_first, first_of_code[codes]
 
 
 def _first_of_codes(codes: IntArray) -> BoolArray:

@@ -1,7 +1,7 @@
-"""Every test of tests/core runs twice: with the compiled kernels (exporter/core/_kernels.c: the
-join's hash table, a drift feature's slots and bins, the joined ids' sorted searches) and with
-the numpy code they replace, which must give the same results (tests/core/test_kernels.py
-compares the two directly: it runs once)."""
+"""Every test of tests/core runs twice: with the compiled code (exporter/core/_kernels.c: the
+join's hash table, a drift feature's slots and bins, the joined ids' sorted searches; the line
+scanner's id hashes and first occurrences by hash) and with the numpy code it replaces, which
+must give the same results (tests/core/test_kernels.py compares the two directly: it runs once)."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from collections.abc import Iterator
 import pytest
 
 from exporter.core import drift_features, id_table, joined_ids
+from exporter.ingest import batch_ops, ids
 from tests.helpers import missing
 
 PATHS = ("compiled", "numpy")
@@ -27,6 +28,8 @@ def kernel_path(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch)
         monkeypatch.setattr(id_table, "_kernels", None)
         monkeypatch.setattr(drift_features, "_kernels", None)
         monkeypatch.setattr(joined_ids, "_kernels", None)
+        monkeypatch.setattr(batch_ops, "_linescan", None)  # the line scanner's whole-column helpers
+        monkeypatch.setattr(ids, "_linescan", None)
     elif not id_table.AVAILABLE:  # a failure under CI, which installs gcc and Python's headers
         missing("the compiled core kernels (setup.py builds them where gcc and Python.h are)")
     yield path
