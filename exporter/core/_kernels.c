@@ -34,6 +34,9 @@
  *   searchsorted_right(a, q, out)
  *       out[i] = np.searchsorted(a, q[i], side="right"), for ascending uint64 a and q (the joined
  *       ids' segments and a batch's sorted hashes): each answer gallops on from the one before.
+ *   merge_sorted(a, a_off, b, b_off, shift, out, out_off)
+ *       Two ascending uint64 runs with their uint32 offsets as one (b's offsets + shift); equal
+ *       hashes keep a's first, where np.searchsorted(a, b, side="right") puts b's.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -363,7 +366,61 @@ e1: PyBuffer_Release(&b_a);
     return NULL;
 }
 
+/* merge_sorted(a, a_off, b, b_off, shift, out, out_off): the two sorted runs of hashes (with their
+ * uint32 offsets) as one, b's offsets raised by shift; equal hashes keep a's before b's, as
+ * np.searchsorted(a, b, side="right") places them. One linear pass. */
+static PyObject *k_merge_sorted(PyObject *self, PyObject *args) {
+    (void)self;
+    PyObject *o[6];
+    unsigned long long shift;
+    if (!PyArg_ParseTuple(args, "OOOOKOO", &o[0], &o[1], &o[2], &o[3], &shift, &o[4], &o[5])) return NULL;
+    static const char *names[6] = {"a", "a_off", "b", "b_off", "out", "out_off"};
+    Py_buffer buf[6];
+    int held = 0;
+    PyObject *result = NULL;
+    for (; held < 6; held++) {
+        int is_hash = held == 0 || held == 2 || held == 4;
+        if (get_buf(o[held], &buf[held], names[held], is_hash ? 8 : 4, is_hash ? U64 : "I", held >= 4) < 0) goto out;
+    }
+    Py_ssize_t na = buf[0].len / 8, nb = buf[2].len / 8;
+    if (buf[1].len / 4 != na || buf[3].len / 4 != nb || buf[4].len / 8 != na + nb || buf[5].len / 4 != na + nb) {
+        PyErr_SetString(PyExc_ValueError, "merge_sorted: array lengths do not match");
+        goto out;
+    }
+    const uint64_t *a = buf[0].buf, *b = buf[2].buf;
+    const uint32_t *ao = buf[1].buf, *bo = buf[3].buf;
+    uint64_t *oh = buf[4].buf;
+    uint32_t *oo = buf[5].buf;
+    Py_BEGIN_ALLOW_THREADS  /* buffers only: the parsing thread runs meanwhile */
+    Py_ssize_t i = 0, j = 0, k = 0;
+    while (i < na && j < nb) {
+        if (b[j] < a[i]) {
+            oh[k] = b[j];
+            oo[k++] = bo[j++] + (uint32_t)shift;
+        } else {
+            oh[k] = a[i];
+            oo[k++] = ao[i++];
+        }
+    }
+    for (; i < na; i++, k++) {
+        oh[k] = a[i];
+        oo[k] = ao[i];
+    }
+    for (; j < nb; j++, k++) {
+        oh[k] = b[j];
+        oo[k] = bo[j] + (uint32_t)shift;
+    }
+    Py_END_ALLOW_THREADS
+    result = Py_None;
+    Py_INCREF(result);
+out:
+    while (held > 0) PyBuffer_Release(&buf[--held]);
+    return result;
+}
+
 static PyMethodDef kernels_methods[] = {
+    {"merge_sorted", k_merge_sorted, METH_VARARGS,
+     "merge_sorted(a, a_off, b, b_off, shift, out, out_off): two sorted hash runs as one."},
     {"searchsorted_right", k_searchsorted_right, METH_VARARGS,
      "searchsorted_right(a, q, out): np.searchsorted(a, q, side='right') for ascending uint64 a and q."},
     {"probe", k_probe, METH_VARARGS,

@@ -62,9 +62,13 @@ class _HashSegment:
 
     def merge(self, newer: _HashSegment) -> _HashSegment:
         """One segment of both (``newer`` follows this one), sorted in one linear pass."""
-        at = _searchsorted_right(self.hashes, newer.hashes) + np.arange(newer.n)
         hashes = np.empty(self.n + newer.n, dtype=np.uint64)
         offsets = np.empty(self.n + newer.n, dtype=np.uint32)
+        if _kernels is not None:  # one linear pass in C, without the GIL
+            _kernels.merge_sorted(self.hashes, self.offsets, newer.hashes, newer.offsets, newer.start - self.start,
+                                  hashes, offsets)
+            return _HashSegment(self.start, hashes, offsets)
+        at = np.searchsorted(self.hashes, newer.hashes, side="right") + np.arange(newer.n)
         mine = np.ones(self.n + newer.n, dtype=bool)
         mine[at] = False
         hashes[at], hashes[mine] = newer.hashes, self.hashes

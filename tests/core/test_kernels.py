@@ -319,3 +319,27 @@ def test_searchsorted_right_of_sorted_queries_is_numpys() -> None:
         q = np.sort(np.concatenate([q, np.array([0, top], dtype=np.uint64)[: int(rng.integers(0, 3))]]))
         got = _searchsorted_right(a, q)
         np.testing.assert_array_equal(got, np.searchsorted(a, q, side="right"), err_msg=f"trial {trial}")
+
+
+def test_merge_sorted_is_the_numpy_merge() -> None:
+    """Merging two joined-id segments: hashes and offsets equal to the numpy merge's, with equal
+    hashes within and across the two (the older segment's first), and either side empty."""
+    from exporter.core import joined_ids
+    from exporter.core.joined_ids import _HashSegment
+
+    rng = np.random.default_rng(43)
+    for trial in range(200):
+        na, nb = (int(rng.choice([0, 1, 3, 50, 2000])) for _ in range(2))
+        top = 1 << int(rng.choice([3, 12, 64]))
+        older = _HashSegment.of(0, rng.integers(0, top, na, dtype=np.uint64, endpoint=False))
+        newer = _HashSegment.of(na + int(rng.integers(0, 5)), rng.integers(0, top, nb, dtype=np.uint64, endpoint=False))
+        got = older.merge(newer)
+        compiled = joined_ids._kernels
+        try:
+            joined_ids._kernels = None
+            want = older.merge(newer)
+        finally:
+            joined_ids._kernels = compiled
+        np.testing.assert_array_equal(got.hashes, want.hashes, err_msg=f"trial {trial}")
+        np.testing.assert_array_equal(got.offsets, want.offsets, err_msg=f"trial {trial}")
+        assert got.start == want.start == 0
