@@ -327,9 +327,11 @@ class Pipeline:
         encoded, hashes = id_keys(batch)  # once per batch: de-duplication, lookups and the waiting buffers
         first = first_occurrences(batch.id, hashes)
         self.invalid(source, DUPLICATE, int((~first).sum()), now)
-        if not first.all():
-            encoded, hashes = encoded.filter(pa.array(first)), hashes[first]
-        ids, labels, ts, models = batch.id[first], batch.label[first], batch.timestamp[first], models[first]
+        kept = None if first.all() else first  # None: every row, and no column is copied
+        if kept is not None:
+            encoded, hashes = encoded.filter(pa.array(kept)), hashes[kept]
+        ids, labels, ts, models = (rows_of(batch.id, kept), rows_of(batch.label, kept), rows_of(batch.timestamp, kept),
+                                   rows_of(models, kept))
         slots: dict[str, npt.NDArray[np.int64]] = {}
         rows_by_model, found, dup = self.joiner.locate_labels(ids, models, hashes, encoded, slots)
         self.invalid(source, DUPLICATE, int(dup.sum()), now)

@@ -179,7 +179,7 @@ def _probability_table(classes: list[tuple[str, ...]], codes: bytearray, flat: b
 def _feature_part(values: FloatArray) -> ObjArray | FloatArray:
     """A scanned feature column in ``feature_column``'s form: float64 with NaN for None, unless
     nothing is there (all None, or no rows), which is kept as values."""
-    if values.size and not np.isnan(values).all():
+    if values.size and (values[0] == values[0] or not np.isnan(values).all()):  # a first number: no scan
         return values
     out: ObjArray = np.full(values.size, None, dtype=object)
     return out
