@@ -58,6 +58,8 @@
 #include <stdint.h>
 #include <string.h>
 
+#include "_ingest_c.h"
+
 enum { K_ID = 0, K_TEXT, K_VERSION, K_OPTTEXT, K_CONF, K_PROBS, K_TS, K_FEATURE, K_COUNT };
 enum { T_ABSENT = 0, T_STR, T_NUM, T_TRUE, T_FALSE, T_NULL, T_OBJ, T_ARR };
 
@@ -333,7 +335,6 @@ static const char *scan_array(Ctx *cx, const char *p, int depth) {
 }
 
 static double to_double(const char *s, Py_ssize_t len, const Num *n, int allow_slow, int *ok);
-static int utf8_ok(const char *s, Py_ssize_t len);
 
 /* A probabilities object: keys and values kept for the line's commit. p at '{'. */
 static const char *scan_probs(Ctx *cx, const char *p) {
@@ -586,43 +587,6 @@ static PyObject *cached_text(Scanner *sc, const char *s, Py_ssize_t len) {
 }
 
 /* ---- the per-line rules ---------------------------------------------------------------------- */
-
-/* Whether s is UTF-8 as Python's strict decoder takes it (no overlong forms, no surrogates, nothing
- * above U+10FFFF). The block parser already sends lines that are not to the reference; this keeps
- * the scanner from ever raising on one. */
-static int utf8_ok(const char *s, Py_ssize_t len) {
-    const unsigned char *p = (const unsigned char *)s, *end = p + len;
-    while (p < end) {
-        unsigned c = *p;
-        if (c < 0x80) {
-            p++;
-            continue;
-        }
-        int n;
-        unsigned cp;
-        if (c >= 0xC2 && c <= 0xDF) {
-            n = 1;
-            cp = c & 0x1F;
-        } else if (c >= 0xE0 && c <= 0xEF) {
-            n = 2;
-            cp = c & 0x0F;
-        } else if (c >= 0xF0 && c <= 0xF4) {
-            n = 3;
-            cp = c & 0x07;
-        } else {
-            return 0;
-        }
-        if (end - p <= n) return 0;
-        for (int i = 1; i <= n; i++) {
-            if ((p[i] & 0xC0) != 0x80) return 0;
-            cp = (cp << 6) | (p[i] & 0x3F);
-        }
-        if ((n == 2 && (cp < 0x800 || (cp >= 0xD800 && cp <= 0xDFFF))) || (n == 3 && (cp < 0x10000 || cp > 0x10FFFF)))
-            return 0;
-        p += n + 1;
-    }
-    return 1;
-}
 
 /* The text of a TEXT-like token, or 0 if the line is not this scanner's. */
 static int text_ok(const Token *t, int bools) {
@@ -924,30 +888,6 @@ static int class_set(Column *c, const Prob *probs, int n_probs) {
     return c->last_set = k;
 }
 
-/* exporter.ingest.ids.stable_id_hashes of one id, bit for bit: SplitMix64's finaliser over its
- * little-endian 8-byte words (the last zero-padded), each keyed by its position, summed, and
- * mixed with the length. tests/ingest/test_line_scanner.py compares the two. */
-static inline uint64_t mix64(uint64_t z) {
-    z ^= z >> 30;
-    z *= 0xBF58476D1CE4E5B9ULL;
-    z ^= z >> 27;
-    z *= 0x94D049BB133111EBULL;
-    z ^= z >> 31;
-    return z;
-}
-
-static uint64_t stable_id_hash(const unsigned char *s, Py_ssize_t len) {
-    const uint64_t golden = 0x9E3779B97F4A7C15ULL;
-    uint64_t sum = 0;
-    for (Py_ssize_t j = 0; 8 * j < len; j++) {
-        uint64_t word = 0;
-        Py_ssize_t left = len - 8 * j < 8 ? len - 8 * j : 8;
-        for (Py_ssize_t b = 0; b < left; b++) word |= (uint64_t)s[8 * j + b] << (8 * b);
-        sum += mix64(word ^ mix64((uint64_t)(j + 1) * golden));
-    }
-    return mix64(sum + (uint64_t)(len + 1) * golden);
-}
-
 /* The code of a TEXT-like token's text (booleans as "1" / "0"); -1 when the table is full. */
 static int token_code(Out *o, Column *c, const Token *t) {
     const char *s = t->type == T_TRUE ? "1" : t->type == T_FALSE ? "0" : t->s;
@@ -963,9 +903,9 @@ static int token_code(Out *o, Column *c, const Token *t) {
 }
 
 /* One scanned line (its tokens, doubles and probabilities in w and num) into row o->taken of the
- * columns: 1 taken, 0 left (a table full, an id column beyond 2 GiB), -1 out of memory. Nothing
- * is appended before the line is known to fit, so a line left leaves no trace. Calls no Python
- * API: it runs without the GIL. */
+ * columns: 1 taken, 0 left (a table full, an id column beyond 2 GiB), -1 out of memory. No row is
+ * written before the line is known to fit, so a line left leaves at most an unused entry in the
+ * text or class-list table. Calls no Python API: it runs without the GIL. */
 static int commit(Out *o, const Worker *w, const double *num) {
     const Scanner *sc = o->sc;
     Py_ssize_t row = o->taken;
@@ -1258,209 +1198,9 @@ static PyTypeObject ScannerType = {
     .tp_methods = Scanner_methods,
 };
 
-/* ---- line bounds and guards: the block parser's first steps, without the GIL ------------------- */
-
-#define LONG_LINE 2000   /* lines longer than this are checked for deep nesting and huge integers */
-#define MAX_BRACKETS 400 /* far below json's recursion limit (~1000 frames) */
-#define HUGE_INT 4000    /* int() refuses more than 4300 digits */
-
-/* Whether s is UTF-8 as utf8_ok says, eight ASCII bytes at a time where it can. */
-static int utf8_line_ok(const char *s, Py_ssize_t len) {
-    Py_ssize_t i = 0;
-    for (; i + 8 <= len; i += 8) {
-        uint64_t word;
-        memcpy(&word, s + i, 8);
-        if (word & 0x8080808080808080ULL) break;
-    }
-    return i >= len || utf8_ok(s + i, len - i);
-}
-
-/* A line the decoders must not see: see block_parser's module docstring ("Line guards"). */
-static int suspect_line(const char *s, Py_ssize_t len, Py_ssize_t max_line) {
-    if (len == 0 || len > max_line || s[0] != '{' || s[len - 1] != '}') return 1;
-    if (len > LONG_LINE) {
-        Py_ssize_t brackets = 0, run = 0;
-        for (Py_ssize_t i = 0; i < len; i++) {
-            char c = s[i];
-            brackets += c == '[' || c == '{';
-            run = IS_DIGIT(c) ? run + 1 : 0;
-            if (brackets > MAX_BRACKETS || run >= HUGE_INT) return 1;
-        }
-    }
-    return !utf8_line_ok(s, len);
-}
-
-static PyObject *linescan_line_bounds(PyObject *self, PyObject *args) {
-    (void)self;
-    Py_buffer data;
-    if (!PyArg_ParseTuple(args, "y*", &data)) return NULL;
-    const char *p = (const char *)data.buf, *end = p + data.len;
-    Py_ssize_t n = 0;
-    PyObject *starts = NULL, *ends = NULL, *result = NULL;
-    Py_BEGIN_ALLOW_THREADS
-    for (const char *s = p; s < end;) {
-        const char *nl = memchr(s, '\n', (size_t)(end - s));
-        const char *e = nl ? nl : end;
-        n += e > s;
-        s = e + 1;
-    }
-    Py_END_ALLOW_THREADS
-    if ((starts = PyByteArray_FromStringAndSize(NULL, n * 8)) == NULL ||
-        (ends = PyByteArray_FromStringAndSize(NULL, n * 8)) == NULL)
-        goto done;
-    int64_t *st = (int64_t *)PyByteArray_AS_STRING(starts), *en = (int64_t *)PyByteArray_AS_STRING(ends);
-    Py_BEGIN_ALLOW_THREADS
-    Py_ssize_t k = 0;
-    for (const char *s = p; s < end;) {
-        const char *nl = memchr(s, '\n', (size_t)(end - s));
-        const char *e = nl ? nl : end;
-        if (e > s) {
-            st[k] = s - p;
-            en[k++] = e - p;
-        }
-        s = e + 1;
-    }
-    Py_END_ALLOW_THREADS
-    result = PyTuple_Pack(2, starts, ends);
-done:
-    Py_XDECREF(starts);
-    Py_XDECREF(ends);
-    PyBuffer_Release(&data);
-    return result;
-}
-
-static PyObject *linescan_line_guards(PyObject *self, PyObject *args) {
-    (void)self;
-    Py_buffer data, starts_buf, ends_buf;
-    Py_ssize_t max_line;
-    if (!PyArg_ParseTuple(args, "y*y*y*n", &data, &starts_buf, &ends_buf, &max_line)) return NULL;
-    PyObject *mask = NULL;
-    Py_ssize_t n = starts_buf.len / (Py_ssize_t)sizeof(int64_t);
-    const int64_t *starts = (const int64_t *)starts_buf.buf, *ends = (const int64_t *)ends_buf.buf;
-    if (ends_buf.len != starts_buf.len) {
-        PyErr_SetString(PyExc_ValueError, "starts and ends: int64 buffers of the same length");
-        goto done;
-    }
-    for (Py_ssize_t i = 0; i < n; i++) {
-        if (starts[i] < 0 || ends[i] > data.len || ends[i] < starts[i]) {
-            PyErr_SetString(PyExc_ValueError, "a line outside the data");
-            goto done;
-        }
-    }
-    if ((mask = PyByteArray_FromStringAndSize(NULL, n)) == NULL) goto done;
-    char *m = PyByteArray_AS_STRING(mask);
-    const char *base = (const char *)data.buf;
-    Py_BEGIN_ALLOW_THREADS
-    for (Py_ssize_t i = 0; i < n; i++) m[i] = (char)suspect_line(base + starts[i], ends[i] - starts[i], max_line);
-    Py_END_ALLOW_THREADS
-done:
-    PyBuffer_Release(&data);
-    PyBuffer_Release(&starts_buf);
-    PyBuffer_Release(&ends_buf);
-    return mask;
-}
-
-static PyObject *linescan_stable_hashes(PyObject *self, PyObject *args) {
-    (void)self;
-    Py_buffer offsets_buf, data;
-    if (!PyArg_ParseTuple(args, "y*y*", &offsets_buf, &data)) return NULL;
-    PyObject *out = NULL;
-    Py_ssize_t n = offsets_buf.len / (Py_ssize_t)sizeof(int64_t) - 1;
-    const int64_t *off = (const int64_t *)offsets_buf.buf;
-    if (n < 0) {
-        PyErr_SetString(PyExc_ValueError, "offsets: int64, one more than the ids");
-        goto done;
-    }
-    for (Py_ssize_t i = 0; i < n; i++) {
-        if (off[i] < 0 || off[i + 1] < off[i] || off[i + 1] > data.len) {
-            PyErr_SetString(PyExc_ValueError, "an id outside the data");
-            goto done;
-        }
-    }
-    if ((out = PyByteArray_FromStringAndSize(NULL, n * 8)) == NULL) goto done;
-    uint64_t *h = (uint64_t *)PyByteArray_AS_STRING(out);
-    const unsigned char *base = (const unsigned char *)data.buf;
-    Py_BEGIN_ALLOW_THREADS
-    for (Py_ssize_t i = 0; i < n; i++) h[i] = stable_id_hash(base + off[i], off[i + 1] - off[i]);
-    Py_END_ALLOW_THREADS
-done:
-    PyBuffer_Release(&offsets_buf);
-    PyBuffer_Release(&data);
-    return out;
-}
-
-/* first_by_hash: which rows hold the first occurrence of their hash, and where that first row is;
- * an open-addressing table of the rows seen, twice the rows in size, without the GIL. */
-static PyObject *linescan_first_by_hash(PyObject *self, PyObject *args) {
-    (void)self;
-    Py_buffer h_buf;
-    if (!PyArg_ParseTuple(args, "y*", &h_buf)) return NULL;
-    PyObject *first = NULL, *first_row = NULL, *result = NULL;
-    Py_ssize_t n = h_buf.len / 8;
-    size_t size = 16;
-    while (size < 2 * (size_t)n) size *= 2;
-    int64_t *table = malloc(size * sizeof(int64_t));
-    if (table == NULL) {
-        PyErr_NoMemory();
-        goto done;
-    }
-    if ((first = PyByteArray_FromStringAndSize(NULL, n)) == NULL ||
-        (first_row = PyByteArray_FromStringAndSize(NULL, n * 8)) == NULL)
-        goto done;
-    const uint64_t *h = (const uint64_t *)h_buf.buf;
-    char *f = PyByteArray_AS_STRING(first);
-    int64_t *fr = (int64_t *)PyByteArray_AS_STRING(first_row);
-    Py_BEGIN_ALLOW_THREADS
-    memset(table, 0xff, size * sizeof(int64_t)); /* -1: empty */
-    for (Py_ssize_t i = 0; i < n; i++) {
-        size_t at = (size_t)(mix64(h[i]) & (size - 1));
-        for (;; at = (at + 1) & (size - 1)) {
-            int64_t row = table[at];
-            if (row < 0) {
-                table[at] = i;
-                f[i] = 1;
-                fr[i] = i;
-                break;
-            }
-            if (h[row] == h[i]) {
-                f[i] = 0;
-                fr[i] = row;
-                break;
-            }
-        }
-    }
-    Py_END_ALLOW_THREADS
-    result = PyTuple_Pack(2, first, first_row);
-done:
-    free(table);
-    Py_XDECREF(first);
-    Py_XDECREF(first_row);
-    PyBuffer_Release(&h_buf);
-    return result;
-}
-
-static PyMethodDef linescan_functions[] = {
-    {"first_by_hash", linescan_first_by_hash, METH_VARARGS,
-     "first_by_hash(h) -> (first, first_row)\n\n"
-     "uint64 hashes: a bytearray, 1 where a row's hash has not come before; int64 bytes, the row\n"
-     "where each row's hash first came."},
-    {"stable_hashes", linescan_stable_hashes, METH_VARARGS,
-     "stable_hashes(offsets, data) -> bytearray\n\n"
-     "uint64 exporter.ingest.ids.stable_id_hashes of the ids data[offsets[i]:offsets[i + 1]]\n"
-     "(offsets: int64, one more than the ids), without the GIL."},
-    {"line_bounds", linescan_line_bounds, METH_VARARGS,
-     "line_bounds(data) -> (starts, ends)\n\n"
-     "int64 bytes: the start and end (exclusive) of every non-empty line; a final newline is optional."},
-    {"line_guards", linescan_line_guards, METH_VARARGS,
-     "line_guards(data, starts, ends, max_line_bytes) -> bytearray\n\n"
-     "1 for each line the decoders must not see: empty, over max_line_bytes, not from '{' to '}',\n"
-     "long and deeply nested or holding a huge integer, or not UTF-8."},
-    {NULL, NULL, 0, NULL},
-};
-
 static struct PyModuleDef linescan_module = {
     PyModuleDef_HEAD_INIT, "_linescan", "JSON lines -> columns of the mapped fields (see the C source's header).",
-    -1, linescan_functions, NULL, NULL, NULL, NULL,
+    -1, NULL, NULL, NULL, NULL, NULL,
 };
 
 PyMODINIT_FUNC PyInit__linescan(void) {

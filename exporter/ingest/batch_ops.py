@@ -17,12 +17,8 @@ import numpy.typing as npt
 import pandas as pd
 
 from exporter.foundation.arrays import BoolArray, FloatArray, IntArray, ObjArray
+from exporter.ingest import compiled_columns
 from exporter.ingest.batches import ProbabilityTable
-
-try:
-    from exporter.ingest import _linescan  # type: ignore[attr-defined]
-except ImportError:  # built without a C compiler: pandas' hash table
-    _linescan = None
 
 
 def factorize(values: ObjArray) -> tuple[IntArray, ObjArray]:
@@ -77,11 +73,10 @@ def first_occurrences(values: ObjArray, hashes: npt.NDArray[np.uint64] | None = 
 
 
 def _first_by_hash(hashes: npt.NDArray[np.uint64]) -> tuple[BoolArray, IntArray]:
-    """Whether each row's hash comes for the first time, and the row where it first came: in the
-    line scanner's C (a table of the rows seen, without the GIL) where it is built."""
-    if _linescan is not None:
-        first, first_row = _linescan.first_by_hash(hashes)
-        return np.frombuffer(first, dtype=np.bool_), np.frombuffer(first_row, dtype=np.int64)
+    """Whether each row's hash comes for the first time, and the row where it first came: in C
+    (a table of the rows seen, without the GIL) where it is built, else with pandas' table."""
+    if compiled_columns.AVAILABLE:
+        return compiled_columns.first_by_hash(hashes)
     codes = pd.factorize(hashes)[0].astype(np.int64, copy=False)
     is_first = _first_of_codes(codes)
     first_of_code = np.empty(int(codes.max()) + 1 if codes.size else 0, dtype=np.int64)

@@ -65,7 +65,7 @@ from exporter.foundation.reject_reasons import (
     MISSING_MODEL,
     MISSING_PREDICTION,
 )
-from exporter.ingest import line_scanner
+from exporter.ingest import compiled_columns
 from exporter.ingest.batches import LabelBatch, ParseResult, PredictionBatch, concat_batches
 from exporter.ingest.block_columns import (
     apply_reasons,
@@ -105,7 +105,7 @@ NATIVE_RUN_MIN = 1024
 NATIVE_MISSES = 2
 """Runs of at least NATIVE_RUN_MIN lines in which the compiled scanner may take fewer than half
 before a parser stops scanning (the lines it leaves are read again by msgspec)."""
-# the line guards' limits (the line scanner's C has them too: LONG_LINE, MAX_BRACKETS, HUGE_INT)
+# the line guards' limits (_columns.c has them too: LONG_LINE, MAX_BRACKETS, HUGE_INT)
 _LONG_LINE = 2000  # lines longer than this are checked for deep nesting and huge integers
 _MAX_BRACKETS = 400  # far below json's recursion limit (~1000 frames)
 _HUGE_INT = re.compile(rb"[0-9]{4000}")  # int() refuses more than 4300 digits
@@ -294,8 +294,8 @@ class BlockParser:
         """Lines the decoder must not see (see the module docstring)."""
         if self._decoder is None or not data:
             return np.ones(len(starts), dtype=np.bool_)
-        if line_scanner.AVAILABLE:  # the same rules in C, without the GIL
-            return line_scanner.line_guards(data, starts, ends, self.spec.max_line_bytes)
+        if compiled_columns.AVAILABLE:  # the same rules in C, without the GIL
+            return compiled_columns.line_guards(data, starts, ends, self.spec.max_line_bytes)
         return _line_guards(data, starts, ends, self.spec.max_line_bytes)
 
     def _decode_run(self, data: bytes, starts: IntArray, ends: IntArray, a: int, b: int, now: float,
@@ -440,8 +440,8 @@ def _origin_of(origins: Sequence[tuple[int, str]], index: int) -> str:
 
 def _line_bounds(data: bytes) -> tuple[IntArray, IntArray]:
     """Start and end (exclusive) of every non-empty line; a final newline is optional."""
-    if line_scanner.AVAILABLE:  # the same in C, without the GIL
-        return line_scanner.line_bounds(data)
+    if compiled_columns.AVAILABLE:  # the same in C, without the GIL
+        return compiled_columns.line_bounds(data)
     nl = np.flatnonzero(np.frombuffer(data, dtype=np.uint8) == 10)
     starts = np.concatenate(([0], nl + 1)).astype(np.int64)
     ends = np.concatenate((nl, [len(data)])).astype(np.int64)

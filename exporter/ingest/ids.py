@@ -15,11 +15,7 @@ import numpy.typing as npt
 import pyarrow as pa
 
 from exporter.foundation.arrays import HashArray, IntArray, ObjArray
-
-try:
-    from exporter.ingest import _linescan  # type: ignore[attr-defined]
-except ImportError:  # built without a C compiler: numpy hashes the ids
-    _linescan = None
+from exporter.ingest import compiled_columns
 
 
 def object_array(values: list[Any]) -> ObjArray:
@@ -75,8 +71,8 @@ def stable_id_hashes(ids: pa.Array | pa.ChunkedArray | ObjArray | Sequence[str])
     fully vectorised, with no Python loop per id:
     every id is cut into little-endian 8-byte words (the last one zero-padded), word ``j`` is
     keyed by its position and mixed with SplitMix64's finaliser, and the id's hash is the mixed
-    sum of its words and its length. About 40 ns per id on one core with numpy; where the line
-    scanner is built, the same hash in C, without the GIL (the encoding of a Python object array
+    sum of its words and its length. About 40 ns per id on one core with numpy; where the
+    compiled columns are built, the same hash in C, without the GIL (the encoding of a Python object array
     costs more than either).
 
     It is not cryptographic and not a standard hash: distinct ids collide with probability about
@@ -97,7 +93,7 @@ def stable_id_hashes(ids: pa.Array | pa.ChunkedArray | ObjArray | Sequence[str])
     if not (pa.types.is_binary(arr.type) or pa.types.is_large_binary(arr.type)):
         raise TypeError(f"ids must be strings or bytes, got an Arrow array of {arr.type}")
     n = len(arr)
-    if n <= _HASH_CHUNK or _linescan is not None:
+    if n <= _HASH_CHUNK or compiled_columns.AVAILABLE:
         return _hash_binary(arr)
     return np.concatenate([_hash_binary(arr.slice(i, _HASH_CHUNK)) for i in range(0, n, _HASH_CHUNK)])
 
@@ -109,14 +105,14 @@ def _hash_binary(arr: pa.Array) -> HashArray:
     _, offsets_buf, data_buf = arr.buffers()
     off_type = np.int64 if pa.types.is_large_binary(arr.type) else np.int32
     off = np.frombuffer(offsets_buf, dtype=off_type, count=arr.offset + n + 1)[arr.offset:].astype(np.int64)
-    if _linescan is not None:  # the same hash in C (the line scanner's), without the GIL
-        return np.frombuffer(_linescan.stable_hashes(off, data_buf if data_buf is not None else b""), dtype=np.uint64)
+    if compiled_columns.AVAILABLE:  # the same hash in C, without the GIL
+        return compiled_columns.stable_hashes(off, data_buf)
     return _hash_binary_numpy(off, data_buf)
 
 
 def _hash_binary_numpy(off: IntArray, data_buf: Any) -> HashArray:
     """``_hash_binary`` vectorised with numpy: the reference the C hash is tested against, and the
-    hash where the line scanner is not built (``off``: the ids' int64 offsets into ``data_buf``)."""
+    hash where the compiled columns are not built (``off``: the ids' int64 offsets into ``data_buf``)."""
     n = off.size - 1
     lo, hi = int(off[0]), int(off[-1])
     # the bytes, copied into whole words with a zero word after them, so any 8 bytes can be read

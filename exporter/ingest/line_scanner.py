@@ -42,19 +42,6 @@ _SLOT_KIND = {  # canonical field -> the scanner's rule for it (the C header lis
 }
 
 
-def line_bounds(data: bytes) -> tuple[IntArray, IntArray]:
-    """Start and end (exclusive) of every non-empty line of ``data``, found without the GIL."""
-    starts, ends = _linescan.line_bounds(data)
-    return np.frombuffer(starts, dtype=np.int64), np.frombuffer(ends, dtype=np.int64)
-
-
-def line_guards(data: bytes, starts: IntArray, ends: IntArray, max_line_bytes: int) -> BoolArray:
-    """The block parser's line guards (its module docstring), checked without the GIL."""
-    mask = _linescan.line_guards(data, np.ascontiguousarray(starts, dtype=np.int64),
-                                 np.ascontiguousarray(ends, dtype=np.int64), max_line_bytes)
-    return np.frombuffer(mask, dtype=np.bool_)
-
-
 class LineScanner:
     """One source's scanner: the mapped paths of its field mapping, in a fixed slot order."""
 

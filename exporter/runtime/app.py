@@ -28,7 +28,7 @@ from exporter.core.pipeline import Pipeline
 from exporter.foundation.clock import Clock
 from exporter.http.server import ExporterHTTPServer, RenderedSnapshot, Response, parse_listen_address, receiver_listener
 from exporter.http.status_page import StatusPage, StatusTracker
-from exporter.ingest import line_scanner
+from exporter.ingest import compiled_columns, line_scanner
 from exporter.report import catalogue
 from exporter.report.model import EMPTY_REPORT, CheckpointStats, ExporterStats, Report
 from exporter.runtime.checkpoint import Checkpointer
@@ -133,11 +133,12 @@ class Exporter:
         t.start()
         self._threads.append(t)
         host = str(self.server.server_address[0])
-        # which code ingest runs: both compiled modules are optional at install (setup.py)
+        # which code ingest runs: the compiled modules are optional at install (setup.py)
         ingest = "compiled line scanner" if line_scanner.AVAILABLE else "msgspec (line scanner not built)"
+        columns = "compiled" if compiled_columns.AVAILABLE else "numpy (not built)"
         kernels = "compiled" if id_table.AVAILABLE else "numpy (kernels not built)"
         log.info("listening", extra={"address": f"{host}:{self.port}", "json_reader": ingest,
-                                     "join_kernels": kernels})
+                                     "ingest_columns": columns, "join_kernels": kernels})
 
     # -- the loop -------------------------------------------------------------------------------------
     def cycle(self) -> None:

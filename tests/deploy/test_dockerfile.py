@@ -338,16 +338,19 @@ def test_entrypoint_serves_and_stops_on_sigterm(image_venv: Path, tmp_path: Path
 
 
 def test_the_installed_package_has_its_compiled_modules(image_venv: Path) -> None:
-    """``pip install .`` of the build context compiles exporter/ingest/_linescan.c and
-    exporter/core/_kernels.c (setup.py), as the build stage does with the gcc it installs; both
-    modules land inside the venv."""
+    """``pip install .`` of the build context compiles exporter/ingest/_linescan.c,
+    exporter/ingest/_columns.c (with the header they share) and exporter/core/_kernels.c
+    (setup.py), as the build stage does with the gcc it installs; all three land inside the venv."""
     if shutil.which("gcc") is None:
         missing("gcc (the build stage's compiler)")
     r = subprocess.run([str(image_venv / "bin" / "python"), "-c",
-                        "from exporter.ingest import line_scanner as s; from exporter.core import id_table as t; "
-                        "print(s.AVAILABLE, s._linescan.__file__, t.AVAILABLE, t._kernels.__file__)"],
+                        "from exporter.ingest import line_scanner as s, compiled_columns as c; "
+                        "from exporter.core import id_table as t; "
+                        "print(s.AVAILABLE, s._linescan.__file__, c.AVAILABLE, c._columns.__file__, "
+                        "t.AVAILABLE, t._kernels.__file__)"],
                        capture_output=True, text=True, timeout=60, cwd="/")
     assert r.returncode == 0, r.stderr
-    scanner, scanner_path, kernels, kernels_path = r.stdout.split()
+    scanner, scanner_path, columns, columns_path, kernels, kernels_path = r.stdout.split()
     assert scanner == "True" and scanner_path.startswith(str(image_venv)), r.stdout
+    assert columns == "True" and columns_path.startswith(str(image_venv)), r.stdout
     assert kernels == "True" and kernels_path.startswith(str(image_venv)), r.stdout

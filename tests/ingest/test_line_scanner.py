@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 
 from exporter.foundation import cores as cores_module
-from exporter.ingest import line_scanner
+from exporter.ingest import compiled_columns, line_scanner
 from exporter.ingest.batch_ops import positive_probabilities
 from exporter.ingest.batches import ProbabilityTable, concat_batches
 from exporter.ingest.block_parser import NATIVE_MISSES, NATIVE_RUN_MIN, Block, BlockParser
@@ -31,6 +31,8 @@ from tests.ingest.reference import NOW, assert_same_result, both_paths
 def _scanner_built() -> None:
     if not line_scanner.AVAILABLE:  # a failure under CI, which installs gcc and Python's headers
         missing("the compiled line scanner (setup.py builds it where gcc and Python.h are)")
+    if not compiled_columns.AVAILABLE:
+        missing("the compiled ingest columns (setup.py builds them where gcc and Python.h are)")
 
 
 SPEC = RecordSpec(model="m", feature_names=("a", "b"))
@@ -457,7 +459,7 @@ def test_line_bounds_and_guards_in_c_are_the_numpy_rules() -> None:
         data = b"\n".join(lines) + (b"\n" if trial % 2 else b"")
         if not data:  # the block parser never guards an empty block
             continue
-        starts, ends = line_scanner.line_bounds(data)
+        starts, ends = compiled_columns.line_bounds(data)
         nl = np.flatnonzero(np.frombuffer(data, dtype=np.uint8) == 10)
         all_starts, all_ends = np.r_[0, nl + 1], np.r_[nl, len(data)]
         keep = all_ends > all_starts
@@ -465,13 +467,14 @@ def test_line_bounds_and_guards_in_c_are_the_numpy_rules() -> None:
         np.testing.assert_array_equal(ends, all_ends[keep])
         for s, e in ((starts, ends), (all_starts, all_ends)):  # the block parser's bounds, and with empty lines
             for limit in (1_000_000, 3000, 11, 10):  # 11: the length of {"id":"r1"}
-                got = line_scanner.line_guards(data, s, e, limit)
+                got = compiled_columns.line_guards(data, s, e, limit)
                 want = block_parser._line_guards(data, s, e, limit)
                 np.testing.assert_array_equal(got, want, err_msg=f"trial {trial}, limit {limit}")
     # each case alone, so that a rule no seeded block happened to reach is still compared
     for line in cases[1:]:
         s, e = np.array([0]), np.array([len(line)])
-        assert line_scanner.line_guards(line, s, e, 10**6)[0] == block_parser._line_guards(line, s, e, 10**6)[0], line
+        got = compiled_columns.line_guards(line, s, e, 10**6)[0]
+        assert got == block_parser._line_guards(line, s, e, 10**6)[0], line
 
 
 def test_a_fixed_model_is_one_object_in_every_row() -> None:
@@ -505,7 +508,7 @@ def _spec_hash(data: bytes) -> int:
 
 
 def test_the_c_id_hash_is_the_numpy_hash_and_the_spec() -> None:
-    """stable_id_hashes runs in C where the line scanner is built; the numpy hash (the fallback) and
+    """stable_id_hashes runs in C where the compiled columns are built; the numpy hash (the fallback) and
     a plain-Python reading of the docstring give the same bits: every length around the 8-byte
     words, empty and multi-byte ids, one width throughout (numpy's fixed-width branch), a sliced
     array (an offset into its buffers) and large_binary."""
