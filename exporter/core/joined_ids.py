@@ -28,7 +28,7 @@ _MAX_RUNS = 1024  # expiry runs kept exact (beyond: an eighth of the ids)
 
 def _searchsorted_right(a: HashArray, q: HashArray) -> IntArray:
     """``np.searchsorted(a, q, side="right")`` for ascending ``q``: in C (``_kernels``) each answer
-    gallops on from the one before, about three times faster on a large segment."""
+    gallops on from the one before: 1.5 times faster for 14k queries in a million hashes."""
     if _kernels is None:
         found: IntArray = np.searchsorted(a, q, side="right")
         return found
@@ -65,8 +65,9 @@ class _HashSegment:
         hashes = np.empty(self.n + newer.n, dtype=np.uint64)
         offsets = np.empty(self.n + newer.n, dtype=np.uint32)
         if _kernels is not None:  # one linear pass in C, without the GIL
-            _kernels.merge_sorted(self.hashes, self.offsets, newer.hashes, newer.offsets, newer.start - self.start,
-                                  hashes, offsets)
+            c = np.ascontiguousarray
+            _kernels.merge_sorted(c(self.hashes), c(self.offsets), c(newer.hashes), c(newer.offsets),
+                                  newer.start - self.start, hashes, offsets)
             return _HashSegment(self.start, hashes, offsets)
         at = np.searchsorted(self.hashes, newer.hashes, side="right") + np.arange(newer.n)
         mine = np.ones(self.n + newer.n, dtype=bool)

@@ -14,8 +14,8 @@ The per-record parser in ``exporter.ingest.records`` is the reference; this path
 result (``tests/ingest/test_block_parser.py`` fuzzes the two against each other, seeded). Where the two
 could disagree, the lines in question are handed to the reference instead:
 
-* **Line guards**, over the whole block at once (in C without the GIL where the line scanner is
-  built, with numpy otherwise): a line must start with ``{`` and end with ``}``.
+* **Line guards**, over the whole block at once (in C without the GIL where ``compiled_columns``
+  is built, with numpy otherwise): a line must start with ``{`` and end with ``}``.
   Then no JSON value can span two lines (``}`` newline ``{`` is never valid inside a value,
   and a string cannot hold a raw newline), so the decoder's record count equals the line count
   exactly when each line holds exactly one object. Lines over ``max_line_bytes``, non-UTF-8
@@ -450,7 +450,8 @@ def _line_bounds(data: bytes) -> tuple[IntArray, IntArray]:
 
 
 def _line_guards(data: bytes, starts: IntArray, ends: IntArray, max_line_bytes: int) -> BoolArray:
-    """The line guards (see the module docstring) where the line scanner is not built."""
+    """The line guards (see the module docstring) with numpy: the fallback where ``compiled_columns``
+    is not built, and the reference its C is tested against."""
     buf = np.frombuffer(data, dtype=np.uint8)
     lens = ends - starts
     nonempty = lens > 0

@@ -71,9 +71,9 @@ def stable_id_hashes(ids: pa.Array | pa.ChunkedArray | ObjArray | Sequence[str])
     fully vectorised, with no Python loop per id:
     every id is cut into little-endian 8-byte words (the last one zero-padded), word ``j`` is
     keyed by its position and mixed with SplitMix64's finaliser, and the id's hash is the mixed
-    sum of its words and its length. About 40 ns per id on one core with numpy; where the
-    compiled columns are built, the same hash in C, without the GIL (the encoding of a Python object array
-    costs more than either).
+    sum of its words and its length. About 40 ns per id on one core with numpy; where
+    ``compiled_columns`` is built, the same hash in C, without the GIL (the encoding of a Python
+    object array costs more than either).
 
     It is not cryptographic and not a standard hash: distinct ids collide with probability about
     2^-64 per pair. Where only the hash is kept (ids already joined), a genuinely new id takes an
