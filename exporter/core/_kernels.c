@@ -319,19 +319,22 @@ out:
  * where it last looked, instead of starting every binary search from its ends. */
 static PyObject *k_searchsorted_right(PyObject *self, PyObject *args) {
     (void)self;
-    PyObject *o_a, *o_q, *o_out;
-    if (!PyArg_ParseTuple(args, "OOO", &o_a, &o_q, &o_out)) return NULL;
-    Py_buffer b_a, b_q, b_out;
-    if (get_buf(o_a, &b_a, "a", 8, U64, 0) < 0) return NULL;
-    if (get_buf(o_q, &b_q, "q", 8, U64, 0) < 0) goto e1;
-    if (get_buf(o_out, &b_out, "out", 8, I64, 1) < 0) goto e2;
-    Py_ssize_t n = b_a.len / 8, k = b_q.len / 8;
-    if (b_out.len / 8 != k) {
-        PyErr_SetString(PyExc_ValueError, "searchsorted_right: out and q differ in length");
-        goto e3;
+    PyObject *o[3];
+    if (!PyArg_ParseTuple(args, "OOO", &o[0], &o[1], &o[2])) return NULL;
+    static const char *names[3] = {"a", "q", "out"};
+    Py_buffer buf[3];
+    int held = 0;
+    PyObject *result = NULL;
+    for (; held < 3; held++) {
+        if (get_buf(o[held], &buf[held], names[held], 8, held < 2 ? U64 : I64, held == 2) < 0) goto out;
     }
-    const uint64_t *a = b_a.buf, *q = b_q.buf;
-    int64_t *out = b_out.buf;
+    Py_ssize_t n = buf[0].len / 8, k = buf[1].len / 8;
+    if (buf[2].len / 8 != k) {
+        PyErr_SetString(PyExc_ValueError, "searchsorted_right: out and q differ in length");
+        goto out;
+    }
+    const uint64_t *a = buf[0].buf, *q = buf[1].buf;
+    int64_t *found = buf[2].buf;
     Py_BEGIN_ALLOW_THREADS  /* buffers only: the parsing thread runs meanwhile */
     Py_ssize_t lo = 0;  /* every a[i] with i < lo is <= the current query */
     for (Py_ssize_t i = 0; i < k; i++) {
@@ -352,18 +355,15 @@ static PyObject *k_searchsorted_right(PyObject *self, PyObject *args) {
             if (a[m] <= v) l = m + 1;
             else r = m;
         }
-        out[i] = l;
+        found[i] = l;
         lo = l;
     }
     Py_END_ALLOW_THREADS
-    PyBuffer_Release(&b_out);
-    PyBuffer_Release(&b_q);
-    PyBuffer_Release(&b_a);
-    Py_RETURN_NONE;
-e3: PyBuffer_Release(&b_out);
-e2: PyBuffer_Release(&b_q);
-e1: PyBuffer_Release(&b_a);
-    return NULL;
+    result = Py_None;
+    Py_INCREF(result);
+out:
+    while (held > 0) PyBuffer_Release(&buf[--held]);
+    return result;
 }
 
 /* merge_sorted(a, a_off, b, b_off, shift, out, out_off): the two sorted runs of hashes (with their
